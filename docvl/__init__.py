@@ -1,0 +1,3 @@
+"""docvl: document understanding with DeepSeek-VL."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,160 @@
+"""The `docvl` command."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from docvl.errors import DocvlError
+
+app = typer.Typer(help="docvl: document understanding with DeepSeek-VL.", no_args_is_help=True)
+model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+def _offline() -> None:
+    """Nothing is downloaded at run time: checkpoints come from local directories only."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(error: DocvlError) -> None:
+    typer.echo(f"error ({error.code}): {error.message}", err=True)
+    raise typer.Exit(2)
+
+
+@model_app.command("build-tiny")
+def build_tiny(
+    directory: Annotated[Path, typer.Argument(help="Where to write the checkpoint.")],
+    small: Annotated[bool, typer.Option(help="64/128 px images and 16 image tokens, for fast tests.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+) -> None:
+    """Build a tiny randomly initialised DeepSeek-VL hybrid checkpoint (its text is junk)."""
+    _offline()
+    from model_worker.tiny import build_tiny as build
+
+    build(directory, small=small, seed=seed)
+    typer.echo(str(directory))
+
+
+@model_app.command("info")
+def model_info(target: Annotated[str, typer.Option(help="Model worker HOST:PORT.")] = "127.0.0.1:50061") -> None:
+    """Print the model worker's model, limits and counters as JSON."""
+    from model_worker.transport.client import InferenceClient
+
+    with InferenceClient(target) as client:
+        try:
+            typer.echo(json.dumps(client.model_info(), indent=2))
+        except DocvlError as exc:
+            _fail(exc)
+
+
+@app.command("model-worker")
+def model_worker(
+    model: Annotated[Path | None, typer.Option(help="Checkpoint directory [DOCVL_MODEL_WORKER_MODEL_DIR].")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address [DOCVL_MODEL_WORKER_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [DOCVL_MODEL_WORKER_PORT].")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda [DOCVL_MODEL_WORKER_DEVICE].")] = None,
+    max_batch_size: Annotated[int | None, typer.Option(help="[DOCVL_MODEL_WORKER_MAX_BATCH_SIZE]")] = None,
+    max_wait_ms: Annotated[int | None, typer.Option(help="[DOCVL_MODEL_WORKER_MAX_WAIT_MS]")] = None,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+) -> None:
+    """Serve the model over gRPC (InferenceService, health, reflection) until SIGTERM or Ctrl-C."""
+    _offline()
+    _logging(log_level)
+    from pydantic import ValidationError
+
+    from model_worker.settings import ModelWorkerSettings
+    from model_worker.transport.server import serve
+
+    overrides: dict[str, Any] = {
+        "model_dir": model,
+        "host": host,
+        "port": port,
+        "device": device,
+        "max_batch_size": max_batch_size,
+        "max_wait_ms": max_wait_ms,
+    }
+    try:
+        settings = ModelWorkerSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        typer.echo(f"invalid model worker settings:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        asyncio.run(serve(settings))
+    except DocvlError as exc:
+        _fail(exc)
+
+
+@app.command("infer")
+def infer(
+    image: Annotated[list[Path], typer.Option(help="Image file; repeat for several.")],
+    target: Annotated[str, typer.Option(help="Model worker HOST:PORT.")] = "127.0.0.1:50061",
+    task: Annotated[str, typer.Option(help="ocr, chart2code, web2html or qa.")] = "ocr",
+    question: Annotated[str | None, typer.Option(help="The question (qa).")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Replace the task's instruction text.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="0: the worker's default.")] = 0,
+    temperature: Annotated[float, typer.Option(help="0: greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option()] = 1.0,
+    seed: Annotated[int | None, typer.Option()] = None,
+    stream: Annotated[bool, typer.Option(help="Print the text as it is generated.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds before giving up.")] = 600.0,
+) -> None:
+    """Send images to a model worker and print its answer."""
+    from docvl.tasks import TaskKind
+    from model_worker.transport.client import InferenceClient
+    from model_worker.types import GenerationParams, InferenceRequest, InferenceResult
+
+    try:
+        for path in image:
+            if not path.is_file():
+                raise typer.BadParameter(f"{path} is not a file", param_hint="--image")
+        request = InferenceRequest(
+            task=TaskKind.parse(task),
+            images=[path.read_bytes() for path in image],
+            question=question,
+            prompt_override=prompt,
+            params=GenerationParams(max_new_tokens, temperature, top_p, seed),
+        )
+        with InferenceClient(target) as client:
+            if stream:
+                result: InferenceResult | None = None
+                for item in client.generate_stream(request, timeout=timeout):
+                    if isinstance(item, str):
+                        if not as_json:
+                            sys.stdout.write(item)
+                            sys.stdout.flush()
+                    else:
+                        result = item
+                if result is None:
+                    raise DocvlError("the stream ended without a result")
+            else:
+                result = client.generate(request, timeout=timeout)
+    except DocvlError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(result), indent=2))
+    elif not stream:
+        typer.echo(result.text)
+    else:
+        typer.echo("")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,37 @@
+"""Typed domain errors. Transports map them to status codes in docvl.status_codes, nowhere else."""
+
+from __future__ import annotations
+
+
+class DocvlError(Exception):
+    """Base of every error docvl reports to a caller. `code` is stable; the message says what to fix."""
+
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(DocvlError):
+    """The caller sent something that can never succeed as sent."""
+
+    code = "invalid_input"
+
+
+class ResourceExhausted(DocvlError):
+    """Out of memory or capacity for this request; another try later or a smaller request may succeed."""
+
+    code = "resource_exhausted"
+
+
+class Unavailable(DocvlError):
+    """The service cannot answer now (starting, stopping, or a dependency is down); retry later."""
+
+    code = "unavailable"
+
+
+class Cancelled(DocvlError):
+    """The caller went away or its deadline passed before the work was done."""
+
+    code = "cancelled"

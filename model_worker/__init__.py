@@ -1,0 +1,1 @@
+"""The GPU model worker: one DeepSeek-VL model behind gRPC, with dynamic batching."""

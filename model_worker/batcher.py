@@ -1,0 +1,163 @@
+"""Dynamic batching: requests that arrive together share one generate call.
+
+A batch closes when it holds `max_batch_size` requests or `max_wait_ms` after its first request, whichever
+comes first. Requests whose caller has gone, or whose deadline has passed, are dropped before generation.
+The model runs on one dedicated thread, so the event loop stays free to accept and preprocess requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from docvl.errors import Cancelled, ResourceExhausted, Unavailable
+from model_worker.decoding import RowControl
+from model_worker.engine import Engine, PreparedInput
+from model_worker.types import Generated, Timings, WorkerStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    prepared: PreparedInput
+    future: asyncio.Future[tuple[Generated, Timings]]
+    enqueued_at: float
+    deadline: float | None
+    on_delta: Callable[[str], None] | None
+    cancelled: bool = field(default=False)
+
+    def gone(self, now: float) -> bool:
+        return self.cancelled or self.future.done() or (self.deadline is not None and now >= self.deadline)
+
+
+class Batcher:
+    def __init__(self, engine: Engine, *, max_batch_size: int, max_wait_ms: int, max_queue: int) -> None:
+        self.engine = engine
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self.stats = WorkerStats()
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(Unavailable("the model worker is shutting down: retry elsewhere"))
+        self._model_thread.shutdown(wait=True)
+
+    async def submit(
+        self,
+        prepared: PreparedInput,
+        *,
+        timeout: float | None = None,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> tuple[Generated, Timings]:
+        """Queue a prepared request and wait for its result. Cancelling the caller drops or stops it."""
+        if self._queue.qsize() >= self.max_queue:
+            raise ResourceExhausted(f"the queue is full ({self.max_queue} requests waiting): retry later")
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        pending = _Pending(
+            prepared=prepared,
+            future=loop.create_future(),
+            enqueued_at=now,
+            deadline=None if timeout is None else now + timeout,
+            on_delta=on_delta,
+        )
+        self._queue.put_nowait(pending)
+        try:
+            return await asyncio.shield(pending.future)
+        except asyncio.CancelledError:
+            pending.cancelled = True
+            raise
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect(loop)
+            if batch:
+                await self._execute(loop, batch)
+
+    async def _collect(self, loop: asyncio.AbstractEventLoop) -> list[_Pending]:
+        batch = [await self._queue.get()]
+        closes_at = loop.time() + self.max_wait
+        while len(batch) < self.max_batch_size:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            remaining = closes_at - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        now = loop.time()
+        live = []
+        for pending in batch:
+            if pending.gone(now):
+                self.stats.requests_dropped += 1
+                if not pending.future.done():
+                    pending.future.set_exception(Cancelled("the caller cancelled or its deadline passed"))
+                log.info("dropped request %s before generation: caller gone", pending.prepared.request_id)
+            else:
+                live.append(pending)
+        return live
+
+    async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        rows = [
+            RowControl(
+                p.prepared.params,
+                cancelled=(lambda p=p: p.gone(loop.time())),  # type: ignore[misc]
+                on_delta=None if p.on_delta is None else self._threadsafe(loop, p.on_delta),
+            )
+            for p in batch
+        ]
+        started = loop.time()
+        begun = time.perf_counter()
+        outcomes = await loop.run_in_executor(
+            self._model_thread, self.engine.run_isolated, [p.prepared for p in batch], rows
+        )
+        inference_ms = (time.perf_counter() - begun) * 1000
+        self.stats.batches += 1
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if pending.future.done():
+                continue
+            if isinstance(outcome, Exception):
+                self.stats.requests_failed += 1
+                pending.future.set_exception(outcome)
+                continue
+            self.stats.requests_completed += 1
+            self.stats.generated_tokens += len(outcome.token_ids)
+            timings = Timings(
+                queued_ms=(started - pending.enqueued_at) * 1000,
+                preprocessing_ms=pending.prepared.preprocessing_ms,
+                inference_ms=inference_ms,
+                batch_size=len(batch),
+            )
+            pending.future.set_result((outcome, timings))
+
+    @staticmethod
+    def _threadsafe(loop: asyncio.AbstractEventLoop, callback: Callable[[str], None]) -> Callable[[str], None]:
+        def deliver(delta: str) -> None:
+            loop.call_soon_threadsafe(callback, delta)
+
+        return deliver

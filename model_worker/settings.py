@@ -1,0 +1,47 @@
+"""Configuration of the model worker deployable (environment prefix DOCVL_MODEL_WORKER_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class ModelWorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCVL_MODEL_WORKER_", extra="ignore")
+
+    model_dir: Path = Field(description="Directory of a DeepSeek-VL checkpoint in transformers format.")
+    model_id: str | None = Field(None, description="Name reported with every answer; default: the checkpoint's.")
+    model_revision: str | None = Field(None, description="Revision reported; default: a fingerprint of the files.")
+    host: str = "127.0.0.1"
+    port: int = Field(50061, ge=0, le=65535)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int = Field(0, ge=0, description="torch threads on the CPU; 0 keeps torch's default.")
+
+    max_batch_size: int = Field(8, ge=1, le=256)
+    max_wait_ms: int = Field(10, ge=0, le=10_000)
+    vision_batch_size: int = Field(0, ge=0, description="Images encoded at once; 0: 1 on the CPU, 8 on CUDA.")
+    max_queue: int = Field(256, ge=1, description="Requests waiting beyond this are refused (RESOURCE_EXHAUSTED).")
+    preprocess_threads: int = Field(2, ge=1)
+
+    default_max_new_tokens: int = Field(512, ge=1)
+    max_new_tokens_limit: int = Field(4096, ge=1)
+    max_images_per_request: int = Field(4, ge=1)
+    max_image_bytes: int = Field(32 * MiB, ge=1)
+    max_image_pixels: int = Field(50_000_000, ge=1)
+    max_prompt_chars: int = Field(8192, ge=1)
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> ModelWorkerSettings:
+        if self.default_max_new_tokens > self.max_new_tokens_limit:
+            raise ValueError("default_max_new_tokens must not exceed max_new_tokens_limit")
+        return self
+
+    @property
+    def grpc_message_limit(self) -> int:
+        """Largest message the server takes: every image at its limit plus room for the rest."""
+        return self.max_images_per_request * self.max_image_bytes + 4 * MiB

@@ -1,0 +1,1 @@
+"""gRPC transport of the model worker: the only place that knows the protobuf types."""
