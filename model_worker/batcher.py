@@ -115,8 +115,10 @@ class Batcher:
         for pending in batch:
             if pending.gone(now):
                 self.stats.requests_dropped += 1
-                if not pending.future.done():
-                    pending.future.set_exception(Cancelled("the caller cancelled or its deadline passed"))
+                if pending.cancelled:
+                    pending.future.cancel()  # nobody waits for it any more
+                elif not pending.future.done():
+                    pending.future.set_exception(Cancelled("the deadline passed while the request was queued"))
                 log.info("dropped request %s before generation: caller gone", pending.prepared.request_id)
             else:
                 live.append(pending)

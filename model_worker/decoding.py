@@ -21,6 +21,7 @@ class RowControl:
     cancelled: Callable[[], bool] = lambda: False
     on_delta: Callable[[str], None] | None = None
     sampler: torch.Generator | None = field(default=None, init=False)
+    cancelled_after: int | None = field(default=None, init=False)  # tokens generated when it was stopped
 
     def __post_init__(self) -> None:
         if not self.params.greedy:
@@ -62,7 +63,11 @@ class RowStop(StoppingCriteria):  # type: ignore[misc]
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         generated = input_ids.shape[1] - self.prompt_length
-        done = [generated >= row.params.max_new_tokens or row.cancelled() for row in self.rows]
+        done = []
+        for row in self.rows:
+            if row.cancelled_after is None and generated < row.params.max_new_tokens and row.cancelled():
+                row.cancelled_after = generated
+            done.append(generated >= row.params.max_new_tokens or row.cancelled_after is not None)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 

@@ -182,14 +182,14 @@ class Engine:
         return [self._finish(p, row, tokens) for p, row, tokens in zip(batch, rows, new_tokens, strict=True)]
 
     def _finish(self, prepared: PreparedInput, row: RowControl, tokens: list[int]) -> Generated:
-        tokens = tokens[: row.params.max_new_tokens]
         reason = FinishReason.LENGTH
+        if row.cancelled_after is not None:  # its caller went away; the rest of the row is padding
+            tokens, reason = tokens[: row.cancelled_after], FinishReason.CANCELLED
+        tokens = tokens[: row.params.max_new_tokens]
         for index, token in enumerate(tokens):
             if token in self.eos_ids:
                 tokens, reason = tokens[:index], FinishReason.STOP
                 break
-        if reason is FinishReason.LENGTH and len(tokens) < row.params.max_new_tokens:
-            reason = FinishReason.CANCELLED  # stopped early: its caller went away
         return Generated(
             text=self._decode(tokens),
             token_ids=tokens,

@@ -1,0 +1,3 @@
+from docvl.cli import main
+
+main()
