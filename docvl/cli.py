@@ -40,7 +40,9 @@ def _fail(error: DocvlError) -> None:
 @model_app.command("build-tiny")
 def build_tiny(
     directory: Annotated[Path, typer.Argument(help="Where to write the checkpoint.")],
-    small: Annotated[bool, typer.Option(help="64/128 px images and 16 image tokens, for fast tests.")] = False,
+    small: Annotated[
+        bool, typer.Option(help="64/128 px images and 16 image tokens, for fast tests.")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
 ) -> None:
     """Build a tiny randomly initialised DeepSeek-VL hybrid checkpoint (its text is junk)."""
@@ -52,7 +54,9 @@ def build_tiny(
 
 
 @model_app.command("info")
-def model_info(target: Annotated[str, typer.Option(help="Model worker HOST:PORT.")] = "127.0.0.1:50061") -> None:
+def model_info(
+    target: Annotated[str, typer.Option(help="Model worker HOST:PORT.")] = "127.0.0.1:50061",
+) -> None:
     """Print the model worker's model, limits and counters as JSON."""
     from model_worker.transport.client import InferenceClient
 
@@ -65,7 +69,9 @@ def model_info(target: Annotated[str, typer.Option(help="Model worker HOST:PORT.
 
 @app.command("model-worker")
 def model_worker(
-    model: Annotated[Path | None, typer.Option(help="Checkpoint directory [DOCVL_MODEL_WORKER_MODEL_DIR].")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Checkpoint directory [DOCVL_MODEL_WORKER_MODEL_DIR].")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Listen address [DOCVL_MODEL_WORKER_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port [DOCVL_MODEL_WORKER_PORT].")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda [DOCVL_MODEL_WORKER_DEVICE].")] = None,

@@ -60,14 +60,16 @@ class Batcher:
         while not self._queue.empty():
             pending = self._queue.get_nowait()
             if not pending.future.done():
-                pending.future.set_exception(Unavailable("the model worker is shutting down: retry elsewhere"))
+                pending.future.set_exception(
+                    Unavailable("the model worker is shutting down: retry elsewhere")
+                )
         self._model_thread.shutdown(wait=True)
 
     async def submit(
         self,
         prepared: PreparedInput,
         *,
-        timeout: float | None = None,
+        time_left: float | None = None,
         on_delta: Callable[[str], None] | None = None,
     ) -> tuple[Generated, Timings]:
         """Queue a prepared request and wait for its result. Cancelling the caller drops or stops it."""
@@ -79,7 +81,7 @@ class Batcher:
             prepared=prepared,
             future=loop.create_future(),
             enqueued_at=now,
-            deadline=None if timeout is None else now + timeout,
+            deadline=None if time_left is None else now + time_left,
             on_delta=on_delta,
         )
         self._queue.put_nowait(pending)
@@ -118,7 +120,9 @@ class Batcher:
                 if pending.cancelled:
                     pending.future.cancel()  # nobody waits for it any more
                 elif not pending.future.done():
-                    pending.future.set_exception(Cancelled("the deadline passed while the request was queued"))
+                    pending.future.set_exception(
+                        Cancelled("the deadline passed while the request was queued")
+                    )
                 log.info("dropped request %s before generation: caller gone", pending.prepared.request_id)
             else:
                 live.append(pending)
@@ -158,7 +162,9 @@ class Batcher:
             pending.future.set_result((outcome, timings))
 
     @staticmethod
-    def _threadsafe(loop: asyncio.AbstractEventLoop, callback: Callable[[str], None]) -> Callable[[str], None]:
+    def _threadsafe(
+        loop: asyncio.AbstractEventLoop, callback: Callable[[str], None]
+    ) -> Callable[[str], None]:
         def deliver(delta: str) -> None:
             loop.call_soon_threadsafe(callback, delta)
 

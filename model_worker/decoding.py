@@ -61,7 +61,7 @@ class RowStop(StoppingCriteria):  # type: ignore[misc]
         self.rows = rows
         self.prompt_length = prompt_length
 
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         generated = input_ids.shape[1] - self.prompt_length
         done = []
         for row in self.rows:

@@ -82,7 +82,9 @@ class Engine:
         eos = self.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id]
         self.eos_ids = {int(e) for e in eos_ids}
-        self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos_ids[0])
+        self.pad_id = int(
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos_ids[0]
+        )
 
     # -- one request ----------------------------------------------------------------------------------
 
@@ -99,7 +101,9 @@ class Engine:
         seed = params.seed
         if not params.greedy and seed is None:
             seed = secrets.randbits(63)
-        return GenerationParams(max_new_tokens=max_new, temperature=params.temperature, top_p=top_p, seed=seed)
+        return GenerationParams(
+            max_new_tokens=max_new, temperature=params.temperature, top_p=top_p, seed=seed
+        )
 
     def prepare(self, request: InferenceRequest) -> PreparedInput:
         """Validate, decode the images, render the prompt and run the processor. Raises InvalidInput."""
@@ -111,7 +115,9 @@ class Engine:
             raise InvalidInput(f"{len(request.images)} images: this worker takes at most {limits.max_images}")
         for name, text in (("question", request.question), ("prompt_override", request.prompt_override)):
             if text and len(text) > limits.max_prompt_chars:
-                raise InvalidInput(f"{name} is {len(text)} characters: the limit is {limits.max_prompt_chars}")
+                raise InvalidInput(
+                    f"{name} is {len(text)} characters: the limit is {limits.max_prompt_chars}"
+                )
         params = self.resolve_params(request.params)
         prompt = build_prompt(request.task, len(request.images), request.question, request.prompt_override)
         images = [
@@ -152,12 +158,14 @@ class Engine:
         count = next(iter(pixels.values())).shape[0]
         chunks = []
         for start in range(0, count, self.vision_batch_size):
-            chunk = {k: v[start : start + self.vision_batch_size].to(device, dtype) for k, v in pixels.items()}
+            chunk = {
+                k: v[start : start + self.vision_batch_size].to(device, dtype) for k, v in pixels.items()
+            }
             chunks.append(self.model.model.get_image_features(**chunk, return_dict=True).pooler_output)
         return torch.cat(chunks)
 
     def generate(self, batch: Sequence[PreparedInput], rows: Sequence[RowControl]) -> list[Generated]:
-        """One generate call for the batch; each row ends at its own limit, end-of-sequence or cancellation."""
+        """One generate call for the batch; each row ends at its own limit, its end or its cancellation."""
         tensors = self.collate(batch)
         prompt_length = tensors["input_ids"].shape[1]
         pixel_keys = [k for k in tensors if k not in ("input_ids", "attention_mask")]
@@ -205,7 +213,9 @@ class Engine:
         if self.loaded.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def run_isolated(self, batch: Sequence[PreparedInput], rows: Sequence[RowControl]) -> list[Generated | Exception]:
+    def run_isolated(
+        self, batch: Sequence[PreparedInput], rows: Sequence[RowControl]
+    ) -> list[Generated | Exception]:
         """generate(), but one request's failure stays its own: out of memory splits the batch in halves,
         another error re-runs the requests one by one; a lone request that fails gets its error."""
         try:
@@ -223,7 +233,9 @@ class Engine:
                     ]
                 half = len(batch) // 2
                 log.warning("out of memory on a batch of %d: splitting it", len(batch))
-                return self.run_isolated(batch[:half], rows[:half]) + self.run_isolated(batch[half:], rows[half:])
+                return self.run_isolated(batch[:half], rows[:half]) + self.run_isolated(
+                    batch[half:], rows[half:]
+                )
             if len(batch) == 1:
                 log.exception("request %s failed", batch[0].request_id)
                 return [exc]

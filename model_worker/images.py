@@ -16,7 +16,9 @@ def decode_image(data: bytes, *, index: int, max_bytes: int, max_pixels: int) ->
     if not data:
         raise InvalidInput(f"{where} is empty (0 bytes): send the encoded image file (PNG, JPEG, TIFF, WebP)")
     if len(data) > max_bytes:
-        raise InvalidInput(f"{where} is {len(data)} bytes, over the limit of {max_bytes} bytes: send a smaller image")
+        raise InvalidInput(
+            f"{where} is {len(data)} bytes, over the limit of {max_bytes} bytes: send a smaller image"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -32,6 +34,8 @@ def decode_image(data: bytes, *, index: int, max_bytes: int, max_pixels: int) ->
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidInput(f"{where} has too many pixels ({exc}): downscale it") from None
     except UnidentifiedImageError:
-        raise InvalidInput(f"{where} is not an image format this worker can decode (PNG, JPEG, TIFF, WebP, ...)") from None
+        raise InvalidInput(
+            f"{where} is not an image format this worker can decode (PNG, JPEG, TIFF, WebP, ...)"
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidInput(f"{where} could not be decoded, it is corrupt or truncated: {exc}") from None

@@ -45,7 +45,11 @@ def build_prompt(task: TaskKind, n_images: int, question: str | None, override: 
     override = (override or "").strip()
     template = override or _INSTRUCTIONS[task]
     if task is TaskKind.QA:
-        text = template.replace("{question}", question) if "{question}" in template else f"{template}\n{question}"
+        text = (
+            template.replace("{question}", question)
+            if "{question}" in template
+            else f"{template}\n{question}"
+        )
     else:
         text = template
     version = PROMPT_TEMPLATE_VERSION

@@ -48,14 +48,14 @@ class InferenceService:
         self,
         request: InferenceRequest,
         *,
-        timeout: float | None = None,
+        time_left: float | None = None,
         on_delta: Callable[[str], None] | None = None,
     ) -> InferenceResult:
         """Validate and preprocess off the event loop, then wait for a batch. Raises DocvlError subclasses."""
         request_id = request.request_id or uuid.uuid4().hex
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._preprocess, self.engine.prepare, request)
-        generated, timings = await self.batcher.submit(prepared, timeout=timeout, on_delta=on_delta)
+        generated, timings = await self.batcher.submit(prepared, time_left=time_left, on_delta=on_delta)
         d = self.engine.description
         return InferenceResult(
             request_id=request_id,

@@ -15,8 +15,12 @@ class ModelWorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCVL_MODEL_WORKER_", extra="ignore")
 
     model_dir: Path = Field(description="Directory of a DeepSeek-VL checkpoint in transformers format.")
-    model_id: str | None = Field(None, description="Name reported with every answer; default: the checkpoint's.")
-    model_revision: str | None = Field(None, description="Revision reported; default: a fingerprint of the files.")
+    model_id: str | None = Field(
+        None, description="Name reported with every answer; default: the checkpoint's."
+    )
+    model_revision: str | None = Field(
+        None, description="Revision reported; default: a fingerprint of the files."
+    )
     host: str = "127.0.0.1"
     port: int = Field(50061, ge=0, le=65535)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -25,7 +29,9 @@ class ModelWorkerSettings(BaseSettings):
     max_batch_size: int = Field(8, ge=1, le=256)
     max_wait_ms: int = Field(10, ge=0, le=10_000)
     vision_batch_size: int = Field(0, ge=0, description="Images encoded at once; 0: 1 on the CPU, 8 on CUDA.")
-    max_queue: int = Field(256, ge=1, description="Requests waiting beyond this are refused (RESOURCE_EXHAUSTED).")
+    max_queue: int = Field(
+        256, ge=1, description="Requests waiting beyond this are refused (RESOURCE_EXHAUSTED)."
+    )
     preprocess_threads: int = Field(2, ge=1)
 
     default_max_new_tokens: int = Field(512, ge=1)

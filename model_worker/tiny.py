@@ -137,7 +137,7 @@ def _randomise(model: DeepseekVLHybridForConditionalGeneration, seed: int) -> No
 
 
 def build_tiny(out_dir: Path, *, small: bool = False, seed: int = 0) -> Path:
-    """Write the tiny checkpoint to `out_dir` with save_pretrained; load it with checkpoint.load_checkpoint."""
+    """Write the tiny checkpoint to `out_dir` with save_pretrained; checkpoint.load_checkpoint loads it."""
     tokenizer = build_tokenizer()
     config = tiny_config(tokenizer, small=small)
     torch.manual_seed(seed)

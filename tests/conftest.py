@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from model_worker.checkpoint import LoadedModel, load_checkpoint  # noqa: E402
-from model_worker.engine import Engine, Limits  # noqa: E402
-from model_worker.settings import ModelWorkerSettings  # noqa: E402
-from model_worker.tiny import build_tiny  # noqa: E402
+from model_worker.checkpoint import LoadedModel, load_checkpoint
+from model_worker.engine import Engine, Limits
+from model_worker.settings import ModelWorkerSettings
+from model_worker.tiny import build_tiny
 
 
 @pytest.fixture(scope="session")
@@ -40,5 +39,5 @@ def make_engine(loaded: LoadedModel, **overrides: object) -> Engine:
 
 
 @pytest.fixture(scope="session")
-def small_engine(small_model: LoadedModel) -> Iterator[Engine]:
-    yield make_engine(small_model)
+def small_engine(small_model: LoadedModel) -> Engine:
+    return make_engine(small_model)

@@ -54,11 +54,21 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> Non
 
 
 @contextmanager
-def model_worker_process(model_dir: Path, log_path: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[
-    tuple[subprocess.Popen[bytes], str]
-]:
+def model_worker_process(
+    model_dir: Path, log_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`docvl model-worker` on a free loopback port; yields (process, "127.0.0.1:PORT") once it listens."""
-    command = [sys.executable, "-m", "docvl", "model-worker", "--model", str(model_dir), "--port", "0", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "docvl",
+        "model-worker",
+        "--model",
+        str(model_dir),
+        "--port",
+        "0",
+        *extra,
+    ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})}
@@ -67,7 +77,9 @@ def model_worker_process(model_dir: Path, log_path: Path, *extra: str, env: dict
 
         def bound_port() -> int | None:
             if process.poll() is not None:
-                raise AssertionError(f"model worker exited with {process.returncode}:\n{log_path.read_text()}")
+                raise AssertionError(
+                    f"model worker exited with {process.returncode}:\n{log_path.read_text()}"
+                )
             found = re.search(r"listening on [\d.]+:(\d+)", log_path.read_text())
             return int(found.group(1)) if found else None
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 
 from docvl.errors import InvalidInput, ResourceExhausted
 from docvl.tasks import TaskKind
@@ -43,7 +43,9 @@ def test_unbatched_answer_equals_direct_generate(small_engine: Engine, small_mod
 
 def test_several_images_in_one_request(small_engine: Engine, small_model: LoadedModel) -> None:
     images = [png(1), png(2, (60, 200)), png(3)]
-    req = InferenceRequest(task=TaskKind.QA, images=images, question="Which differs?", params=GenerationParams(10))
+    req = InferenceRequest(
+        task=TaskKind.QA, images=images, question="Which differs?", params=GenerationParams(10)
+    )
     got = run_one(small_engine, small_engine.prepare(req))
     tokens, _ = direct_generate(small_model, TaskKind.QA, images, 10, "Which differs?")
     assert got.token_ids == tokens
@@ -72,7 +74,9 @@ def test_sampling_is_reproducible_per_seed_whatever_the_batch(small_engine: Engi
     others = [small_engine.prepare(request(s, max_new=12)) for s in (4, 5)]
     alone = run_one(small_engine, sampled)
     again = run_one(small_engine, sampled)
-    in_batch = small_engine.generate([others[0], sampled, others[1]], [RowControl(p.params) for p in (others[0], sampled, others[1])])
+    in_batch = small_engine.generate(
+        [others[0], sampled, others[1]], [RowControl(p.params) for p in (others[0], sampled, others[1])]
+    )
     other_seed = run_one(small_engine, small_engine.prepare(request(3, max_new=12, temperature=1.0, seed=7)))
     assert alone == again == in_batch[1]
     assert other_seed.token_ids != alone.token_ids
@@ -96,7 +100,10 @@ def test_a_cancelled_row_stops_early_and_alone(small_engine: Engine) -> None:
     assert len(long) >= 2, "the tiny model should run to the limit for some images"
     prepared = long[:2]
     seen: list[str] = []
-    rows = [RowControl(prepared[0].params, cancelled=lambda: len(seen) >= 3, on_delta=seen.append), RowControl(prepared[1].params)]
+    rows = [
+        RowControl(prepared[0].params, cancelled=lambda: len(seen) >= 3, on_delta=seen.append),
+        RowControl(prepared[1].params),
+    ]
     results = small_engine.generate(prepared, rows)
     assert results[0].finish_reason is FinishReason.CANCELLED
     assert len(results[0].token_ids) < 40
@@ -119,7 +126,9 @@ def test_a_cancelled_row_stops_early_and_alone(small_engine: Engine) -> None:
         ({"prompt_override": "x" * 9000}, "prompt_override is 9000 characters"),
     ],
 )
-def test_bad_requests_are_refused_with_a_reason(small_engine: Engine, change: dict[str, object], message: str) -> None:
+def test_bad_requests_are_refused_with_a_reason(
+    small_engine: Engine, change: dict[str, object], message: str
+) -> None:
     base = request(1)
     bad = InferenceRequest(**{**base.__dict__, **change})  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match=message):
@@ -151,7 +160,8 @@ def test_out_of_memory_splits_the_batch_and_every_answer_is_unchanged(small_engi
     engine = OutOfMemoryAbove(small_engine, fits=2)
     prepared = [engine.prepare(request(s, max_new=8)) for s in range(6)]
     results = engine.run_isolated(prepared, [RowControl(p.params) for p in prepared])
-    assert engine.calls[0] == 6 and max(engine.calls[1:]) <= 3
+    assert engine.calls[0] == 6
+    assert max(engine.calls[1:]) <= 3
     for p, got in zip(prepared, results, strict=True):
         assert got == run_one(small_engine, p)
 
@@ -172,6 +182,7 @@ def test_an_unexpected_failure_in_a_batch_stays_with_its_request(small_engine: E
     broken = PreparedInput(**{**good[1].__dict__, "pixels": {k: v[:, :1] for k, v in good[1].pixels.items()}})
     batch = [good[0], broken, good[2]]
     results = small_engine.run_isolated(batch, [RowControl(p.params) for p in batch])
-    assert isinstance(results[1], Exception) and not isinstance(results[1], Generated)
+    assert isinstance(results[1], Exception)
+    assert not isinstance(results[1], Generated)
     assert results[0] == run_one(small_engine, good[0])
     assert results[2] == run_one(small_engine, good[2])

@@ -40,19 +40,24 @@ class Worker:
 @pytest.fixture(scope="module")
 def worker(tiny_small_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     log = tmp_path_factory.mktemp("logs") / "model-worker.log"
-    with model_worker_process(tiny_small_dir, log, "--max-batch-size", "8", "--max-wait-ms", "50") as (_, target):
+    with model_worker_process(tiny_small_dir, log, "--max-batch-size", "8", "--max-wait-ms", "50") as (
+        _,
+        target,
+    ):
         client = InferenceClient(target)
         client.wait_ready(120)
         yield Worker(target, client, pb_grpc.InferenceServiceStub(client.channel))
         client.close()
 
 
-def ocr(image: bytes, max_new: int = 12, task: TaskKind = TaskKind.OCR, **kw: object) -> InferenceRequest:
+def ocr(image: bytes, max_new: int = 12, task: TaskKind = TaskKind.OCR) -> InferenceRequest:
     question = "What does it say?" if task is TaskKind.QA else None
-    return InferenceRequest(task=task, images=[image], question=question, params=GenerationParams(max_new, **kw))  # type: ignore[arg-type]
+    return InferenceRequest(task=task, images=[image], question=question, params=GenerationParams(max_new))  # type: ignore[arg-type]
 
 
-def test_health_is_not_serving_until_the_model_is_loaded_then_serving(tiny_small_dir: Path, tmp_path: Path) -> None:
+def test_health_is_not_serving_until_the_model_is_loaded_then_serving(
+    tiny_small_dir: Path, tmp_path: Path
+) -> None:
     with model_worker_process(tiny_small_dir, tmp_path / "w.log") as (process, target):
         client = InferenceClient(target)
         first = wait_for(lambda: (s := client.health_status()) != "UNREACHABLE" and s, 30, "a health answer")
@@ -83,7 +88,9 @@ def test_answer_over_grpc_equals_direct_generate(worker: Worker, small_model: Lo
         assert got.timings.inference_ms > 0
 
 
-def test_concurrent_requests_share_batches_and_answer_as_if_alone(worker: Worker, small_model: LoadedModel) -> None:
+def test_concurrent_requests_share_batches_and_answer_as_if_alone(
+    worker: Worker, small_model: LoadedModel
+) -> None:
     requests = [ocr(png(20 + i), 6 + i) for i in range(12)]
     barrier = threading.Barrier(len(requests))
 
@@ -95,7 +102,9 @@ def test_concurrent_requests_share_batches_and_answer_as_if_alone(worker: Worker
         results = list(pool.map(call, requests))
     assert max(r.timings.batch_size for r in results) > 1
     for request, result in zip(requests, results, strict=True):
-        tokens, text = direct_generate(small_model, TaskKind.OCR, list(request.images), request.params.max_new_tokens)
+        tokens, text = direct_generate(
+            small_model, TaskKind.OCR, list(request.images), request.params.max_new_tokens
+        )
         assert (result.text, result.generated_tokens) == (text, len(tokens))
 
 
@@ -118,9 +127,17 @@ def _bomb() -> bytes:
 BAD = [
     ("zero bytes", pb.GenerateRequest(task=pb.TASK_KIND_OCR, images=[b""]), "empty"),
     ("no image", pb.GenerateRequest(task=pb.TASK_KIND_OCR), "at least one image"),
-    ("undecodable", pb.GenerateRequest(task=pb.TASK_KIND_OCR, images=[b"%PDF-1.7 not an image"]), "not an image"),
+    (
+        "undecodable",
+        pb.GenerateRequest(task=pb.TASK_KIND_OCR, images=[b"%PDF-1.7 not an image"]),
+        "not an image",
+    ),
     ("truncated", pb.GenerateRequest(task=pb.TASK_KIND_OCR, images=[png(1)[:300]]), "truncated"),
-    ("over byte limit", pb.GenerateRequest(task=pb.TASK_KIND_OCR, images=[b"\0" * (33 * MiB)]), "over the limit"),
+    (
+        "over byte limit",
+        pb.GenerateRequest(task=pb.TASK_KIND_OCR, images=[b"\0" * (33 * MiB)]),
+        "over the limit",
+    ),
     ("unknown task", pb.GenerateRequest(task=99, images=[png(1)]), "unknown task"),  # type: ignore[arg-type]
     ("unspecified task", pb.GenerateRequest(images=[png(1)]), "unknown task"),
     ("qa without question", pb.GenerateRequest(task=pb.TASK_KIND_QA, images=[png(1)]), "needs a question"),
@@ -139,7 +156,10 @@ BAD = [
 def test_bad_input_is_invalid_argument_and_the_worker_keeps_serving(
     worker: Worker, name: str, message: pb.GenerateRequest, reason: str
 ) -> None:
-    for call in (worker.stub.Generate, lambda m, timeout: list(worker.stub.GenerateStream(m, timeout=timeout))):
+    for call in (
+        worker.stub.Generate,
+        lambda m, timeout: list(worker.stub.GenerateStream(m, timeout=timeout)),
+    ):
         with pytest.raises(grpc.RpcError) as error:
             call(message, timeout=30)
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
@@ -173,7 +193,9 @@ def long_image(small_model: LoadedModel) -> bytes:
     raise AssertionError("no image among 40 made the tiny model talk for 300 tokens")
 
 
-def test_cancelled_and_expired_requests_are_dropped_without_generation(worker: Worker, long_image: bytes) -> None:
+def test_cancelled_and_expired_requests_are_dropped_without_generation(
+    worker: Worker, long_image: bytes
+) -> None:
     before = worker.client.model_info()["stats"]
     busy = worker.client.generate_stream(ocr(long_image, 300))
     first = next(busy)  # the long request is generating now; whatever comes next waits in the queue
@@ -189,7 +211,8 @@ def test_cancelled_and_expired_requests_are_dropped_without_generation(worker: W
 
     rest = list(busy)
     final = rest[-1]
-    assert isinstance(final, InferenceResult) and final.finish_reason is FinishReason.LENGTH
+    assert isinstance(final, InferenceResult)
+    assert final.finish_reason is FinishReason.LENGTH
     # The queue is FIFO: once a later request is answered, the two above have been dealt with.
     later = worker.client.generate(ocr(png(5), 4))
     after = worker.client.model_info()["stats"]

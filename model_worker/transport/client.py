@@ -66,7 +66,9 @@ class InferenceClient:
             info = self.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=timeout)
         except grpc.RpcError as exc:
             raise _domain_error(exc) from None
-        return MessageToDict(info, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        return MessageToDict(
+            info, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
 
     def health_status(self, *, timeout: float = 2.0) -> str:
         """SERVING, NOT_SERVING, or UNREACHABLE when nothing answers."""
@@ -80,7 +82,9 @@ class InferenceClient:
         deadline = time.monotonic() + timeout
         while (status := self.health_status()) != "SERVING":
             if time.monotonic() >= deadline:
-                raise Unavailable(f"model worker at {self.target} not SERVING after {timeout:.0f} s ({status})")
+                raise Unavailable(
+                    f"model worker at {self.target} not SERVING after {timeout:.0f} s ({status})"
+                )
             time.sleep(0.1)
 
 

@@ -40,7 +40,10 @@ def load_service(settings: ModelWorkerSettings) -> InferenceService:
     if settings.cpu_threads:
         torch.set_num_threads(settings.cpu_threads)
     loaded = load_checkpoint(
-        settings.model_dir, device=settings.device, model_id=settings.model_id, revision=settings.model_revision
+        settings.model_dir,
+        device=settings.device,
+        model_id=settings.model_id,
+        revision=settings.model_revision,
     )
     engine = Engine(loaded, Limits.from_settings(settings), settings.vision_batch_size)
     engine.warm_up()
@@ -61,15 +64,22 @@ class ModelWorkerServer:
         self.settings = settings
         self.loader = loader
         self.servicer = InferenceServicer(settings)
-        self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server(options=grpc_options(settings))
+        self.port = 0
+
+    def _build(self) -> None:
+        """grpc.aio objects belong to the running event loop: made in start()."""
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self.server = grpc.aio.server(options=grpc_options(self.settings))
         pb_grpc.add_InferenceServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            [
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             self.server,
         )
-        self.port = 0
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for name in ("", SERVICE_NAME):
@@ -77,6 +87,7 @@ class ModelWorkerServer:
 
     async def start(self) -> int:
         """Listen (health NOT_SERVING); returns the bound port."""
+        self._build()
         self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the service imports torch, which the server loads only afte
 log = logging.getLogger(__name__)
 
 
-class InferenceServicer(pb_grpc.InferenceServiceServicer):
+class InferenceServicer(pb_grpc.InferenceServiceServicer):  # type: ignore[misc]
     """Serves requests once `service` is attached (after the model has loaded); UNAVAILABLE before."""
 
     def __init__(self, settings: ModelWorkerSettings) -> None:
@@ -35,10 +35,12 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             raise Unavailable("the model is still loading: retry when health reports SERVING")
         return self.service
 
-    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
+    async def Generate(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GenerateResponse:
         try:
             result = await self._ready().infer(
-                mapping.request_from_pb(request), timeout=context.time_remaining()
+                mapping.request_from_pb(request), time_left=context.time_remaining()
             )
             return mapping.result_to_pb(result)
         except DocvlError as exc:
@@ -46,7 +48,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             raise  # unreachable: abort raises
 
     async def GenerateStream(
-        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
         deltas: asyncio.Queue[str] = asyncio.Queue()
         try:
@@ -54,7 +56,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             domain_request = mapping.request_from_pb(request)
             request_id = domain_request.request_id
             job = asyncio.ensure_future(
-                service.infer(domain_request, timeout=context.time_remaining(), on_delta=deltas.put_nowait)
+                service.infer(domain_request, time_left=context.time_remaining(), on_delta=deltas.put_nowait)
             )
         except DocvlError as exc:
             await context.abort(grpc_code(exc), exc.message)
@@ -85,7 +87,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         )
 
     async def GetModelInfo(
-        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelInfo:
         try:
             service = self._ready()
@@ -104,4 +106,3 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         info.max_image_pixels = s.max_image_pixels
         info.stats.CopyFrom(mapping.stats_to_pb(service.stats, service.queue_depth))
         return info
-

@@ -1,0 +1,48 @@
+# docvl — the commands a newcomer needs. `make help` lists them.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-fast lint format proto bench clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## make .venv with everything (torch 2.13.0 first, never torchvision)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@if $(BIN)/pip show torchvision >/dev/null 2>&1; then echo "torchvision is installed: remove it"; exit 1; fi
+	touch $(STAMP)
+
+run: install ## run the model worker with the tiny model, send it the samples, serve until Ctrl-C
+	./scripts/run.sh
+
+test: install ## run the whole test suite
+	$(BIN)/pytest
+
+test-fast: install ## the tests that start no server process
+	$(BIN)/pytest -m "not slow"
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## apply ruff's formatting and fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+proto: install ## regenerate the gRPC stubs in docvl/v1 from proto/
+	$(BIN)/python scripts/gen_proto.py
+
+bench: install ## measure the model worker (writes docs/benchmarks.md)
+	$(BIN)/python bench/model_worker.py
+
+clean: ## remove the virtualenv, caches and local models
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info
