@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -224,3 +227,36 @@ def test_cancelled_and_expired_requests_are_dropped_without_generation(
     assert delta("generated_tokens") == 300 + later.generated_tokens
     # Each was dropped from the queue, or cancelled while still being preprocessed (never queued).
     assert 1 <= delta("requests_dropped") <= 2
+
+
+def test_reflection_lists_the_services(worker: Worker) -> None:
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    services = set(ProtoReflectionDescriptorDatabase(worker.client.channel).get_services())
+    assert {"docvl.v1.InferenceService", "grpc.health.v1.Health"} <= services
+
+
+def test_infer_cli_prints_the_response_as_json(
+    worker: Worker, tmp_path: Path, small_model: LoadedModel
+) -> None:
+    image = tmp_path / "page.png"
+    image.write_bytes(png(50))
+    command = [sys.executable, "-m", "docvl", "infer", "--target", worker.target, "--image", str(image)]
+    done = subprocess.run(
+        [*command, "--task", "qa", "--question", "Why?", "--max-new-tokens", "9", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    tokens, text = direct_generate(small_model, TaskKind.QA, [png(50)], 9, "Why?")
+    assert answer["text"] == text
+    assert answer["generated_tokens"] == len(tokens)
+    assert answer["finish_reason"] in ("stop", "length")
+    refused = subprocess.run([*command, "--task", "qa"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert "needs a question" in refused.stderr
+    unknown = subprocess.run([*command, "--task", "poetry"], capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2
+    assert "unknown task 'poetry'" in unknown.stderr
