@@ -35,3 +35,39 @@ class Cancelled(DocvlError):
     """The caller went away or its deadline passed before the work was done."""
 
     code = "cancelled"
+
+
+class NotFound(DocvlError):
+    """The thing asked for does not exist (or belongs to someone else)."""
+
+    code = "not_found"
+
+
+class Conflict(DocvlError):
+    """The request contradicts the current state, e.g. an idempotency key reused with another body."""
+
+    code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    """A job status change that the status machine forbids; nothing was written."""
+
+    code = "illegal_transition"
+
+
+class DatabaseUnavailable(Unavailable):
+    """Postgres cannot be reached or dropped the connection; the same call may be retried."""
+
+    code = "database_unavailable"
+
+
+class StorageUnavailable(Unavailable):
+    """The object store cannot be reached or answered with a server error; the same call may be retried."""
+
+    code = "storage_unavailable"
+
+
+class TooLarge(InvalidInput):
+    """An upload over its size limit; it was cut off, not stored."""
+
+    code = "too_large"

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import grpc
 
-from docvl.errors import Cancelled, DocvlError, InvalidInput, ResourceExhausted, Unavailable
+from docvl.errors import (
+    Cancelled,
+    Conflict,
+    DocvlError,
+    InvalidInput,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 
 _GRPC_CODES: dict[type[DocvlError], grpc.StatusCode] = {
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     Cancelled: grpc.StatusCode.CANCELLED,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Conflict: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

@@ -1,0 +1,67 @@
+"""API keys: created with a random secret shown once, stored as its sha256, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from docvl.db.models import ApiKey
+from docvl.errors import InvalidInput, NotFound
+
+KEY_PREFIX = "dvl_"
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    secret: str  # give it to the caller once; it is not stored
+    key: ApiKey
+
+
+def hash_secret(secret: str) -> str:
+    """Keys are 256 random bits, so a plain sha256 is enough (no slow hash needed against guessing)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(session: Session, owner: str, name: str | None = None) -> CreatedKey:
+    owner = owner.strip()
+    if not owner:
+        raise InvalidInput("an API key needs an owner")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(owner=owner, name=name, prefix=secret[:12], key_hash=hash_secret(secret))
+    session.add(key)
+    session.flush()
+    return CreatedKey(secret=secret, key=key)
+
+
+def authenticate(session: Session, secret: str) -> str:
+    """The owner of a valid, unrevoked key; NotFound otherwise (the message never says which)."""
+    key = session.execute(
+        select(ApiKey).where(ApiKey.key_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
+    ).scalar_one_or_none()
+    if key is None:
+        raise NotFound("unknown or revoked API key")
+    key.last_used_at = func.now()
+    return key.owner
+
+
+def revoke(session: Session, key_id: uuid.UUID) -> ApiKey:
+    key = session.get(ApiKey, key_id, with_for_update=True)
+    if key is None:
+        raise NotFound(f"no API key {key_id}")
+    if key.revoked_at is None:
+        key.revoked_at = func.now()
+        session.flush()
+        session.refresh(key)
+    return key
+
+
+def list_keys(session: Session, owner: str | None = None) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.created_at)
+    if owner is not None:
+        query = query.where(ApiKey.owner == owner)
+    return list(session.execute(query).scalars())

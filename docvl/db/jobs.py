@@ -1,0 +1,279 @@
+"""Repository of jobs, documents, pages, results and events. Every function runs in the caller's transaction.
+
+Writes are idempotent where a retry can repeat them: a document per sha256, a page per (job, index), a
+result per (job, page, task), a job per (owner, idempotency key). Counters change only with the write that
+created the row, under a lock on the page, so they stay exact with any number of concurrent writers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from docvl.db.models import Document, Job, JobEvent, Page, TaskResult
+from docvl.errors import Conflict, InvalidInput, NotFound
+from docvl.job_status import JobStatus, check_transition
+from docvl.tasks import TaskKind
+
+
+@dataclass(frozen=True)
+class NewJob:
+    owner: str
+    document_id: uuid.UUID
+    tasks: list[TaskKind]
+    options: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    idempotency_key: str | None = None
+    request_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class NewPage:
+    index: int
+    image_key: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class NewResult:
+    job_id: uuid.UUID
+    page_index: int
+    task: TaskKind
+    output_text: str | None = None
+    output_key: str | None = None
+    prompt_tokens: int = 0
+    image_tokens: int = 0
+    generated_tokens: int = 0
+    queued_ms: float = 0.0
+    preprocessing_ms: float = 0.0
+    inference_ms: float = 0.0
+    model_id: str | None = None
+    model_revision: str | None = None
+    prompt_template_version: str | None = None
+    attempts: int = 1
+    error_code: str | None = None
+    error_message: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.error_code is None) == (self.output_text is None and self.output_key is None):
+            raise InvalidInput("a result has either an output (text or object key) or an error, not both")
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    job: Job
+    changed: bool
+    message: str
+
+
+# -- documents ------------------------------------------------------------------------------------------
+
+
+def get_or_create_document(
+    session: Session, *, sha256: str, size_bytes: int, media_type: str, object_key: str
+) -> Document:
+    """The document with this content hash; the same content uploaded twice is one row."""
+    session.execute(
+        insert(Document)
+        .values(
+            id=uuid.uuid4(),
+            sha256=sha256,
+            size_bytes=size_bytes,
+            media_type=media_type,
+            object_key=object_key,
+        )
+        .on_conflict_do_nothing(index_elements=[Document.sha256])
+    )
+    return session.execute(select(Document).where(Document.sha256 == sha256)).scalar_one()
+
+
+# -- jobs -----------------------------------------------------------------------------------------------
+
+
+def create_job(session: Session, new: NewJob) -> tuple[Job, bool]:
+    """(job, created). With an idempotency key, the same key and request return the first job; the same
+    key with a different request (fingerprint) is a Conflict."""
+    if not new.tasks:
+        raise InvalidInput("a job needs at least one task")
+    job_id = uuid.uuid4()
+    inserted = session.execute(
+        insert(Job)
+        .values(
+            id=job_id,
+            owner=new.owner,
+            document_id=new.document_id,
+            tasks=[t.value for t in dict.fromkeys(new.tasks)],
+            options=new.options,
+            priority=new.priority,
+            status=JobStatus.QUEUED.value,
+            idempotency_key=new.idempotency_key,
+            request_fingerprint=new.request_fingerprint,
+        )
+        .on_conflict_do_nothing(index_elements=[Job.owner, Job.idempotency_key])
+        .returning(Job.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        existing = session.execute(
+            select(Job).where(Job.owner == new.owner, Job.idempotency_key == new.idempotency_key)
+        ).scalar_one()
+        if existing.request_fingerprint != new.request_fingerprint:
+            raise Conflict(
+                f"idempotency key {new.idempotency_key!r} was used for another request (job {existing.id}): "
+                "use a new key for a new request"
+            )
+        return existing, False
+    _event(session, job_id, "status", JobStatus.QUEUED)
+    return get_job(session, job_id), True
+
+
+def get_job(session: Session, job_id: uuid.UUID, *, owner: str | None = None, lock: bool = False) -> Job:
+    """The job; NotFound when it does not exist or belongs to another owner."""
+    query = select(Job).where(Job.id == job_id)
+    if lock:
+        query = query.with_for_update()
+    job = session.execute(query.execution_options(populate_existing=True)).scalar_one_or_none()
+    if job is None or (owner is not None and job.owner != owner):
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def transition(
+    session: Session,
+    job_id: uuid.UUID,
+    target: JobStatus,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> Job:
+    """Move the job to `target` and record the event. Raises IllegalTransition (writing nothing) when the
+    status machine forbids it; moving to the status it already has changes nothing."""
+    job = get_job(session, job_id, lock=True)
+    current = JobStatus(job.status)
+    if current is target:
+        return job
+    check_transition(current, target)
+    job.status = target.value
+    job.updated_at = func.now()
+    if target is JobStatus.RUNNING:
+        job.started_at = func.now()
+    if target.finished:
+        job.finished_at = func.now()
+    if error_code is not None:
+        job.error_code, job.error_message = error_code, error_message
+    data = {"error": {"code": error_code, "message": error_message}} if error_code else {}
+    _event(session, job_id, "status", target, data)
+    session.flush()
+    session.refresh(job)
+    return job
+
+
+def cancel(session: Session, job_id: uuid.UUID, *, owner: str | None = None) -> CancelOutcome:
+    """Cancel a job that has not finished; for a finished one, change nothing and say so."""
+    job = get_job(session, job_id, owner=owner, lock=True)
+    status = JobStatus(job.status)
+    if status.finished:
+        return CancelOutcome(job, False, f"job {job_id} has already finished ({status}): nothing to cancel")
+    job = transition(session, job_id, JobStatus.CANCELLED)
+    return CancelOutcome(job, True, f"job {job_id} cancelled")
+
+
+# -- pages and results ----------------------------------------------------------------------------------
+
+
+def add_pages(session: Session, job_id: uuid.UUID, pages: list[NewPage]) -> None:
+    """Register the rendered pages (again, after a retry: nothing changes) and set the page total."""
+    get_job(session, job_id, lock=True)
+    if pages:
+        session.execute(
+            insert(Page)
+            .values([{"job_id": job_id, **p.__dict__} for p in pages])
+            .on_conflict_do_nothing(index_elements=[Page.job_id, Page.index])
+        )
+    total = session.execute(select(func.count()).where(Page.job_id == job_id)).scalar_one()
+    session.execute(
+        text("UPDATE jobs SET pages_total = :total, updated_at = now() WHERE id = :id"),
+        {"total": total, "id": job_id},
+    )
+
+
+def record_result(session: Session, result: NewResult) -> bool:
+    """Write a page's result for a task once. Returns False when it was already written (a retry or a
+    second worker): the first result stays and the counters do not move."""
+    page = session.execute(
+        select(Page.id)
+        .where(Page.job_id == result.job_id, Page.index == result.page_index)
+        .with_for_update()  # serialises the writers of one page, so the page is counted exactly once
+    ).scalar_one_or_none()
+    if page is None:
+        raise NotFound(f"job {result.job_id} has no page {result.page_index}")
+    values = {**result.__dict__, "task": result.task.value}
+    inserted = session.execute(
+        insert(TaskResult)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[TaskResult.job_id, TaskResult.page_index, TaskResult.task])
+        .returning(TaskResult.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        return False
+    job = get_job(session, result.job_id)
+    written, failed = session.execute(
+        select(func.count(), func.count(TaskResult.error_code)).where(
+            TaskResult.job_id == result.job_id, TaskResult.page_index == result.page_index
+        )
+    ).one()
+    if written == len(job.tasks):  # the page's last task: count the page
+        column = "pages_failed" if failed else "pages_done"
+        counts = session.execute(
+            text(
+                f"UPDATE jobs SET {column} = {column} + 1, updated_at = now() WHERE id = :id "
+                "RETURNING status, pages_total, pages_done, pages_failed"
+            ),
+            {"id": result.job_id},
+        ).one()
+        _event(
+            session,
+            result.job_id,
+            "progress",
+            JobStatus(counts.status),
+            {
+                "page_index": result.page_index,
+                "pages_total": counts.pages_total,
+                "pages_done": counts.pages_done,
+                "pages_failed": counts.pages_failed,
+            },
+        )
+    return True
+
+
+def results(session: Session, job_id: uuid.UUID) -> list[TaskResult]:
+    query = (
+        select(TaskResult).where(TaskResult.job_id == job_id).order_by(TaskResult.page_index, TaskResult.task)
+    )
+    return list(session.execute(query).scalars())
+
+
+def pages(session: Session, job_id: uuid.UUID) -> list[Page]:
+    return list(session.execute(select(Page).where(Page.job_id == job_id).order_by(Page.index)).scalars())
+
+
+# -- events ---------------------------------------------------------------------------------------------
+
+
+def events(session: Session, job_id: uuid.UUID, *, after_id: int = 0) -> list[JobEvent]:
+    """The job's events in order, those after `after_id` (for resuming a stream)."""
+    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after_id).order_by(JobEvent.id)
+    return list(session.execute(query).scalars())
+
+
+def _event(
+    session: Session, job_id: uuid.UUID, kind: str, status: JobStatus, data: dict[str, Any] | None = None
+) -> None:
+    session.add(JobEvent(job_id=job_id, kind=kind, status=status.value, data=data or {}))
+    session.flush()

@@ -1,0 +1,180 @@
+"""SQLAlchemy models of the job record. Alembic migrations in docvl/db/migrations must match them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from docvl.job_status import JobStatus
+from docvl.tasks import TaskKind
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _in(values: list[str]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+STATUSES = [s.value for s in JobStatus]
+TASKS = [t.value for t in TaskKind]
+
+
+class Document(Base):
+    """An input file, stored once per content (sha256)."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    media_type: Mapped[str] = mapped_column(String(255), nullable=False)
+    object_key: Mapped[str] = mapped_column(String(1024), nullable=False)
+    page_count: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key"),
+        CheckConstraint(f"status IN {_in(STATUSES)}", name="status"),
+        CheckConstraint(f"tasks <@ ARRAY{TASKS}::varchar[] AND cardinality(tasks) > 0", name="tasks"),
+        CheckConstraint(
+            "pages_done >= 0 AND pages_failed >= 0 AND pages_done + pages_failed <= pages_total",
+            name="progress",
+        ),
+        Index(None, "owner", "created_at"),
+        Index(None, "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str] = mapped_column(String(255), nullable=False)
+    document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("documents.id"), nullable=False)
+    tasks: Mapped[list[str]] = mapped_column(ARRAY(String(32)), nullable=False)
+    options: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    status: Mapped[str] = mapped_column(String(32), nullable=False, default=JobStatus.QUEUED.value)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    pages_total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    pages_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    pages_failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Page(Base):
+    """A rendered page image of a job's document."""
+
+    __tablename__ = "pages"
+    __table_args__ = (UniqueConstraint("job_id", "index"), CheckConstraint('"index" >= 0', name="index"))
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    index: Mapped[int] = mapped_column(Integer, nullable=False)
+    image_key: Mapped[str] = mapped_column(String(1024), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class TaskResult(Base):
+    """What one task produced for one page; written once (idempotent on job, page, task)."""
+
+    __tablename__ = "task_results"
+    __table_args__ = (
+        UniqueConstraint("job_id", "page_index", "task"),
+        ForeignKeyConstraint(["job_id", "page_index"], ["pages.job_id", "pages.index"], ondelete="CASCADE"),
+        CheckConstraint(f"task IN {_in(TASKS)}", name="task"),
+        CheckConstraint(
+            "(error_code IS NULL) = (output_text IS NOT NULL OR output_key IS NOT NULL)", name="outcome"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    page_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    task: Mapped[str] = mapped_column(String(32), nullable=False)
+    output_text: Mapped[str | None] = mapped_column(Text)
+    output_key: Mapped[str | None] = mapped_column(String(1024))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    image_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    generated_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    queued_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    preprocessing_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inference_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    model_id: Mapped[str | None] = mapped_column(String(255))
+    model_revision: Mapped[str | None] = mapped_column(String(255))
+    prompt_template_version: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+
+
+class JobEvent(Base):
+    """Every status change and progress step of a job, in order (the id orders them)."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index(None, "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    created_at: Mapped[datetime] = _now()
+
+
+class ApiKey(Base):
+    """An API key, stored as the sha256 of the secret; the secret itself is shown once and never stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    name: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _now()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

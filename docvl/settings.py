@@ -1,0 +1,47 @@
+"""Settings shared by every deployable that touches the job record: database, broker, object storage.
+
+Environment prefix DOCVL_. Each deployable's own Settings class extends this one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="ignore")
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/docvl"
+    database_wait_s: float = Field(60.0, ge=0, description="How long start-up waits for the database.")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    object_store: Literal["s3", "local"] = "s3"
+    s3_endpoint: str = Field("http://127.0.0.1:9000", description="MinIO or S3 endpoint URL.")
+    s3_access_key: SecretStr = SecretStr("minioadmin")
+    s3_secret_key: SecretStr = SecretStr("minioadmin")
+    s3_bucket: str = "docvl"
+    s3_region: str | None = None
+    storage_dir: Path = Field(Path("var/storage"), description="Root of the local object store.")
+    presign_expiry_s: int = Field(3600, ge=1, le=7 * 24 * 3600, description="Lifetime of result links.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith("postgresql"):
+            raise ValueError("DOCVL_DATABASE_URL must be a postgresql:// or postgresql+psycopg:// URL")
+        return value.replace("postgresql://", "postgresql+psycopg://", 1)
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str) -> str:
+        if "://" not in value:
+            value = "http://" + value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("DOCVL_S3_ENDPOINT must look like http://host:port or https://host")
+        return value

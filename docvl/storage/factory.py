@@ -1,0 +1,22 @@
+"""Picks the object store the settings name."""
+
+from __future__ import annotations
+
+from docvl.settings import CoreSettings
+from docvl.storage.base import ObjectStore
+
+
+def open_store(settings: CoreSettings) -> ObjectStore:
+    if settings.object_store == "local":
+        from docvl.storage.local import LocalObjectStore
+
+        return LocalObjectStore(settings.storage_dir)
+    from docvl.storage.s3 import S3ObjectStore
+
+    return S3ObjectStore(
+        settings.s3_endpoint,
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+        settings.s3_bucket,
+        settings.s3_region,
+    )
