@@ -18,6 +18,8 @@ from docvl.errors import DocvlError
 app = typer.Typer(help="docvl: document understanding with DeepSeek-VL.", no_args_is_help=True)
 model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+db_app = typer.Typer(help="The Postgres schema (DOCVL_DATABASE_URL).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 def _offline() -> None:
@@ -65,6 +67,55 @@ def model_info(
             typer.echo(json.dumps(client.model_info(), indent=2))
         except DocvlError as exc:
             _fail(exc)
+
+
+def _database() -> Any:
+    from docvl.db.database import Database
+    from docvl.settings import CoreSettings
+
+    settings = CoreSettings()
+    database = Database(settings.database_url)
+    database.wait_until_reachable(settings.database_wait_s)
+    return database
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply the migrations up to REVISION (waits for the database first)."""
+    from docvl.db import migrate
+
+    try:
+        database = _database()
+        migrate.upgrade(database, revision)
+        typer.echo(f"database at revision {migrate.current_revision(database)}")
+    except DocvlError as exc:
+        _fail(exc)
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision; base removes everything.")],
+) -> None:
+    """Undo migrations down to REVISION."""
+    from docvl.db import migrate
+
+    try:
+        database = _database()
+        migrate.downgrade(database, revision)
+        typer.echo(f"database at revision {migrate.current_revision(database)}")
+    except DocvlError as exc:
+        _fail(exc)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's revision and the code's head revision."""
+    from docvl.db import migrate
+
+    try:
+        typer.echo(f"database: {migrate.current_revision(_database())}\ncode head: {migrate.head_revision()}")
+    except DocvlError as exc:
+        _fail(exc)
 
 
 @app.command("model-worker")

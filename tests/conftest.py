@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,15 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from docvl.db import migrate
+from docvl.db.database import Database
+from docvl.db.models import Base
+from docvl.storage.s3 import S3ObjectStore
 from model_worker.checkpoint import LoadedModel, load_checkpoint
 from model_worker.engine import Engine, Limits
 from model_worker.settings import ModelWorkerSettings
 from model_worker.tiny import build_tiny
+from tests.services import moto_s3_server, scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +48,39 @@ def make_engine(loaded: LoadedModel, **overrides: object) -> Engine:
 @pytest.fixture(scope="session")
 def small_engine(small_model: LoadedModel) -> Engine:
     return make_engine(small_model)
+
+
+# -- Postgres and S3 ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def migrated_database() -> Iterator[Database]:
+    """This run's own database, migrated to head once."""
+    with scratch_database("shared") as url:
+        database = Database(url)
+        migrate.upgrade(database)
+        yield database
+        database.dispose()
+
+
+@pytest.fixture
+def db(migrated_database: Database) -> Iterator[Database]:
+    """The migrated database, emptied after each test."""
+    yield migrated_database
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with migrated_database.engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with moto_s3_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_store(s3_endpoint: str) -> S3ObjectStore:
+    """A store on a bucket of its own."""
+    store = S3ObjectStore(s3_endpoint, "testing", "testing", f"docvl-{uuid.uuid4().hex[:12]}")
+    store.ensure_ready()
+    return store

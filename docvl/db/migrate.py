@@ -40,6 +40,14 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
+def prepare_database(url: str, wait_s: float) -> Database:
+    """What every service does at start-up: wait for the database, then bring its schema to head."""
+    database = Database(url)
+    database.wait_until_reachable(wait_s)
+    upgrade(database)
+    return database
+
+
 def _run(database: Database, action: object) -> None:
     config = _config()
     with database.engine.connect() as connection:
