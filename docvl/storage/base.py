@@ -65,7 +65,8 @@ class HashingReader:
         self._sha256 = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
-        data = self.source.read(size if size is not None and size >= 0 else CHUNK)
+        """At most CHUNK bytes at a time, whatever the caller asks, so no read holds much in memory."""
+        data = self.source.read(CHUNK if size is None or size < 0 else min(size, CHUNK))
         self.size += len(data)
         if self.max_bytes is not None and self.size > self.max_bytes:
             raise TooLarge(f"the upload is over the limit of {self.max_bytes} bytes: send a smaller file")

@@ -20,7 +20,7 @@ from docvl.errors import DocvlError, InvalidInput, NotFound, StorageUnavailable
 from docvl.storage.base import HashingReader, ObjectStore, StoredInput, StoredObject, check_key, input_key
 
 log = logging.getLogger(__name__)
-PART_SIZE = 8 * 1024 * 1024  # what one multipart part holds in memory
+PART_SIZE = 5 * 1024 * 1024  # the S3 minimum: what one multipart part holds in memory
 MAX_PRESIGN_S = 7 * 24 * 3600  # the S3 limit
 _RETRYABLE_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "OperationAborted"}
 
