@@ -1,0 +1,184 @@
+"""What a document is and how it becomes page images: content sniffing, page counting, rendering.
+
+PDFs are rendered with pypdfium2; PNG, JPEG, TIFF and WebP images are one page per frame. Every way a
+document can be unusable is a DocumentError with a code that names the cause.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pypdfium2 as pdfium
+from PIL import Image, UnidentifiedImageError
+
+from docvl.errors import InvalidInput
+
+PDF = "application/pdf"
+IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "TIFF": "image/tiff", "WEBP": "image/webp"}
+SUPPORTED = "a PDF or a PNG, JPEG, TIFF or WebP image"
+_PDFIUM_PASSWORD_ERROR = 4
+
+
+class DocumentError(InvalidInput):
+    """A document that cannot be processed; `code` names why."""
+
+    code = "invalid_document"
+
+
+class UnsupportedDocument(DocumentError):
+    code = "unsupported_document"
+
+
+class EncryptedDocument(DocumentError):
+    code = "encrypted_document"
+
+
+class CorruptDocument(DocumentError):
+    code = "corrupt_document"
+
+
+class EmptyDocument(DocumentError):
+    code = "empty_document"
+
+
+class TooManyPages(DocumentError):
+    code = "too_many_pages"
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    index: int
+    png: bytes
+    width: int
+    height: int
+
+
+def sniff_media_type(head: bytes) -> str:
+    """The media type from the first bytes of the content (never from a file name)."""
+    if not head:
+        raise EmptyDocument("the document is empty (0 bytes)")
+    if b"%PDF-" in head[:1024]:
+        return PDF
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return IMAGE_TYPES["PNG"]
+    if head.startswith(b"\xff\xd8\xff"):
+        return IMAGE_TYPES["JPEG"]
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return IMAGE_TYPES["TIFF"]
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return IMAGE_TYPES["WEBP"]
+    raise UnsupportedDocument(f"the document is not {SUPPORTED} (checked by its content)")
+
+
+class OpenedDocument:
+    """A document's pages, rendered one at a time (a long PDF is never all in memory)."""
+
+    def __init__(self, page_count: int, render: Iterator[RenderedPage]) -> None:
+        self.page_count = page_count
+        self._render = render
+
+    def pages(self) -> Iterator[RenderedPage]:
+        return self._render
+
+
+@contextmanager
+def open_document(
+    path: Path,
+    *,
+    max_pages: int,
+    dpi: int = 144,
+    max_pixels: int = 40_000_000,
+    password: str | None = None,
+) -> Iterator[OpenedDocument]:
+    """Open the document at `path`; raise a DocumentError naming the cause when it cannot be processed."""
+    with path.open("rb") as fh:
+        media_type = sniff_media_type(fh.read(1024))
+    if media_type == PDF:
+        with _open_pdf(path, password) as pdf:
+            _check_count(len(pdf), max_pages)
+            yield OpenedDocument(len(pdf), _render_pdf(pdf, dpi, max_pixels))
+    else:
+        with _open_image(path) as image:
+            frames = getattr(image, "n_frames", 1)
+            _check_count(frames, max_pages)
+            yield OpenedDocument(frames, _render_frames(image, frames, max_pixels))
+
+
+def _check_count(count: int, max_pages: int) -> None:
+    if count == 0:
+        raise EmptyDocument("the document has no pages")
+    if count > max_pages:
+        raise TooManyPages(f"the document has {count} pages, over the limit of {max_pages}: split it")
+
+
+@contextmanager
+def _open_pdf(path: Path, password: str | None) -> Iterator[pdfium.PdfDocument]:
+    try:
+        pdf = pdfium.PdfDocument(str(path), password=password)
+    except pdfium.PdfiumError as exc:
+        if getattr(exc, "err_code", None) == _PDFIUM_PASSWORD_ERROR:
+            if password:
+                raise EncryptedDocument("the PDF's password is wrong") from None
+            raise EncryptedDocument("the PDF is encrypted: send its password in the job options") from None
+        raise CorruptDocument(f"the PDF cannot be read; it is damaged or truncated ({exc})") from None
+    try:
+        yield pdf
+    finally:
+        pdf.close()
+
+
+def _render_pdf(pdf: pdfium.PdfDocument, dpi: int, max_pixels: int) -> Iterator[RenderedPage]:
+    for index in range(len(pdf)):
+        page = pdf[index]
+        try:
+            width, height = page.get_size()
+            scale = dpi / 72
+            if width * height * scale * scale > max_pixels:  # a poster-sized page: fewer dots per inch
+                scale = (max_pixels / (width * height)) ** 0.5
+            image = page.render(scale=scale).to_pil().convert("RGB")
+        except pdfium.PdfiumError as exc:
+            raise CorruptDocument(f"page {index + 1} of the PDF cannot be rendered ({exc})") from None
+        finally:
+            page.close()
+        yield _page(index, image)
+
+
+@contextmanager
+def _open_image(path: Path) -> Iterator[Image.Image]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DocumentError("the image has too many pixels: downscale it") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise CorruptDocument(f"the image is damaged or truncated ({exc})") from None
+    try:
+        yield image
+    finally:
+        image.close()
+
+
+def _render_frames(image: Image.Image, frames: int, max_pixels: int) -> Iterator[RenderedPage]:
+    for index in range(frames):
+        try:
+            image.seek(index)
+            frame = image.convert("RGB")
+        except (OSError, ValueError, EOFError) as exc:
+            raise CorruptDocument(f"frame {index + 1} of the image cannot be decoded ({exc})") from None
+        if frame.width * frame.height > max_pixels:
+            ratio = (max_pixels / (frame.width * frame.height)) ** 0.5
+            frame = frame.resize((max(1, int(frame.width * ratio)), max(1, int(frame.height * ratio))))
+        yield _page(index, frame)
+
+
+def _page(index: int, image: Image.Image) -> RenderedPage:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return RenderedPage(index=index, png=buffer.getvalue(), width=image.width, height=image.height)
