@@ -26,7 +26,7 @@ class Artifact:
 
 def fenced_block(text: str, languages: tuple[str, ...]) -> str | None:
     """The first fenced block in one of `languages` (or with no language), without its fences."""
-    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(text)]
+    blocks: list[tuple[str, str]] = [(str(lang).lower(), str(body)) for lang, body in _FENCE.findall(text)]
     for lang, body in blocks:
         if lang in languages:
             return body.strip("\n")
