@@ -48,6 +48,8 @@ class NewResult:
     task: TaskKind
     output_text: str | None = None
     output_key: str | None = None
+    output_valid: bool | None = None
+    output_problem: str | None = None
     prompt_tokens: int = 0
     image_tokens: int = 0
     generated_tokens: int = 0
@@ -250,6 +252,38 @@ def record_result(session: Session, result: NewResult) -> bool:
             },
         )
     return True
+
+
+def has_result(session: Session, job_id: uuid.UUID, page_index: int, task: TaskKind) -> bool:
+    query = select(TaskResult.id).where(
+        TaskResult.job_id == job_id, TaskResult.page_index == page_index, TaskResult.task == task.value
+    )
+    return session.execute(query).first() is not None
+
+
+def page(session: Session, job_id: uuid.UUID, index: int) -> Page:
+    found = session.execute(
+        select(Page).where(Page.job_id == job_id, Page.index == index)
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"job {job_id} has no page {index}")
+    return found
+
+
+def document_of(session: Session, job: Job) -> Document:
+    return session.execute(select(Document).where(Document.id == job.document_id)).scalar_one()
+
+
+def set_page_count(session: Session, document_id: uuid.UUID, count: int) -> None:
+    session.execute(
+        text("UPDATE documents SET page_count = :n WHERE id = :id"), {"n": count, "id": document_id}
+    )
+
+
+def set_outputs(session: Session, job_id: uuid.UUID, outputs: dict[str, Any]) -> None:
+    job = get_job(session, job_id, lock=True)
+    job.outputs = outputs
+    job.updated_at = func.now()
 
 
 def results(session: Session, job_id: uuid.UUID) -> list[TaskResult]:

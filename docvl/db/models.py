@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -93,6 +94,8 @@ class Job(Base):
     pages_total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     pages_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     pages_failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The document-level outputs once assembled: task -> object keys.
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}", default=dict)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
@@ -136,6 +139,9 @@ class TaskResult(Base):
     task: Mapped[str] = mapped_column(String(32), nullable=False)
     output_text: Mapped[str | None] = mapped_column(Text)
     output_key: Mapped[str | None] = mapped_column(String(1024))
+    # Whether the artifact passed its check (Python parses, HTML is a document); why not when it did not.
+    output_valid: Mapped[bool | None] = mapped_column(Boolean)
+    output_problem: Mapped[str | None] = mapped_column(Text)
     prompt_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     image_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     generated_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

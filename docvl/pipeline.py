@@ -1,0 +1,289 @@
+"""The work of one job, as service functions: the Prefect flow and the Celery task bodies call these.
+
+start -> render (pages to images, stored) -> dispatch (one page task per page and task) -> the page tasks
+(model worker, post-processing, one result each) -> wait -> assemble (document outputs) -> finish.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from docvl.db import jobs
+from docvl.db.database import Database
+from docvl.db.models import Job, TaskResult
+from docvl.documents import open_document
+from docvl.errors import DocvlError
+from docvl.job_status import JobStatus
+from docvl.postprocess import artifact
+from docvl.storage import ObjectStore
+from docvl.storage.base import output_key, page_key
+from docvl.tasks import TaskKind
+from model_worker.types import GenerationParams, InferenceRequest, InferenceResult
+
+log = logging.getLogger(__name__)
+PAGES_PER_WRITE = 16
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    max_pages: int
+    dpi: int
+    max_pixels: int = 40_000_000
+
+
+@dataclass(frozen=True)
+class Context:
+    db: Database
+    store: ObjectStore
+
+
+# -- the flow's steps -------------------------------------------------------------------------------------
+
+
+def start(ctx: Context, job_id: uuid.UUID) -> Job:
+    with ctx.db.transaction() as s:
+        return jobs.transition(s, job_id, JobStatus.RUNNING)
+
+
+def render(ctx: Context, job_id: uuid.UUID, limits: RenderLimits) -> int:
+    """Render the job's document into stored page images; returns the page count. Re-running it after a
+    crash stores the same pages again and registers nothing twice. Raises DocumentError for bad documents."""
+    with ctx.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        document = jobs.document_of(s, job)
+        password = job.options.get("password")
+    with tempfile.TemporaryDirectory(prefix="docvl-render-") as tmp:
+        path = Path(tmp) / "document"
+        with ctx.store.open(document.object_key) as source, path.open("wb") as out:
+            while chunk := source.read(1024 * 1024):
+                out.write(chunk)
+        with open_document(
+            path, max_pages=limits.max_pages, dpi=limits.dpi, max_pixels=limits.max_pixels, password=password
+        ) as opened:
+            batch: list[jobs.NewPage] = []
+            for page in opened.pages():
+                key = page_key(job_id, page.index)
+                ctx.store.put(key, page.png, content_type="image/png")
+                batch.append(jobs.NewPage(page.index, key, page.width, page.height, len(page.png)))
+                if len(batch) == PAGES_PER_WRITE:
+                    _add_pages(ctx, job_id, batch)
+                    batch = []
+            _add_pages(ctx, job_id, batch)
+            count = opened.page_count
+    with ctx.db.transaction() as s:
+        jobs.set_page_count(s, document.id, count)
+    return count
+
+
+def _add_pages(ctx: Context, job_id: uuid.UUID, batch: list[jobs.NewPage]) -> None:
+    if batch:
+        with ctx.db.transaction() as s:
+            jobs.add_pages(s, job_id, batch)
+
+
+@dataclass(frozen=True)
+class PageWork:
+    job_id: uuid.UUID
+    page_index: int
+    task: TaskKind
+    priority: int
+
+    @property
+    def id(self) -> str:
+        """Stable: a re-dispatch after a crash sends the same ids, and cancelling revokes them."""
+        return f"{self.job_id}:{self.page_index}:{self.task.value}"
+
+
+def page_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:
+    """Every (page, task) of the job that has no result yet."""
+    with ctx.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        done = {(r.page_index, r.task) for r in jobs.results(s, job_id)}
+        return [
+            PageWork(job_id, page.index, TaskKind(task), job.priority)
+            for page in jobs.pages(s, job_id)
+            for task in job.tasks
+            if (page.index, task) not in done
+        ]
+
+
+def progress(ctx: Context, job_id: uuid.UUID) -> Job:
+    with ctx.db.transaction() as s:
+        return jobs.get_job(s, job_id)
+
+
+def assemble(ctx: Context, job_id: uuid.UUID) -> dict[str, Any]:
+    """Build and store the document-level outputs from the page results; returns task -> object keys."""
+    with ctx.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        by_task: dict[str, list[TaskResult]] = {task: [] for task in job.tasks}
+        for result in jobs.results(s, job_id):
+            by_task[result.task].append(result)
+        total = job.pages_total
+    outputs: dict[str, Any] = {}
+    for task, results in by_task.items():
+        outputs[task] = _assemble_task(ctx, job_id, TaskKind(task), results, total)
+    with ctx.db.transaction() as s:
+        jobs.set_outputs(s, job_id, outputs)
+    return outputs
+
+
+def _assemble_task(
+    ctx: Context, job_id: uuid.UUID, task: TaskKind, results: list[TaskResult], total: int
+) -> str | list[str]:
+    page = {r.page_index: r for r in results}
+    if task is TaskKind.OCR:
+        parts = []
+        for index in range(total):
+            r = page.get(index)
+            if r is not None and r.output_text is not None:
+                parts.append(f"<!-- page {index + 1} -->\n\n{r.output_text}")
+            else:
+                reason = r.error_message if r is not None else "no result"
+                parts.append(f"<!-- page {index + 1}: failed ({reason}) -->")
+        key = output_key(job_id, "document.md")
+        ctx.store.put(key, "\n\n".join(parts).encode() + b"\n", content_type="text/markdown; charset=utf-8")
+        return key
+    if task is TaskKind.QA:
+        answers = [
+            {
+                "page": i + 1,
+                "answer": page[i].output_text if i in page else None,
+                "error": _error(page.get(i)),
+            }
+            for i in range(total)
+        ]
+        given = [a for a in answers if a["answer"]]
+        combined = (
+            given[0]["answer"]
+            if len(given) == 1
+            else "\n".join(f"Page {a['page']}: {a['answer']}" for a in given)
+        )
+        key = output_key(job_id, "answers.json")
+        body = json.dumps({"answer": combined, "pages": answers}, ensure_ascii=False, indent=2).encode()
+        ctx.store.put(key, body, content_type="application/json")
+        return key
+    extension, content_type = (
+        ("py", "text/x-python") if task is TaskKind.CHART2CODE else ("html", "text/html")
+    )
+    keys = []
+    for index in range(total):
+        r = page.get(index)
+        if r is not None and r.output_text is not None:
+            key = output_key(job_id, f"page-{index + 1:04d}.{extension}")
+            ctx.store.put(key, r.output_text.encode(), content_type=f"{content_type}; charset=utf-8")
+            keys.append(key)
+    return keys
+
+
+def _error(result: TaskResult | None) -> str | None:
+    if result is None:
+        return "no result"
+    return result.error_message
+
+
+def finish(ctx: Context, job_id: uuid.UUID) -> Job:
+    """The final status from the page counters; a cancelled job stays cancelled."""
+    with ctx.db.transaction() as s:
+        job = jobs.get_job(s, job_id, lock=True)
+        if JobStatus(job.status).finished:
+            return job
+        if job.pages_failed == 0:
+            return jobs.transition(s, job_id, JobStatus.SUCCEEDED)
+        if job.pages_done == 0:
+            return jobs.transition(
+                s, job_id, JobStatus.FAILED, error_code="all_pages_failed", error_message="every page failed"
+            )
+        return jobs.transition(
+            s,
+            job_id,
+            JobStatus.PARTIALLY_SUCCEEDED,
+            error_code="some_pages_failed",
+            error_message=f"{job.pages_failed} of {job.pages_total} pages failed; the others are kept",
+        )
+
+
+def fail(ctx: Context, job_id: uuid.UUID, error: DocvlError) -> Job:
+    with ctx.db.transaction() as s:
+        job = jobs.get_job(s, job_id, lock=True)
+        if JobStatus(job.status).finished:
+            return job
+        return jobs.transition(
+            s, job_id, JobStatus.FAILED, error_code=error.code, error_message=error.message
+        )
+
+
+# -- one page task (the Celery task body) -----------------------------------------------------------------
+
+
+def process_page(
+    ctx: Context,
+    generate: Callable[[InferenceRequest], InferenceResult],
+    work: PageWork,
+    *,
+    max_new_tokens: int,
+    attempt: int,
+) -> bool:
+    """Run one page through the model and record its result. Returns False when there was nothing to do
+    (the job has finished or was cancelled, or the result exists). Model worker and storage errors
+    propagate: the caller retries them or, when final, records them with `record_failure`."""
+    with ctx.db.transaction() as s:
+        job = jobs.get_job(s, work.job_id)
+        if JobStatus(job.status).finished or jobs.has_result(s, work.job_id, work.page_index, work.task):
+            return False
+        image_key = jobs.page(s, work.job_id, work.page_index).image_key
+        question = job.options.get("question")
+    image = ctx.store.get(image_key)
+    request = InferenceRequest(
+        task=work.task,
+        images=[image],
+        question=question,
+        params=GenerationParams(max_new_tokens=max_new_tokens),
+        request_id=work.id,
+    )
+    result = generate(request)
+    made = artifact(work.task, result.text)
+    with ctx.db.transaction() as s:
+        return jobs.record_result(
+            s,
+            jobs.NewResult(
+                job_id=work.job_id,
+                page_index=work.page_index,
+                task=work.task,
+                output_text=made.text,
+                output_valid=made.valid,
+                output_problem=made.problem,
+                prompt_tokens=result.prompt_tokens,
+                image_tokens=result.image_tokens,
+                generated_tokens=result.generated_tokens,
+                queued_ms=result.timings.queued_ms,
+                preprocessing_ms=result.timings.preprocessing_ms,
+                inference_ms=result.timings.inference_ms,
+                model_id=result.model_id,
+                model_revision=result.model_revision,
+                prompt_template_version=result.prompt_template_version,
+                attempts=attempt,
+            ),
+        )
+
+
+def record_failure(ctx: Context, work: PageWork, error: DocvlError, attempt: int) -> bool:
+    with ctx.db.transaction() as s:
+        return jobs.record_result(
+            s,
+            jobs.NewResult(
+                job_id=work.job_id,
+                page_index=work.page_index,
+                task=work.task,
+                error_code=error.code,
+                error_message=error.message,
+                attempts=attempt,
+            ),
+        )

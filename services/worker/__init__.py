@@ -1,0 +1,1 @@
+"""The Celery worker deployable: page tasks that call the model workers."""

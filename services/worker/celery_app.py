@@ -1,0 +1,41 @@
+"""The one Celery app: Redis broker, one queue per task kind, priorities, late acknowledgement."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from docvl.tasks import TaskKind
+
+PAGE_TASK = "docvl.page"
+QUEUES = [task.value for task in TaskKind]
+
+
+def make_celery(redis_url: str, *, visibility_timeout_s: int = 3600, time_limit_s: int = 1800) -> Celery:
+    app = Celery("docvl", broker=redis_url)
+    app.conf.update(
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue=TaskKind.OCR.value,
+        task_acks_late=True,  # a task is acknowledged when done: a worker that dies loses nothing
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,  # results go to Postgres, not to a result backend
+        task_time_limit=time_limit_s,
+        task_soft_time_limit=max(time_limit_s - 30, 5),
+        worker_prefetch_multiplier=1,  # long tasks: take one at a time
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": visibility_timeout_s,
+            "priority_steps": list(range(10)),
+            "sep": ":",
+            "queue_order_strategy": "priority",
+        },
+        task_serializer="json",
+        accept_content=["json"],
+    )
+    return app
+
+
+def celery_priority(job_priority: int) -> int:
+    """Job priority 0..9, higher first; Redis serves lower numbers first."""
+    return 9 - max(0, min(9, job_priority))

@@ -1,0 +1,85 @@
+"""The Celery task bodies: take ids, call the pipeline's service function, retry what is retryable.
+
+Run a worker with:  celery -A services.worker.tasks worker -Q ocr,chart2code,web2html,qa
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import uuid
+from functools import cache
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_process_init
+
+from docvl.db.database import Database
+from docvl.errors import DocvlError, InvalidInput
+from docvl.pipeline import Context, PageWork, process_page, record_failure
+from docvl.storage import open_store
+from docvl.tasks import TaskKind
+from model_worker.transport.client import InferenceClient
+from model_worker.types import InferenceRequest, InferenceResult
+from services.worker.celery_app import PAGE_TASK, make_celery
+from services.worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+settings = WorkerSettings()
+app = make_celery(
+    settings.redis_url,
+    visibility_timeout_s=settings.visibility_timeout_s,
+    time_limit_s=settings.task_time_limit_s,
+)
+
+
+class ModelWorkers:
+    """Clients of the model workers, used round-robin."""
+
+    def __init__(self, targets: list[str], timeout_s: float) -> None:
+        self.clients = [InferenceClient(target) for target in targets]
+        self._next = itertools.cycle(range(len(self.clients)))
+        self._lock = threading.Lock()
+        self.timeout_s = timeout_s
+
+    def generate(self, request: InferenceRequest) -> InferenceResult:
+        with self._lock:
+            client = self.clients[next(self._next)]
+        return client.generate(request, timeout=self.timeout_s)
+
+
+@cache
+def _dependencies() -> tuple[Context, ModelWorkers]:
+    """Made once per worker process (after the fork: connections are not shared between processes)."""
+    store = open_store(settings)
+    return Context(Database(settings.database_url), store), ModelWorkers(
+        settings.model_worker_targets, settings.inference_timeout_s
+    )
+
+
+@worker_process_init.connect
+def _reset_after_fork(**_: Any) -> None:
+    _dependencies.cache_clear()
+
+
+@app.task(bind=True, name=PAGE_TASK, max_retries=None)
+def run_page(self: Task, job_id: str, page_index: int, task: str, priority: int = 0) -> bool:
+    """One page through one task. Retryable errors retry with backoff; the last failure is recorded."""
+    ctx, workers = _dependencies()
+    work = PageWork(uuid.UUID(job_id), page_index, TaskKind(task), priority)
+    attempt = self.request.retries + 1
+    try:
+        return process_page(
+            ctx, workers.generate, work, max_new_tokens=settings.max_new_tokens, attempt=attempt
+        )
+    except InvalidInput as exc:
+        return record_failure(ctx, work, exc, attempt)
+    except DocvlError as exc:
+        if self.request.retries < settings.task_retries:
+            delay = min(settings.retry_backoff_s * 2**self.request.retries, 60.0)
+            log.warning(
+                "page %s attempt %d failed (%s): retrying in %.0f s", work.id, attempt, exc.code, delay
+            )
+            raise self.retry(exc=exc, countdown=delay) from exc
+        return record_failure(ctx, work, exc, attempt)
