@@ -93,3 +93,70 @@ def moto_s3_server(log_path: Path) -> Iterator[str]:
         yield endpoint
     finally:
         stop_process(process)
+
+
+@contextmanager
+def prefect_server(database_url: str, home: Path) -> Iterator[str]:
+    """`prefect server start` on Postgres, on a free loopback port; yields its API URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url.replace("+psycopg", "+asyncpg"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    log_path = home / "prefect-server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    api = f"http://127.0.0.1:{port}/api"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"prefect server exited:\n{log_path.read_text()}")
+        try:
+            urllib.request.urlopen(api + "/health", timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(healthy, 120, "the Prefect server")
+        yield api
+    finally:
+        stop_process(process)
+
+
+@contextmanager
+def celery_worker(
+    env: dict[str, str], log_path: Path, queues: str = "ocr,chart2code,web2html,qa"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery worker process on the project's app; yields once it is ready."""
+    from tests.helpers import ROOT
+
+    command = [
+        sys.executable, "-m", "celery", "-A", "services.worker.tasks", "worker", "-Q", queues,
+        "-c", "2", "--pool", "prefork", "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env}
+        )
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"celery worker exited:\n{log_path.read_text()}")
+        return " ready." in log_path.read_text()
+
+    try:
+        wait_for(ready, 60, "the Celery worker")
+        yield process
+    finally:
+        stop_process(process, timeout=30)

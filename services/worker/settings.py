@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from docvl.settings import CoreSettings
 
@@ -11,7 +13,7 @@ from docvl.settings import CoreSettings
 class WorkerSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="ignore")
 
-    model_worker_targets: list[str] = Field(
+    model_worker_targets: Annotated[list[str], NoDecode] = Field(
         default=["127.0.0.1:50061"],
         description="Model workers (HOST:PORT, comma-separated), used round-robin.",
     )

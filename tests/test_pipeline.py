@@ -1,0 +1,140 @@
+"""The whole path with real processes: Postgres, Redis, moto's S3 server, a Celery worker, a model worker
+with the tiny model, and the flow reporting to a local Prefect server on Postgres."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from docvl.db import jobs
+from docvl.db.database import Database
+from docvl.job_status import JobStatus
+from docvl.postprocess import artifact
+from docvl.storage.s3 import S3ObjectStore
+from docvl.tasks import TaskKind
+from model_worker.transport.client import InferenceClient
+from model_worker.types import GenerationParams, InferenceRequest
+from tests.helpers import model_worker_process
+from tests.services import celery_worker, prefect_server, scratch_database
+
+pytestmark = pytest.mark.slow
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "pdf-samples"
+FOUR_PAGES = CORPUS / "004-pdflatex-4-pages" / "pdflatex-4-pages.pdf"
+MAX_NEW_TOKENS = 24
+
+
+@dataclass
+class Platform:
+    env: dict[str, str]
+    db: Database
+    store: S3ObjectStore
+    model: InferenceClient
+
+
+@pytest.fixture(scope="module")
+def platform(
+    migrated_database: Database,
+    s3_endpoint: str,
+    tiny_small_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Platform]:
+    logs = tmp_path_factory.mktemp("pipeline")
+    bucket = f"docvl-{uuid.uuid4().hex[:12]}"
+    with (
+        scratch_database("prefect") as prefect_db,
+        prefect_server(prefect_db, logs) as prefect_api,
+        model_worker_process(tiny_small_dir, logs / "model-worker.log") as (_, target),
+    ):
+        env = {
+            "DOCVL_DATABASE_URL": migrated_database.url,
+            "DOCVL_REDIS_URL": f"redis://127.0.0.1:6379/{1 + os.getpid() % 14}",
+            "DOCVL_OBJECT_STORE": "s3",
+            "DOCVL_S3_ENDPOINT": s3_endpoint,
+            "DOCVL_S3_ACCESS_KEY": "testing",
+            "DOCVL_S3_SECRET_KEY": "testing",
+            "DOCVL_S3_BUCKET": bucket,
+            "DOCVL_MODEL_WORKER_TARGETS": target,
+            "DOCVL_MAX_NEW_TOKENS": str(MAX_NEW_TOKENS),
+            "DOCVL_RETRY_BACKOFF_S": "0.5",
+            "DOCVL_POLL_INTERVAL_S": "0.1",
+            "PREFECT_API_URL": prefect_api,
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+        store = S3ObjectStore(s3_endpoint, "testing", "testing", bucket)
+        store.ensure_ready()
+        model = InferenceClient(target)
+        model.wait_ready(120)
+        with celery_worker(env, logs / "celery.log"):
+            previous = {key: os.environ.get(key) for key in env}
+            os.environ.update(env)
+            try:
+                yield Platform(env, migrated_database, store, model)
+            finally:
+                for key, value in previous.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+        model.close()
+
+
+def submit(platform: Platform, path: Path, tasks: list[TaskKind], **options: object) -> uuid.UUID:
+    with path.open("rb") as fh:
+        stored = platform.store.put_input(fh)
+    with platform.db.transaction() as s:
+        document = jobs.get_or_create_document(
+            s,
+            sha256=stored.sha256,
+            size_bytes=stored.size,
+            media_type="application/pdf",
+            object_key=stored.key,
+        )
+        job, _ = jobs.create_job(s, jobs.NewJob("tester", document.id, tasks, options=dict(options)))
+        return job.id
+
+
+def run_flow(job_id: uuid.UUID) -> JobStatus:
+    from workflows import flows
+
+    for cached in (flows.settings, flows.context, flows.celery):
+        cached.cache_clear()
+    return flows.process_document(job_id)
+
+
+def test_a_multi_page_pdf_goes_through_the_whole_path(platform: Platform) -> None:
+    job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR, TaskKind.QA], question="What is the title?")
+    assert run_flow(job_id) is JobStatus.SUCCEEDED
+    with platform.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        pages = jobs.pages(s, job_id)
+        results = jobs.results(s, job_id)
+        events = [(e.kind, e.status) for e in jobs.events(s, job_id)]
+    assert (job.pages_total, job.pages_done, job.pages_failed) == (4, 4, 0)
+    assert len(results) == 8
+    for result in results:
+        image = platform.store.get(pages[result.page_index].image_key)
+        task = TaskKind(result.task)
+        direct = platform.model.generate(
+            InferenceRequest(
+                task,
+                [image],
+                question="What is the title?" if task is TaskKind.QA else None,
+                params=GenerationParams(MAX_NEW_TOKENS),
+            )
+        )
+        assert result.output_text == artifact(task, direct.text).text
+        assert result.generated_tokens == direct.generated_tokens
+        assert result.model_revision == direct.model_revision
+        assert result.prompt_template_version == direct.prompt_template_version
+    assert events[0] == ("status", "queued")
+    assert events[1] == ("status", "running")
+    assert events[-1] == ("status", "succeeded")
+    assert [kind for kind, _ in events].count("progress") == 4
+    markdown = platform.store.get(job.outputs["ocr"]).decode()
+    assert [f"<!-- page {n} -->" in markdown for n in range(1, 5)] == [True] * 4
+    assert b'"answer"' in platform.store.get(job.outputs["qa"])

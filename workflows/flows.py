@@ -1,0 +1,125 @@
+"""Prefect flows: they only orchestrate; the work is in docvl.pipeline and the Celery page tasks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from functools import cache
+from typing import Any
+
+from celery import Celery
+from prefect import flow, task
+
+from docvl import pipeline
+from docvl.db.database import Database
+from docvl.documents import DocumentError
+from docvl.errors import DocvlError, Unavailable
+from docvl.job_status import JobStatus
+from docvl.storage import open_store
+from services.worker.celery_app import PAGE_TASK, celery_priority, make_celery
+from workflows.settings import FlowSettings
+
+RETRY_DELAYS = [1, 5, 15, 30]
+
+
+@cache
+def settings() -> FlowSettings:
+    return FlowSettings()
+
+
+@cache
+def context() -> pipeline.Context:
+    s = settings()
+    store = open_store(s)
+    store.ensure_ready()
+    return pipeline.Context(Database(s.database_url), store)
+
+
+@cache
+def celery() -> Celery:
+    return make_celery(settings().redis_url)
+
+
+def _retryable(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry outages (database, storage), nothing else."""
+    return isinstance(state.result(raise_on_failure=False), Unavailable)
+
+
+retried = task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=_retryable)
+
+
+@retried
+def start_job(job_id: uuid.UUID) -> None:
+    pipeline.start(context(), job_id)
+
+
+@retried
+def render_pages(job_id: uuid.UUID) -> int:
+    s = settings()
+    limits = pipeline.RenderLimits(max_pages=s.max_pages, dpi=s.render_dpi, max_pixels=s.max_page_pixels)
+    return pipeline.render(context(), job_id, limits)
+
+
+@retried
+def dispatch_pages(job_id: uuid.UUID) -> int:
+    """One Celery task per (page, task) still without a result, on the queue of its task kind."""
+    work = pipeline.page_work(context(), job_id)
+    for item in work:
+        celery().send_task(
+            PAGE_TASK,
+            args=[str(item.job_id), item.page_index, item.task.value, item.priority],
+            queue=item.task.value,
+            priority=celery_priority(item.priority),
+            task_id=item.id,
+        )
+    return len(work)
+
+
+@retried
+def wait_for_pages(job_id: uuid.UUID) -> JobStatus:
+    """Follow the page counters until every page has its results, or the job is cancelled."""
+    s = settings()
+    deadline = time.monotonic() + s.job_timeout_s
+    while True:
+        job = pipeline.progress(context(), job_id)
+        status = JobStatus(job.status)
+        if status.finished or job.pages_done + job.pages_failed >= job.pages_total:
+            return status
+        if time.monotonic() > deadline:
+            raise DocvlError(f"the job's pages were not all done after {s.job_timeout_s:.0f} s")
+        time.sleep(s.poll_interval_s)
+
+
+@retried
+def assemble_outputs(job_id: uuid.UUID) -> dict[str, Any]:
+    return pipeline.assemble(context(), job_id)
+
+
+@retried
+def finish_job(job_id: uuid.UUID) -> JobStatus:
+    return JobStatus(pipeline.finish(context(), job_id).status)
+
+
+@retried
+def fail_job(job_id: uuid.UUID, code: str, message: str) -> JobStatus:
+    error = DocvlError(message)
+    error.code = code
+    return JobStatus(pipeline.fail(context(), job_id, error).status)
+
+
+@flow(name="process_document", persist_result=False, log_prints=False)
+def process_document(job_id: uuid.UUID) -> JobStatus:
+    """Render the document, fan its pages out to the Celery queues, collect, assemble, set the status."""
+    try:
+        start_job(job_id)
+        render_pages(job_id)
+        dispatch_pages(job_id)
+        if wait_for_pages(job_id).finished:  # cancelled meanwhile
+            return JobStatus(pipeline.progress(context(), job_id).status)
+        assemble_outputs(job_id)
+        return JobStatus(finish_job(job_id))
+    except DocumentError as exc:
+        return JobStatus(fail_job(job_id, exc.code, exc.message))
+    except Exception as exc:  # never leave a job running behind a crashed flow
+        fail_job(job_id, getattr(exc, "code", "internal"), f"the pipeline failed: {exc}")
+        raise

@@ -1,0 +1,34 @@
+"""Configuration of the flow runner deployable (environment prefix DOCVL_)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from docvl.settings import CoreSettings
+
+
+class FlowSettings(CoreSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="ignore")
+
+    render_dpi: int = Field(144, ge=36, le=600, description="Resolution of rendered PDF pages.")
+    max_pages: int = Field(500, ge=1, description="Documents with more pages are refused.")
+    max_page_pixels: int = Field(40_000_000, ge=1_000_000)
+    poll_interval_s: float = Field(0.5, gt=0, description="How often a flow looks at its pages' progress.")
+    job_timeout_s: float = Field(6 * 3600, gt=0, description="A job still unfinished after this fails.")
+    sweep_cron: str = Field("0 2 * * *", description="When the scheduled bucket sweep runs.")
+    sweep_bucket: str | None = Field(None, description="Bucket the sweep reads; default: DOCVL_S3_BUCKET.")
+    sweep_prefix: str = "incoming/"
+    sweep_tasks: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["ocr"])
+
+    @field_validator("sweep_tasks", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    sweep_owner: str = "sweep"
+    sweep_priority: int = Field(0, ge=0, le=9)
