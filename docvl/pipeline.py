@@ -6,6 +6,7 @@ start -> render (pages to images, stored) -> dispatch (one page task per page an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -18,7 +19,7 @@ from typing import Any
 from docvl.db import jobs
 from docvl.db.database import Database
 from docvl.db.models import Job, TaskResult
-from docvl.documents import open_document
+from docvl.documents import DocumentError, open_document, sniff_media_type
 from docvl.errors import DocvlError
 from docvl.job_status import JobStatus
 from docvl.postprocess import artifact
@@ -218,6 +219,68 @@ def fail(ctx: Context, job_id: uuid.UUID, error: DocvlError) -> Job:
         return jobs.transition(
             s, job_id, JobStatus.FAILED, error_code=error.code, error_message=error.message
         )
+
+
+def cancel(
+    ctx: Context, job_id: uuid.UUID, revoke: Callable[[list[str]], None], *, owner: str | None = None
+) -> jobs.CancelOutcome:
+    """Cancel the job and revoke its queued page tasks. Tasks already running finish, but their results
+    do not change the job's status; its flow sees the status and stops."""
+    with ctx.db.transaction() as s:
+        outcome = jobs.cancel(s, job_id, owner=owner)
+        if not outcome.changed:
+            return outcome
+        ids = [
+            PageWork(job_id, page.index, TaskKind(task), 0).id
+            for page in jobs.pages(s, job_id)
+            for task in outcome.job.tasks
+        ]
+    if ids:
+        revoke(ids)
+    return outcome
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    owner: str
+    tasks: list[TaskKind]
+    priority: int
+    model_revision: str
+    prompt_version: str
+
+    def key(self, sha256: str) -> str:
+        """Same content, tasks, model and prompt: same key, so a document is taken in once."""
+        what = f"{sorted(t.value for t in self.tasks)}|{self.model_revision}|{self.prompt_version}"
+        return f"sweep:{sha256}:{hashlib.sha256(what.encode()).hexdigest()[:32]}"
+
+
+def take_in(ctx: Context, source: ObjectStore, key: str, request: SweepRequest) -> uuid.UUID | None:
+    """Store the object as an input and make its job, unless the same request was made before."""
+    with source.open(key) as stream:
+        stored = ctx.store.put_input(stream)
+    with ctx.store.open(stored.key) as stream:
+        try:
+            media_type = sniff_media_type(stream.read(1024))
+        except DocumentError:  # still a job: it fails with the reason, where its owner sees it
+            media_type = "application/octet-stream"
+    with ctx.db.transaction() as s:
+        document = jobs.get_or_create_document(
+            s, sha256=stored.sha256, size_bytes=stored.size, media_type=media_type, object_key=stored.key
+        )
+        idempotency = request.key(stored.sha256)
+        job, created = jobs.create_job(
+            s,
+            jobs.NewJob(
+                owner=request.owner,
+                document_id=document.id,
+                tasks=request.tasks,
+                options={"source": key},
+                priority=request.priority,
+                idempotency_key=idempotency,
+                request_fingerprint=hashlib.sha256(idempotency.encode()).hexdigest(),
+            ),
+        )
+    return job.id if created else None
 
 
 # -- one page task (the Celery task body) -----------------------------------------------------------------

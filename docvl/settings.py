@@ -6,11 +6,18 @@ Environment prefix DOCVL_. Each deployable's own Settings class extends this one
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def split_list(value: object) -> object:
+    """Comma-separated environment values as lists."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 class CoreSettings(BaseSettings):
@@ -27,7 +34,16 @@ class CoreSettings(BaseSettings):
     s3_bucket: str = "docvl"
     s3_region: str | None = None
     storage_dir: Path = Field(Path("var/storage"), description="Root of the local object store.")
+    model_worker_targets: Annotated[list[str], NoDecode] = Field(
+        default=["127.0.0.1:50061"],
+        description="Model workers (HOST:PORT, comma-separated), used round-robin.",
+    )
     presign_expiry_s: int = Field(3600, ge=1, le=7 * 24 * 3600, description="Lifetime of result links.")
+
+    @field_validator("model_worker_targets", mode="before")
+    @classmethod
+    def _split_targets(cls, value: object) -> object:
+        return split_list(value)
 
     @field_validator("database_url")
     @classmethod

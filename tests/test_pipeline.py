@@ -103,7 +103,7 @@ def run_flow(job_id: uuid.UUID) -> JobStatus:
 
     for cached in (flows.settings, flows.context, flows.celery):
         cached.cache_clear()
-    return flows.process_document(job_id)
+    return JobStatus(flows.process_document(job_id))
 
 
 def test_a_multi_page_pdf_goes_through_the_whole_path(platform: Platform) -> None:
@@ -138,3 +138,114 @@ def test_a_multi_page_pdf_goes_through_the_whole_path(platform: Platform) -> Non
     markdown = platform.store.get(job.outputs["ocr"]).decode()
     assert [f"<!-- page {n} -->" in markdown for n in range(1, 5)] == [True] * 4
     assert b'"answer"' in platform.store.get(job.outputs["qa"])
+
+
+BAD = [
+    ("005-libreoffice-writer-password/libreoffice-writer-password.pdf", "encrypted_document", "encrypted"),
+    ("017-unreadable-meta-data/unreadablemetadata.pdf", "corrupt_document", "damaged"),
+]
+
+
+def test_documents_that_cannot_be_processed_fail_with_the_cause(platform: Platform, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.pdf"
+    truncated.write_bytes(FOUR_PAGES.read_bytes()[:2000])
+    notes = tmp_path / "notes.pdf"
+    notes.write_bytes(b"meeting notes, plain text")
+    cases = [(CORPUS / path, code, words) for path, code, words in BAD] + [
+        (truncated, "corrupt_document", "truncated"),
+        (notes, "unsupported_document", "not a PDF"),
+    ]
+    for path, code, words in cases:
+        job_id = submit(platform, path, [TaskKind.OCR])
+        assert run_flow(job_id) is JobStatus.FAILED, path
+        with platform.db.transaction() as s:
+            job = jobs.get_job(s, job_id)
+            last = jobs.events(s, job_id)[-1]
+        assert job.error_code == code
+        assert job.error_message is not None
+        assert words in job.error_message
+        assert last.status == "failed"
+        assert last.data["error"]["code"] == code
+
+
+def test_the_shared_corpus_is_processed_or_refused(platform: Platform) -> None:
+    import json
+
+    entries = json.loads((CORPUS / "files.json").read_text())["data"]
+    refused = {path for path, _, _ in BAD}
+    for entry in entries:
+        if entry["path"] in refused or entry["pages"] > 20:  # the 117-page one runs in the benchmark
+            continue
+        job_id = submit(platform, CORPUS / entry["path"], [TaskKind.OCR])
+        assert run_flow(job_id) is JobStatus.SUCCEEDED, entry["path"]
+        with platform.db.transaction() as s:
+            job = jobs.get_job(s, job_id)
+        assert (job.pages_total, job.pages_done) == (entry["pages"], entry["pages"]), entry["path"]
+
+
+def test_cancelling_revokes_the_pages_and_stops_the_flow(platform: Platform) -> None:
+    import threading
+
+    from docvl import pipeline
+    from tests.helpers import wait_for
+    from workflows import flows
+
+    geotopo = CORPUS / "009-pdflatex-geotopo" / "GeoTopo-komprimiert.pdf"
+    job_id = submit(platform, geotopo, [TaskKind.OCR])
+    outcome: list[JobStatus] = []
+    runner = threading.Thread(target=lambda: outcome.append(run_flow(job_id)))
+    runner.start()
+
+    def some_pages_done() -> bool:
+        with platform.db.transaction() as s:
+            return jobs.get_job(s, job_id).pages_done >= 2
+
+    wait_for(some_pages_done, 120, "the first pages")
+    cancelled = pipeline.cancel(flows.context(), job_id, flows.revoke_page_tasks)
+    assert cancelled.changed
+    runner.join(60)
+    assert outcome == [JobStatus.CANCELLED]
+
+    # A job submitted after the cancellation queues behind the revoked pages: once it is done, they are too.
+    assert run_flow(submit(platform, CORPUS / "001-trivial" / "minimal-document.pdf", [TaskKind.OCR])) is (
+        JobStatus.SUCCEEDED
+    )
+    with platform.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+    assert job.status == JobStatus.CANCELLED
+    assert job.pages_done < job.pages_total == 117
+    again = pipeline.cancel(flows.context(), job_id, flows.revoke_page_tasks)
+    assert not again.changed
+
+
+def test_the_sweep_takes_each_document_in_once(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workflows import flows
+
+    monkeypatch.setenv("DOCVL_SWEEP_START", "inline")
+    flows.settings.cache_clear()
+    prefix = f"incoming-{uuid.uuid4().hex[:8]}/"
+    one = (CORPUS / "001-trivial" / "minimal-document.pdf").read_bytes()
+    two = (CORPUS / "002-trivial-libre-office-writer" / "002-trivial-libre-office-writer.pdf").read_bytes()
+    platform.store.put(prefix + "a.pdf", one)
+    platform.store.put(prefix + "b.pdf", two)
+    sweep = flows.sweep_bucket
+    assert sweep(platform.store.bucket, prefix, ["ocr"]) == 2
+    assert sweep(platform.store.bucket, prefix, ["ocr"]) == 0
+    platform.store.put(prefix + "renamed-copy-of-a.pdf", one)
+    assert sweep(platform.store.bucket, prefix, ["ocr"]) == 0, "the same content under another name"
+    platform.store.put(prefix + "notes.txt", b"not a document")
+    assert sweep(platform.store.bucket, prefix, ["ocr"]) == 1
+    assert sweep(platform.store.bucket, prefix, ["ocr", "chart2code"]) == 3, "other tasks: new jobs"
+    with platform.db.transaction() as s:
+        swept = [
+            j for j in jobs.list_jobs(s, owner="sweep") if j.options.get("source", "").startswith(prefix)
+        ]
+    statuses = sorted((j.options["source"].removeprefix(prefix), tuple(j.tasks), j.status) for j in swept)
+    assert statuses == [
+        ("a.pdf", ("ocr",), "succeeded"),
+        ("a.pdf", ("ocr", "chart2code"), "succeeded"),
+        ("b.pdf", ("ocr",), "succeeded"),
+        ("b.pdf", ("ocr", "chart2code"), "succeeded"),
+        ("notes.txt", ("ocr",), "failed"),
+        ("notes.txt", ("ocr", "chart2code"), "failed"),
+    ]

@@ -15,7 +15,9 @@ from docvl.db.database import Database
 from docvl.documents import DocumentError
 from docvl.errors import DocvlError, Unavailable
 from docvl.job_status import JobStatus
-from docvl.storage import open_store
+from docvl.storage import ObjectStore, open_store
+from docvl.tasks import TaskKind
+from model_worker.transport.client import InferenceClient
 from services.worker.celery_app import PAGE_TASK, celery_priority, make_celery
 from workflows.settings import FlowSettings
 
@@ -107,6 +109,10 @@ def fail_job(job_id: uuid.UUID, code: str, message: str) -> JobStatus:
     return JobStatus(pipeline.fail(context(), job_id, error).status)
 
 
+def revoke_page_tasks(ids: list[str]) -> None:
+    celery().control.revoke(ids)
+
+
 @flow(name="process_document", persist_result=False, log_prints=False)
 def process_document(job_id: uuid.UUID) -> JobStatus:
     """Render the document, fan its pages out to the Celery queues, collect, assemble, set the status."""
@@ -123,3 +129,82 @@ def process_document(job_id: uuid.UUID) -> JobStatus:
     except Exception as exc:  # never leave a job running behind a crashed flow
         fail_job(job_id, getattr(exc, "code", "internal"), f"the pipeline failed: {exc}")
         raise
+
+
+# -- the scheduled sweep ----------------------------------------------------------------------------------
+
+
+@retried
+def model_identity() -> tuple[str, str]:
+    """(model revision, prompt-template version) of the model workers now serving."""
+    with InferenceClient(settings().model_worker_targets[0]) as client:
+        info = client.model_info()
+    return str(info["model_revision"]), str(info["prompt_template_version"])
+
+
+@retried
+def take_in(bucket: str, key: str, tasks: list[str], identity: tuple[str, str]) -> uuid.UUID | None:
+    """A job for the object unless one exists for the same content, tasks, model and prompt; None if so."""
+    return pipeline.take_in(context(), sweep_source(bucket), key, sweep_request(tasks, identity))
+
+
+def sweep_source(bucket: str) -> ObjectStore:
+    s = settings()
+    if bucket == s.s3_bucket or s.object_store == "local":
+        return context().store
+    return open_store(s.model_copy(update={"s3_bucket": bucket}))
+
+
+def sweep_request(tasks: list[str], identity: tuple[str, str]) -> pipeline.SweepRequest:
+    s = settings()
+    return pipeline.SweepRequest(
+        owner=s.sweep_owner,
+        tasks=[TaskKind.parse(t) for t in tasks],
+        priority=s.sweep_priority,
+        model_revision=identity[0],
+        prompt_version=identity[1],
+    )
+
+
+@flow(name="sweep_bucket", persist_result=False, log_prints=False)
+def sweep_bucket(bucket: str | None = None, prefix: str | None = None, tasks: list[str] | None = None) -> int:
+    """Make a job for every document under the prefix not yet processed with the same tasks, model and
+    prompt version (by content hash, not name), and start processing each; returns how many it started."""
+    s = settings()
+    bucket = bucket or s.sweep_bucket or s.s3_bucket
+    prefix = s.sweep_prefix if prefix is None else prefix
+    tasks = tasks or s.sweep_tasks
+    identity = model_identity()
+    started = 0
+    for item in list(sweep_source(bucket).list(prefix)):
+        job_id = take_in(bucket, item.key, tasks, identity)
+        if job_id is None:
+            continue
+        started += 1
+        if s.sweep_start == "inline":
+            process_document(job_id)
+        else:
+            start_processing(job_id)
+    return started
+
+
+PROCESS_DEPLOYMENT = "process_document/process-document"
+
+
+def start_processing(job_id: uuid.UUID) -> None:
+    """Start process_document for the job as a run of the served deployment (what front doors call)."""
+    from prefect.deployments import run_deployment
+
+    run_deployment(PROCESS_DEPLOYMENT, parameters={"job_id": str(job_id)}, timeout=0, as_subflow=False)
+
+
+def serve() -> None:
+    """Serve both deployments until interrupted: process_document on demand, sweep_bucket on its cron."""
+    from prefect import serve as prefect_serve
+
+    s = settings()
+    prefect_serve(
+        process_document.to_deployment(name="process-document"),
+        sweep_bucket.to_deployment(name="nightly-sweep", cron=s.sweep_cron),
+        limit=None,
+    )

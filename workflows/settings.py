@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from docvl.settings import CoreSettings
+from docvl.settings import CoreSettings, split_list
 
 
 class FlowSettings(CoreSettings):
@@ -26,9 +26,10 @@ class FlowSettings(CoreSettings):
     @field_validator("sweep_tasks", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
-        return value
+        return split_list(value)
 
     sweep_owner: str = "sweep"
     sweep_priority: int = Field(0, ge=0, le=9)
+    sweep_start: Literal["deployment", "inline"] = Field(
+        "deployment", description="deployment: each job runs as its own flow run of the served deployment."
+    )

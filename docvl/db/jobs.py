@@ -146,6 +146,15 @@ def get_job(session: Session, job_id: uuid.UUID, *, owner: str | None = None, lo
     return job
 
 
+def list_jobs(
+    session: Session, *, owner: str, status: JobStatus | None = None, limit: int = 1000
+) -> list[Job]:
+    query = select(Job).where(Job.owner == owner).order_by(Job.created_at, Job.id).limit(limit)
+    if status is not None:
+        query = query.where(Job.status == status.value)
+    return list(session.execute(query).scalars())
+
+
 def transition(
     session: Session,
     job_id: uuid.UUID,
@@ -215,7 +224,7 @@ def record_result(session: Session, result: NewResult) -> bool:
     ).scalar_one_or_none()
     if page is None:
         raise NotFound(f"job {result.job_id} has no page {result.page_index}")
-    values = {**result.__dict__, "task": result.task.value}
+    values = {key: _storable(value) for key, value in result.__dict__.items()} | {"task": result.task.value}
     inserted = session.execute(
         insert(TaskResult)
         .values(**values)
@@ -284,6 +293,11 @@ def set_outputs(session: Session, job_id: uuid.UUID, outputs: dict[str, Any]) ->
     job = get_job(session, job_id, lock=True)
     job.outputs = outputs
     job.updated_at = func.now()
+
+
+def _storable(value: object) -> object:
+    """Postgres text cannot hold NUL characters, which a model can emit: they become U+FFFD."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 def results(session: Session, job_id: uuid.UUID) -> list[TaskResult]:
