@@ -135,9 +135,14 @@ def prefect_server(database_url: str, home: Path) -> Iterator[str]:
 
 @contextmanager
 def celery_worker(
-    env: dict[str, str], log_path: Path, queues: str = "ocr,chart2code,web2html,qa"
+    env: dict[str, str],
+    log_path: Path,
+    queues: str = "ocr,chart2code,web2html,qa",
+    *,
+    new_session: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A Celery worker process on the project's app; yields once it is ready."""
+    """A Celery worker process on the project's app; yields once it is ready. With `new_session` it leads
+    its own process group, so that a test can kill it together with its pool processes."""
     from tests.helpers import ROOT
 
     command = [
@@ -147,7 +152,12 @@ def celery_worker(
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env}
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            start_new_session=new_session,
         )
 
     def ready() -> bool:

@@ -21,6 +21,7 @@ from model_worker.transport.client import InferenceClient
 from model_worker.types import GenerationParams, InferenceRequest
 from tests.helpers import model_worker_process
 from tests.services import celery_worker, prefect_server, scratch_database
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "pdf-samples"
@@ -34,6 +35,8 @@ class Platform:
     db: Database
     store: S3ObjectStore
     model: InferenceClient
+    model_proxy: TcpProxy
+    logs: Path
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +53,8 @@ def platform(
         prefect_server(prefect_db, logs) as prefect_api,
         model_worker_process(tiny_small_dir, logs / "model-worker.log") as (_, target),
     ):
+        host, port = target.split(":")
+        model_proxy = TcpProxy(host, int(port)).start()  # the page tasks reach the model worker through it
         env = {
             "DOCVL_DATABASE_URL": migrated_database.url,
             "DOCVL_REDIS_URL": f"redis://127.0.0.1:6379/{1 + os.getpid() % 14}",
@@ -58,7 +63,8 @@ def platform(
             "DOCVL_S3_ACCESS_KEY": "testing",
             "DOCVL_S3_SECRET_KEY": "testing",
             "DOCVL_S3_BUCKET": bucket,
-            "DOCVL_MODEL_WORKER_TARGETS": target,
+            "DOCVL_MODEL_WORKER_TARGETS": f"127.0.0.1:{model_proxy.port}",
+            "DOCVL_VISIBILITY_TIMEOUT_S": "8",
             "DOCVL_MAX_NEW_TOKENS": str(MAX_NEW_TOKENS),
             "DOCVL_RETRY_BACKOFF_S": "0.5",
             "DOCVL_POLL_INTERVAL_S": "0.1",
@@ -73,7 +79,7 @@ def platform(
             previous = {key: os.environ.get(key) for key in env}
             os.environ.update(env)
             try:
-                yield Platform(env, migrated_database, store, model)
+                yield Platform(env, migrated_database, store, model, model_proxy, logs)
             finally:
                 for key, value in previous.items():
                     if value is None:
@@ -81,6 +87,7 @@ def platform(
                     else:
                         os.environ[key] = value
         model.close()
+        model_proxy.stop()
 
 
 def submit(platform: Platform, path: Path, tasks: list[TaskKind], **options: object) -> uuid.UUID:
@@ -249,3 +256,61 @@ def test_the_sweep_takes_each_document_in_once(platform: Platform, monkeypatch: 
         ("notes.txt", ("ocr",), "failed"),
         ("notes.txt", ("ocr", "chart2code"), "failed"),
     ]
+
+
+def test_the_model_worker_away_for_a_while_then_back(platform: Platform) -> None:
+    import threading
+
+    from tests.helpers import wait_for
+
+    job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+    celery_log = platform.logs / "celery.log"
+    retries_before = celery_log.read_text().count("retrying in")
+    platform.model_proxy.stop()
+    outcome: list[JobStatus] = []
+    runner = threading.Thread(target=lambda: outcome.append(run_flow(job_id)))
+    runner.start()
+    wait_for(lambda: celery_log.read_text().count("retrying in") > retries_before, 60, "a page task to retry")
+    platform.model_proxy.start()
+    runner.join(120)
+    assert outcome == [JobStatus.SUCCEEDED]
+    with platform.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        attempts = [r.attempts for r in jobs.results(s, job_id)]
+    assert (job.pages_done, job.pages_failed) == (4, 0)
+    assert max(attempts) > 1
+
+
+def test_a_celery_worker_killed_mid_task_loses_nothing(platform: Platform) -> None:
+    import re
+    import signal
+    import threading
+
+    from tests.helpers import wait_for
+
+    geotopo = CORPUS / "009-pdflatex-geotopo" / "GeoTopo-komprimiert.pdf"
+    log = platform.logs / "victim.log"
+    with celery_worker(platform.env, log, new_session=True) as victim:
+        job_id = submit(platform, geotopo, [TaskKind.OCR])
+        outcome: list[JobStatus] = []
+        runner = threading.Thread(target=lambda: outcome.append(run_flow(job_id)))
+        runner.start()
+
+        def victim_busy() -> bool:
+            text = log.read_text()
+            return text.count("succeeded in") >= 3
+
+        wait_for(victim_busy, 120, "the second worker to take pages")
+        os.killpg(victim.pid, signal.SIGKILL)  # the worker and its pool processes, mid-task
+        victim.wait(30)
+    text = log.read_text()
+    received = set(re.findall(r"Task docvl\.page\[([^\]]+)\] received", text))
+    finished = set(re.findall(r"Task docvl\.page\[([^\]]+)\] succeeded", text))
+    assert received - finished, "the killed worker held unfinished pages"
+    runner.join(240)
+    assert outcome == [JobStatus.SUCCEEDED]
+    with platform.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        rows = jobs.results(s, job_id)
+    assert (job.pages_total, job.pages_done, job.pages_failed) == (117, 117, 0)
+    assert len(rows) == 117

@@ -26,6 +26,9 @@ class InferenceClient:
         options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
+            # After a model worker restarts, reconnect within seconds rather than gRPC's default 2 minutes.
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 5000),
         ]
         self.target = target
         self.channel = grpc.insecure_channel(target, options=options)
