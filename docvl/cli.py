@@ -20,6 +20,51 @@ model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 db_app = typer.Typer(help="The Postgres schema (DOCVL_DATABASE_URL).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+flows_app = typer.Typer(help="The Prefect flows (PREFECT_API_URL).", no_args_is_help=True)
+app.add_typer(flows_app, name="flows")
+
+
+@flows_app.command("serve")
+def flows_serve() -> None:
+    """Serve the process_document and nightly sweep deployments until Ctrl-C (the flow runner)."""
+    from workflows.flows import serve
+
+    serve()
+
+
+@flows_app.command("sweep")
+def flows_sweep(
+    bucket: Annotated[
+        str | None, typer.Option(help="Default: DOCVL_SWEEP_BUCKET or DOCVL_S3_BUCKET.")
+    ] = None,
+    prefix: Annotated[str | None, typer.Option(help="Default: DOCVL_SWEEP_PREFIX.")] = None,
+    task: Annotated[
+        list[str] | None, typer.Option(help="Repeat for several; default: DOCVL_SWEEP_TASKS.")
+    ] = None,
+) -> None:
+    """Sweep a bucket now, as the schedule does, and print how many jobs it started."""
+    from workflows.flows import sweep_bucket
+
+    try:
+        typer.echo(f"started {sweep_bucket(bucket, prefix, task)} jobs")
+    except DocvlError as exc:
+        _fail(exc)
+
+
+@app.command("worker")
+def worker(
+    queue: Annotated[list[str] | None, typer.Option(help="Task queues to serve; default: all four.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Pool processes.")] = 2,
+    log_level: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """Run a Celery worker for the page tasks (ocr, chart2code, web2html, qa queues)."""
+    from services.worker.celery_app import QUEUES
+    from services.worker.tasks import app as celery_app
+
+    queues = ",".join(queue or QUEUES)
+    celery_app.worker_main(
+        ["worker", "-Q", queues, "-c", str(concurrency), "-l", log_level, "--without-gossip"]
+    )
 
 
 def _offline() -> None:

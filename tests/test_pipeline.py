@@ -314,3 +314,38 @@ def test_a_celery_worker_killed_mid_task_loses_nothing(platform: Platform) -> No
         rows = jobs.results(s, job_id)
     assert (job.pages_total, job.pages_done, job.pages_failed) == (117, 117, 0)
     assert len(rows) == 117
+
+
+def test_front_doors_start_jobs_on_the_served_deployment(platform: Platform) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, stop_process, wait_for
+    from workflows import flows
+
+    log = platform.logs / "flows-serve.log"
+    env = {**os.environ, **platform.env, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    with log.open("wb") as out:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "docvl", "flows", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: runner.poll() is None and "process-document" in log.read_text(), 60, "the flow runner"
+        )
+        job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+        flows.start_processing(job_id)
+
+        def finished() -> str | None:
+            assert runner.poll() is None, log.read_text()
+            with platform.db.transaction() as s:
+                status = jobs.get_job(s, job_id).status
+            return status if JobStatus(status).finished else None
+
+        assert wait_for(finished, 120, "the served flow to finish the job") == JobStatus.SUCCEEDED
+    finally:
+        stop_process(runner)
