@@ -29,7 +29,7 @@ from docvl.tasks import TaskKind
 from model_worker.types import GenerationParams, InferenceRequest, InferenceResult
 
 log = logging.getLogger(__name__)
-PAGES_PER_WRITE = 16
+PAGES_PER_WRITE = 4  # pages registered and dispatched together while rendering
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,47 @@ class Context:
 # -- the flow's steps -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PageWork:
+    job_id: uuid.UUID
+    page_index: int
+    task: TaskKind
+    priority: int
+
+    @property
+    def id(self) -> str:
+        """Stable: a re-dispatch after a crash sends the same ids, and cancelling revokes them."""
+        return f"{self.job_id}:{self.page_index}:{self.task.value}"
+
+
 def start(ctx: Context, job_id: uuid.UUID) -> Job:
     with ctx.db.transaction() as s:
         return jobs.transition(s, job_id, JobStatus.RUNNING)
 
 
-def render(ctx: Context, job_id: uuid.UUID, limits: RenderLimits) -> int:
-    """Render the job's document into stored page images; returns the page count. Re-running it after a
-    crash stores the same pages again and registers nothing twice. Raises DocumentError for bad documents."""
+def render(
+    ctx: Context,
+    job_id: uuid.UUID,
+    limits: RenderLimits,
+    on_pages: Callable[[list[PageWork]], None] | None = None,
+) -> int:
+    """Render the job's document into stored page images; returns the page count. Every few pages, once
+    they are registered, `on_pages` gets their work, so inference starts while the rest still renders.
+    Re-running it after a crash stores the same pages again and registers nothing twice. Raises
+    DocumentError for bad documents."""
     with ctx.db.transaction() as s:
         job = jobs.get_job(s, job_id)
         document = jobs.document_of(s, job)
         password = job.options.get("password")
+        tasks, priority = [TaskKind(t) for t in job.tasks], job.priority
+
+    def register(batch: list[jobs.NewPage]) -> None:
+        if batch:
+            with ctx.db.transaction() as s:
+                jobs.add_pages(s, job_id, batch)
+            if on_pages is not None:
+                on_pages([PageWork(job_id, p.index, task, priority) for p in batch for task in tasks])
+
     with tempfile.TemporaryDirectory(prefix="docvl-render-") as tmp:
         path = Path(tmp) / "document"
         with ctx.store.open(document.object_key) as source, path.open("wb") as out:
@@ -74,45 +103,13 @@ def render(ctx: Context, job_id: uuid.UUID, limits: RenderLimits) -> int:
                 ctx.store.put(key, page.png, content_type="image/png")
                 batch.append(jobs.NewPage(page.index, key, page.width, page.height, len(page.png)))
                 if len(batch) == PAGES_PER_WRITE:
-                    _add_pages(ctx, job_id, batch)
+                    register(batch)
                     batch = []
-            _add_pages(ctx, job_id, batch)
+            register(batch)
             count = opened.page_count
     with ctx.db.transaction() as s:
         jobs.set_page_count(s, document.id, count)
     return count
-
-
-def _add_pages(ctx: Context, job_id: uuid.UUID, batch: list[jobs.NewPage]) -> None:
-    if batch:
-        with ctx.db.transaction() as s:
-            jobs.add_pages(s, job_id, batch)
-
-
-@dataclass(frozen=True)
-class PageWork:
-    job_id: uuid.UUID
-    page_index: int
-    task: TaskKind
-    priority: int
-
-    @property
-    def id(self) -> str:
-        """Stable: a re-dispatch after a crash sends the same ids, and cancelling revokes them."""
-        return f"{self.job_id}:{self.page_index}:{self.task.value}"
-
-
-def page_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:
-    """Every (page, task) of the job that has no result yet."""
-    with ctx.db.transaction() as s:
-        job = jobs.get_job(s, job_id)
-        done = {(r.page_index, r.task) for r in jobs.results(s, job_id)}
-        return [
-            PageWork(job_id, page.index, TaskKind(task), job.priority)
-            for page in jobs.pages(s, job_id)
-            for task in job.tasks
-            if (page.index, task) not in done
-        ]
 
 
 def progress(ctx: Context, job_id: uuid.UUID) -> Job:

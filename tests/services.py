@@ -1,4 +1,5 @@
-"""The real servers the tests use: Postgres (started if not running) and moto's S3 server."""
+"""The real servers the tests use: Postgres and Redis (started when not running), moto's S3 server,
+Prefect's server and Celery workers."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from tests.helpers import stop_process, wait_for
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+REDIS_START = (
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
+    "--dir /var/lib/redis --logfile /var/log/redis/ci.log"
+)
 
 
 def _listening(port: int) -> bool:
@@ -45,6 +50,10 @@ def ensure_postgres() -> None:
             return False
 
     wait_for(accepts, 60, "Postgres to accept connections")
+
+
+def ensure_redis() -> None:
+    ensure_running(6379, REDIS_START, "Redis")
 
 
 @contextmanager
@@ -140,6 +149,7 @@ def celery_worker(
     queues: str = "ocr,chart2code,web2html,qa",
     *,
     new_session: bool = False,
+    concurrency: int = 2,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A Celery worker process on the project's app; yields once it is ready. With `new_session` it leads
     its own process group, so that a test can kill it together with its pool processes."""
@@ -147,7 +157,7 @@ def celery_worker(
 
     command = [
         sys.executable, "-m", "celery", "-A", "services.worker.tasks", "worker", "-Q", queues,
-        "-c", "2", "--pool", "prefork", "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
+        "-c", str(concurrency), "--pool", "prefork", "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info",
     ]  # fmt: skip
     with log_path.open("wb") as log:

@@ -20,7 +20,7 @@ from docvl.tasks import TaskKind
 from model_worker.transport.client import InferenceClient
 from model_worker.types import GenerationParams, InferenceRequest
 from tests.helpers import model_worker_process
-from tests.services import celery_worker, prefect_server, scratch_database
+from tests.services import celery_worker, ensure_redis, prefect_server, scratch_database
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -46,6 +46,7 @@ def platform(
     tiny_small_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Platform]:
+    ensure_redis()
     logs = tmp_path_factory.mktemp("pipeline")
     bucket = f"docvl-{uuid.uuid4().hex[:12]}"
     with (
@@ -349,3 +350,28 @@ def test_front_doors_start_jobs_on_the_served_deployment(platform: Platform) -> 
         assert wait_for(finished, 120, "the served flow to finish the job") == JobStatus.SUCCEEDED
     finally:
         stop_process(runner)
+
+
+def test_a_page_that_fails_after_its_retries_leaves_a_partial_success(
+    platform: Platform, tmp_path: Path
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    # A two-frame TIFF scan: a normal page, and a page whose image the model worker refuses (over 32 MiB).
+    noise = np.random.default_rng(0).integers(0, 256, (3400, 3400, 3), dtype=np.uint8)
+    frames = [Image.new("RGB", (800, 1000), "white"), Image.fromarray(noise)]
+    scan = tmp_path / "scan.tiff"
+    frames[0].save(scan, save_all=True, append_images=frames[1:])
+    job_id = submit(platform, scan, [TaskKind.OCR])
+    assert run_flow(job_id) is JobStatus.PARTIALLY_SUCCEEDED
+    with platform.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        results = {r.page_index: r for r in jobs.results(s, job_id)}
+    assert (job.pages_total, job.pages_done, job.pages_failed) == (2, 1, 1)
+    assert job.error_code == "some_pages_failed"
+    assert results[0].output_text is not None
+    assert results[1].error_code == "invalid_input"
+    assert results[1].error_message is not None
+    assert "over the limit" in results[1].error_message
+    assert "page 2: failed" in platform.store.get(job.outputs["ocr"]).decode()

@@ -55,17 +55,8 @@ def start_job(job_id: uuid.UUID) -> None:
     pipeline.start(context(), job_id)
 
 
-@retried
-def render_pages(job_id: uuid.UUID) -> int:
-    s = settings()
-    limits = pipeline.RenderLimits(max_pages=s.max_pages, dpi=s.render_dpi, max_pixels=s.max_page_pixels)
-    return pipeline.render(context(), job_id, limits)
-
-
-@retried
-def dispatch_pages(job_id: uuid.UUID) -> int:
-    """One Celery task per (page, task) still without a result, on the queue of its task kind."""
-    work = pipeline.page_work(context(), job_id)
+def send(work: list[pipeline.PageWork]) -> None:
+    """One Celery task per (page, task), on the queue of its task kind, with the job's priority."""
     for item in work:
         celery().send_task(
             PAGE_TASK,
@@ -74,7 +65,14 @@ def dispatch_pages(job_id: uuid.UUID) -> int:
             priority=celery_priority(item.priority),
             task_id=item.id,
         )
-    return len(work)
+
+
+@retried
+def render_and_dispatch(job_id: uuid.UUID) -> int:
+    """Render the pages, sending each few pages' tasks as soon as they are stored."""
+    s = settings()
+    limits = pipeline.RenderLimits(max_pages=s.max_pages, dpi=s.render_dpi, max_pixels=s.max_page_pixels)
+    return pipeline.render(context(), job_id, limits, on_pages=send)
 
 
 @retried
@@ -118,8 +116,7 @@ def process_document(job_id: uuid.UUID) -> JobStatus:
     """Render the document, fan its pages out to the Celery queues, collect, assemble, set the status."""
     try:
         start_job(job_id)
-        render_pages(job_id)
-        dispatch_pages(job_id)
+        render_and_dispatch(job_id)
         if wait_for_pages(job_id).finished:  # cancelled meanwhile
             return JobStatus(pipeline.progress(context(), job_id).status)
         assemble_outputs(job_id)
