@@ -50,6 +50,10 @@ class TooManyPages(DocumentError):
     code = "too_many_pages"
 
 
+class DocumentTooLarge(DocumentError):
+    code = "document_too_large"
+
+
 @dataclass(frozen=True)
 class RenderedPage:
     index: int
@@ -91,7 +95,7 @@ def open_document(
     path: Path,
     *,
     max_pages: int,
-    dpi: int = 144,
+    dpi: int = 110,
     max_pixels: int = 40_000_000,
     password: str | None = None,
 ) -> Iterator[OpenedDocument]:
@@ -180,5 +184,5 @@ def _render_frames(image: Image.Image, frames: int, max_pixels: int) -> Iterator
 
 def _page(index: int, image: Image.Image) -> RenderedPage:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)  # fast: the pages are stored briefly, not archived
     return RenderedPage(index=index, png=buffer.getvalue(), width=image.width, height=image.height)

@@ -19,7 +19,7 @@ from typing import Any
 from docvl.db import jobs
 from docvl.db.database import Database
 from docvl.db.models import Job, TaskResult
-from docvl.documents import DocumentError, open_document, sniff_media_type
+from docvl.documents import DocumentError, DocumentTooLarge, open_document, sniff_media_type
 from docvl.errors import DocvlError
 from docvl.job_status import JobStatus
 from docvl.postprocess import artifact
@@ -37,6 +37,7 @@ class RenderLimits:
     max_pages: int
     dpi: int
     max_pixels: int = 40_000_000
+    max_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,10 @@ def render(
         document = jobs.document_of(s, job)
         password = job.options.get("password")
         tasks, priority = [TaskKind(t) for t in job.tasks], job.priority
+    if limits.max_bytes is not None and document.size_bytes > limits.max_bytes:
+        raise DocumentTooLarge(
+            f"the document is {document.size_bytes} bytes, over the limit of {limits.max_bytes}: split it"
+        )
 
     def register(batch: list[jobs.NewPage]) -> None:
         if batch:

@@ -154,7 +154,9 @@ BAD = [
 ]
 
 
-def test_documents_that_cannot_be_processed_fail_with_the_cause(platform: Platform, tmp_path: Path) -> None:
+def test_documents_that_cannot_be_processed_fail_with_the_cause(
+    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     truncated = tmp_path / "truncated.pdf"
     truncated.write_bytes(FOUR_PAGES.read_bytes()[:2000])
     notes = tmp_path / "notes.pdf"
@@ -164,16 +166,25 @@ def test_documents_that_cannot_be_processed_fail_with_the_cause(platform: Platfo
         (notes, "unsupported_document", "not a PDF"),
     ]
     for path, code, words in cases:
-        job_id = submit(platform, path, [TaskKind.OCR])
-        assert run_flow(job_id) is JobStatus.FAILED, path
-        with platform.db.transaction() as s:
-            job = jobs.get_job(s, job_id)
-            last = jobs.events(s, job_id)[-1]
-        assert job.error_code == code
-        assert job.error_message is not None
-        assert words in job.error_message
-        assert last.status == "failed"
-        assert last.data["error"]["code"] == code
+        assert_refused(platform, path, code, words)
+    monkeypatch.setenv("DOCVL_MAX_PAGES", "3")
+    assert_refused(platform, FOUR_PAGES, "too_many_pages", "4 pages, over the limit of 3")
+    monkeypatch.setenv("DOCVL_MAX_DOCUMENT_BYTES", "1000")
+    assert_refused(platform, FOUR_PAGES, "document_too_large", "over the limit of 1000")
+
+
+def assert_refused(platform: Platform, path: Path, code: str, words: str) -> None:
+    """The flow fails the job, and its row and last event name the cause."""
+    job_id = submit(platform, path, [TaskKind.OCR])
+    assert run_flow(job_id) is JobStatus.FAILED, path
+    with platform.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        last = jobs.events(s, job_id)[-1]
+    assert job.error_code == code
+    assert job.error_message is not None
+    assert words in job.error_message
+    assert last.status == "failed"
+    assert last.data["error"]["code"] == code
 
 
 def test_the_shared_corpus_is_processed_or_refused(platform: Platform) -> None:
@@ -182,7 +193,7 @@ def test_the_shared_corpus_is_processed_or_refused(platform: Platform) -> None:
     entries = json.loads((CORPUS / "files.json").read_text())["data"]
     refused = {path for path, _, _ in BAD}
     for entry in entries:
-        if entry["path"] in refused or entry["pages"] > 20:  # the 117-page one runs in the benchmark
+        if entry["path"] in refused or entry["pages"] > 20:  # the 117-page one: the killed-worker test
             continue
         job_id = submit(platform, CORPUS / entry["path"], [TaskKind.OCR])
         assert run_flow(job_id) is JobStatus.SUCCEEDED, entry["path"]

@@ -71,7 +71,9 @@ def send(work: list[pipeline.PageWork]) -> None:
 def render_and_dispatch(job_id: uuid.UUID) -> int:
     """Render the pages, sending each few pages' tasks as soon as they are stored."""
     s = settings()
-    limits = pipeline.RenderLimits(max_pages=s.max_pages, dpi=s.render_dpi, max_pixels=s.max_page_pixels)
+    limits = pipeline.RenderLimits(
+        max_pages=s.max_pages, dpi=s.render_dpi, max_pixels=s.max_page_pixels, max_bytes=s.max_document_bytes
+    )
     return pipeline.render(context(), job_id, limits, on_pages=send)
 
 

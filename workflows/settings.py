@@ -13,8 +13,14 @@ from docvl.settings import CoreSettings, split_list
 class FlowSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="ignore")
 
-    render_dpi: int = Field(144, ge=36, le=600, description="Resolution of rendered PDF pages.")
+    render_dpi: int = Field(
+        110,
+        ge=36,
+        le=600,
+        description="PDF render resolution; 110 dpi makes an A4 page 1286 px, above the 1024 the model sees.",
+    )
     max_pages: int = Field(500, ge=1, description="Documents with more pages are refused.")
+    max_document_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Larger documents are refused.")
     max_page_pixels: int = Field(40_000_000, ge=1_000_000)
     poll_interval_s: float = Field(0.5, gt=0, description="How often a flow looks at its pages' progress.")
     job_timeout_s: float = Field(6 * 3600, gt=0, description="A job still unfinished after this fails.")
