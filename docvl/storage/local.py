@@ -39,7 +39,8 @@ class LocalObjectStore(ObjectStore):
         except OSError as exc:
             raise StorageUnavailable(f"cannot create the storage directory {self.root}: {exc}") from exc
 
-    def _write(self, target: Path, stream: BinaryIO) -> None:
+    def _spool(self, stream: BinaryIO | HashingReader) -> Path:
+        """Copy the stream in chunks to a new file in the staging directory, synced to disk."""
         temporary = self.staging / uuid.uuid4().hex
         try:
             with temporary.open("wb") as out:
@@ -47,6 +48,14 @@ class LocalObjectStore(ObjectStore):
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return temporary
+
+    def _move(self, temporary: Path, target: Path) -> None:
+        """Rename into place (atomic), or drop the staged file."""
+        try:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temporary, target)
         finally:
@@ -60,28 +69,22 @@ class LocalObjectStore(ObjectStore):
         max_bytes: int | None = None,
     ) -> StoredInput:
         reader = HashingReader(stream, max_bytes)
-        temporary = self.staging / uuid.uuid4().hex
         try:
-            with temporary.open("wb") as out:
-                while chunk := reader.read(CHUNK):
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+            temporary = self._spool(reader)
             key = input_key(reader.hexdigest())
             target = self._path(key)
             created = not target.exists()
             if created:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(temporary, target)
+                self._move(temporary, target)
+            else:
+                temporary.unlink()
         except OSError as exc:
             raise StorageUnavailable(f"storing an input in {self.root} failed: {exc}") from exc
-        finally:
-            temporary.unlink(missing_ok=True)
         return StoredInput(key=key, sha256=reader.hexdigest(), size=reader.size, created=created)
 
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> StoredObject:
         try:
-            self._write(self._path(key), io.BytesIO(data))
+            self._move(self._spool(io.BytesIO(data)), self._path(key))
         except OSError as exc:
             raise StorageUnavailable(f"storing {key} failed: {exc}") from exc
         return StoredObject(key=key, size=len(data), content_type=content_type)
