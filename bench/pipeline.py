@@ -1,6 +1,6 @@
 """Benchmark of the whole pipeline against the model worker alone, on this machine.
 
-A 50-page PDF (the first 50 pages of a real 117-page thesis from ../shared/corpus) goes through the
+A 50-page PDF (the first 50 pages of a real 117-page thesis from tests/corpus) goes through the
 Prefect flow, the Celery page tasks and the model worker (tiny model, full resolution); then the same 50
 page images go straight to the same model worker at the same concurrency. The ratio of the two pages/s,
 the time per stage and Prefect's per-run overhead go into docs/benchmarks.md.
@@ -40,9 +40,7 @@ from model_worker.types import GenerationParams, InferenceRequest  # noqa: E402
 from tests.helpers import model_worker_process  # noqa: E402
 from tests.services import celery_worker, moto_s3_server, prefect_server, scratch_database  # noqa: E402
 
-SOURCE = (
-    ROOT.parent / "shared" / "corpus" / "pdf-samples" / "009-pdflatex-geotopo" / "GeoTopo-komprimiert.pdf"
-)
+SOURCE = ROOT / "tests" / "corpus" / "pdf-samples" / "009-pdflatex-geotopo" / "GeoTopo-komprimiert.pdf"
 
 
 def first_pages(count: int, out: Path) -> Path:

@@ -24,7 +24,9 @@ from tests.services import celery_worker, ensure_redis, prefect_server, scratch_
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "pdf-samples"
+CORPUS = (
+    Path(__file__).resolve().parent / "corpus" / "pdf-samples"
+)  # a copy of ../shared/corpus (CC-BY-SA-4.0)
 FOUR_PAGES = CORPUS / "004-pdflatex-4-pages" / "pdflatex-4-pages.pdf"
 MAX_NEW_TOKENS = 24
 
