@@ -213,14 +213,13 @@ def finish(ctx: Context, job_id: uuid.UUID) -> Job:
         )
 
 
-def fail(ctx: Context, job_id: uuid.UUID, error: DocvlError) -> Job:
+def fail(ctx: Context, job_id: uuid.UUID, code: str, message: str) -> Job:
+    """Fail the job with an error code and message, unless it has already finished."""
     with ctx.db.transaction() as s:
         job = jobs.get_job(s, job_id, lock=True)
         if JobStatus(job.status).finished:
             return job
-        return jobs.transition(
-            s, job_id, JobStatus.FAILED, error_code=error.code, error_message=error.message
-        )
+        return jobs.transition(s, job_id, JobStatus.FAILED, error_code=code, error_message=message)
 
 
 def cancel(

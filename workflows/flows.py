@@ -104,9 +104,7 @@ def finish_job(job_id: uuid.UUID) -> JobStatus:
 
 @retried
 def fail_job(job_id: uuid.UUID, code: str, message: str) -> JobStatus:
-    error = DocvlError(message)
-    error.code = code
-    return JobStatus(pipeline.fail(context(), job_id, error).status)
+    return JobStatus(pipeline.fail(context(), job_id, code, message).status)
 
 
 def revoke_page_tasks(ids: list[str]) -> None:
