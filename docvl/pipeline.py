@@ -314,40 +314,31 @@ def process_page(
     )
     result = generate(request)
     made = artifact(work.task, result.text)
-    with ctx.db.transaction() as s:
-        return jobs.record_result(
-            s,
-            jobs.NewResult(
-                job_id=work.job_id,
-                page_index=work.page_index,
-                task=work.task,
-                output_text=made.text,
-                output_valid=made.valid,
-                output_problem=made.problem,
-                prompt_tokens=result.prompt_tokens,
-                image_tokens=result.image_tokens,
-                generated_tokens=result.generated_tokens,
-                queued_ms=result.timings.queued_ms,
-                preprocessing_ms=result.timings.preprocessing_ms,
-                inference_ms=result.timings.inference_ms,
-                model_id=result.model_id,
-                model_revision=result.model_revision,
-                prompt_template_version=result.prompt_template_version,
-                attempts=attempt,
-            ),
-        )
+    return _record(
+        ctx,
+        work,
+        attempt,
+        output_text=made.text,
+        output_valid=made.valid,
+        output_problem=made.problem,
+        prompt_tokens=result.prompt_tokens,
+        image_tokens=result.image_tokens,
+        generated_tokens=result.generated_tokens,
+        queued_ms=result.timings.queued_ms,
+        preprocessing_ms=result.timings.preprocessing_ms,
+        inference_ms=result.timings.inference_ms,
+        model_id=result.model_id,
+        model_revision=result.model_revision,
+        prompt_template_version=result.prompt_template_version,
+    )
 
 
 def record_failure(ctx: Context, work: PageWork, error: DocvlError, attempt: int) -> bool:
+    return _record(ctx, work, attempt, error_code=error.code, error_message=error.message)
+
+
+def _record(ctx: Context, work: PageWork, attempt: int, **outcome: Any) -> bool:
+    """Write the page's result for its task once (see jobs.record_result)."""
+    result = jobs.NewResult(work.job_id, work.page_index, work.task, attempts=attempt, **outcome)
     with ctx.db.transaction() as s:
-        return jobs.record_result(
-            s,
-            jobs.NewResult(
-                job_id=work.job_id,
-                page_index=work.page_index,
-                task=work.task,
-                error_code=error.code,
-                error_message=error.message,
-                attempts=attempt,
-            ),
-        )
+        return jobs.record_result(s, result)
