@@ -5,7 +5,10 @@ Prefect flow, the Celery page tasks and the model worker (tiny model, full resol
 page images go straight to the same model worker at the same concurrency. The ratio of the two pages/s,
 the time per stage and Prefect's per-run overhead go into docs/benchmarks.md.
 
-    .venv/bin/python bench/pipeline.py [--pages 50] [--concurrency 4] [--max-new-tokens 32]
+    .venv/bin/python bench/pipeline.py [--pages 50] [--concurrency 4] [--max-new-tokens 32] [--store s3|local]
+
+`--store s3` (the default) keeps objects in moto's S3 server, a Python process on the same cores;
+`--store local` keeps them in a local directory, as the embedded platform does.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from bench.model_worker import machine, write_section  # noqa: E402
 from docvl.db import jobs, migrate  # noqa: E402
 from docvl.db.database import Database  # noqa: E402
 from docvl.db.models import JobEvent, Page  # noqa: E402
+from docvl.storage.base import ObjectStore  # noqa: E402
+from docvl.storage.local import LocalObjectStore  # noqa: E402
 from docvl.storage.s3 import S3ObjectStore  # noqa: E402
 from docvl.tasks import TaskKind  # noqa: E402
 from model_worker.tiny import build_tiny  # noqa: E402
@@ -40,6 +45,10 @@ from model_worker.types import GenerationParams, InferenceRequest  # noqa: E402
 from tests.helpers import model_worker_process  # noqa: E402
 from tests.services import celery_worker, moto_s3_server, prefect_server, scratch_database  # noqa: E402
 
+STORES = {
+    "s3": "moto's S3 server (a Python process on the same cores; MinIO in production)",
+    "local": "a local directory (the embedded platform's store)",
+}
 SOURCE = ROOT / "tests" / "corpus" / "pdf-samples" / "009-pdflatex-geotopo" / "GeoTopo-komprimiert.pdf"
 
 
@@ -107,15 +116,16 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=4, help="Celery pool processes = direct clients")
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--store", choices=["s3", "local"], default="s3", help="where objects are kept")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="docvl-bench-") as tmp:
-        report = run(Path(tmp), args.pages, args.concurrency, args.max_new_tokens)
+        report = run(Path(tmp), args.pages, args.concurrency, args.max_new_tokens, args.store)
     write_section(args.out, "### Pipeline", report)
     print(report)
 
 
-def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int) -> str:
+def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int, store_kind: str) -> str:
     model_dir = build_tiny(tmp / "tiny")
     pdf = first_pages(page_count, tmp / "document.pdf")
     with (
@@ -127,7 +137,9 @@ def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int) -> st
     ):
         db = Database(url)
         migrate.upgrade(db)
-        store = S3ObjectStore(s3, "bench", "bench", "docvl-bench")
+        store: ObjectStore = S3ObjectStore(s3, "bench", "bench", "docvl-bench")
+        if store_kind == "local":
+            store = LocalObjectStore(tmp / "storage")
         store.ensure_ready()
         env = {
             "DOCVL_DATABASE_URL": url,
@@ -136,6 +148,8 @@ def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int) -> st
             "DOCVL_S3_ACCESS_KEY": "bench",
             "DOCVL_S3_SECRET_KEY": "bench",
             "DOCVL_S3_BUCKET": "docvl-bench",
+            "DOCVL_OBJECT_STORE": store_kind,
+            "DOCVL_STORAGE_DIR": str(tmp / "storage"),
             "DOCVL_MODEL_WORKER_TARGETS": target,
             "DOCVL_MAX_NEW_TOKENS": str(max_new_tokens),
             "DOCVL_POLL_INTERVAL_S": "0.2",
@@ -173,7 +187,16 @@ def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int) -> st
             overhead = flow_overhead()
         db.dispose()
     return report(
-        page_count, concurrency, max_new_tokens, str(status), pipeline_s, direct_s, stages, results, overhead
+        page_count,
+        concurrency,
+        max_new_tokens,
+        store_kind,
+        str(status),
+        pipeline_s,
+        direct_s,
+        stages,
+        results,
+        overhead,
     )
 
 
@@ -198,6 +221,7 @@ def report(
     pages: int,
     concurrency: int,
     max_new_tokens: int,
+    store_kind: str,
     status: str,
     pipeline_s: float,
     direct_s: float,
@@ -219,8 +243,8 @@ def report(
         f"max_batch_size=8, Celery worker with {concurrency} processes; the direct run sends the same "
         f"{pages} rendered page images to the same model worker from {concurrency} clients. Job status: "
         f"{status}. The flow runs in this process with Prefect's flow heartbeat off (its cost is below). "
-        "Postgres, Redis, moto's S3 server, the Prefect server, the Celery worker and the model worker all "
-        "share this machine's cores.",
+        f"Objects are kept in {STORES[store_kind]}. Postgres, Redis, the Prefect server, the Celery worker "
+        "and the model worker all share this machine's cores.",
         "",
         "| path | seconds | pages/s |",
         "|---|---|---|",
