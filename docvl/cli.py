@@ -53,15 +53,17 @@ def flows_sweep(
 
 @app.command("worker")
 def worker(
-    queue: Annotated[list[str] | None, typer.Option(help="Task queues to serve; default: all four.")] = None,
+    queue: Annotated[
+        list[str] | None, typer.Option(help="Queues to serve; default: the four page queues and webhooks.")
+    ] = None,
     concurrency: Annotated[int, typer.Option(help="Pool processes.")] = 2,
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Run a Celery worker for the page tasks (ocr, chart2code, web2html, qa queues)."""
-    from services.worker.celery_app import QUEUES
+    from services.worker.celery_app import ALL_QUEUES
     from services.worker.tasks import app as celery_app
 
-    queues = ",".join(queue or QUEUES)
+    queues = ",".join(queue or ALL_QUEUES)
     celery_app.worker_main(
         ["worker", "-Q", queues, "-c", str(concurrency), "-l", log_level, "--without-gossip"]
     )

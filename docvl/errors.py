@@ -71,3 +71,19 @@ class TooLarge(InvalidInput):
     """An upload over its size limit; it was cut off, not stored."""
 
     code = "too_large"
+
+
+class Unauthenticated(DocvlError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthenticated"
+
+
+class TooManySubmissions(ResourceExhausted):
+    """The API key has as many jobs in flight as it may; submit again once some have finished."""
+
+    code = "too_many_submissions"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

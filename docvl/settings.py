@@ -61,3 +61,25 @@ class CoreSettings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("DOCVL_S3_ENDPOINT must look like http://host:port or https://host")
         return value
+
+
+class FrontDoorSettings(CoreSettings):
+    """What the REST API and the gRPC gateway share: limits on submissions and where flows start."""
+
+    model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="ignore")
+
+    max_upload_bytes: int = Field(256 * 1024 * 1024, ge=1, description="Larger documents are refused (413).")
+    max_pages: int = Field(500, ge=1, description="Documents with more pages are refused at submission.")
+    max_tasks_per_job: int = Field(4, ge=1, le=4)
+    max_question_chars: int = Field(2000, ge=1)
+    max_in_flight_per_key: int = Field(
+        64, ge=1, description="Jobs queued or running per API key; more are refused (429)."
+    )
+    retry_after_s: int = Field(10, ge=1, description="Retry-After given with a 429.")
+    spool_dir: Path | None = Field(
+        None, description="Where uploads are checked before storing; default: temp."
+    )
+    watch_poll_s: float = Field(0.5, gt=0, description="How often event streams look for new events.")
+    prefect_api_url: str | None = Field(
+        None, validation_alias="PREFECT_API_URL", description="Prefect's API (read from PREFECT_API_URL)."
+    )

@@ -22,6 +22,7 @@ from model_worker.checkpoint import LoadedModel, load_checkpoint
 from model_worker.engine import Engine, Limits
 from model_worker.settings import ModelWorkerSettings
 from model_worker.tiny import build_tiny
+from tests.platform import FrontDoorPlatform, front_door_platform
 from tests.services import moto_s3_server, scratch_database
 
 
@@ -84,3 +85,16 @@ def s3_store(s3_endpoint: str) -> S3ObjectStore:
     store = S3ObjectStore(s3_endpoint, "testing", "testing", f"docvl-{uuid.uuid4().hex[:12]}")
     store.ensure_ready()
     return store
+
+
+@pytest.fixture(scope="session")
+def frontdoor(
+    migrated_database: Database,
+    s3_endpoint: str,
+    tiny_small_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[FrontDoorPlatform]:
+    """The whole platform behind the front doors (see tests/platform.py), started once per session."""
+    logs = tmp_path_factory.mktemp("frontdoor")
+    with front_door_platform(migrated_database, s3_endpoint, tiny_small_dir, logs) as platform:
+        yield platform

@@ -146,7 +146,7 @@ def prefect_server(database_url: str, home: Path) -> Iterator[str]:
 def celery_worker(
     env: dict[str, str],
     log_path: Path,
-    queues: str = "ocr,chart2code,web2html,qa",
+    queues: str = "ocr,chart2code,web2html,qa,webhooks",
     *,
     new_session: bool = False,
     concurrency: int = 2,

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from docvl.db import api_keys, jobs
 from docvl.db.database import Database
 from docvl.db.models import Document, Job, JobEvent, TaskResult
-from docvl.errors import Conflict, IllegalTransition, InvalidInput, NotFound
+from docvl.errors import Conflict, IllegalTransition, InvalidInput, NotFound, Unauthenticated
 from docvl.job_status import ALLOWED, JobStatus
 from docvl.tasks import TaskKind
 
@@ -272,15 +272,18 @@ def test_results_need_a_registered_page_and_one_outcome(db: Database) -> None:
 def test_api_keys_are_stored_hashed_and_revocable(db: Database) -> None:
     created = in_tx(db, api_keys.create_key, "alice", "laptop")
     assert created.secret.startswith("dvl_")
-    assert in_tx(db, api_keys.authenticate, created.secret) == "alice"
+    assert in_tx(db, api_keys.authenticate, created.secret) == api_keys.Caller("alice", created.key.id)
     keys = in_tx(db, api_keys.list_keys, "alice")
     assert [k.id for k in keys] == [created.key.id]
     assert created.secret not in (keys[0].key_hash, keys[0].prefix)
     assert keys[0].last_used_at is not None
     in_tx(db, api_keys.revoke, created.key.id)
-    with pytest.raises(NotFound):
+    with pytest.raises(Unauthenticated):
         in_tx(db, api_keys.authenticate, created.secret)
-    with pytest.raises(NotFound):
+    with pytest.raises(Unauthenticated):
         in_tx(db, api_keys.authenticate, "dvl_forged")
+    secret = in_tx(db, api_keys.webhook_secret, "alice")
+    assert secret.startswith("whsec_")
+    assert in_tx(db, api_keys.webhook_secret, "alice") == secret  # made once, then kept
     with pytest.raises(InvalidInput):
         in_tx(db, api_keys.create_key, "  ")

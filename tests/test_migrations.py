@@ -16,7 +16,7 @@ from docvl.db.models import Base
 from tests.helpers import ROOT
 from tests.services import scratch_database
 
-TABLES = {"documents", "jobs", "pages", "task_results", "job_events", "api_keys"}
+TABLES = {"documents", "jobs", "pages", "task_results", "job_events", "api_keys", "webhook_secrets"}
 
 
 def tables(database: Database) -> set[str]:

@@ -18,7 +18,7 @@ from docvl.job_status import JobStatus
 from docvl.storage import ObjectStore, open_store
 from docvl.tasks import TaskKind
 from model_worker.transport.client import InferenceClient
-from services.worker.celery_app import PAGE_TASK, celery_priority, make_celery
+from services.worker.celery_app import PAGE_TASK, celery_priority, make_celery, queue_webhook
 from workflows.settings import FlowSettings
 
 RETRY_DELAYS = [1, 5, 15, 30]
@@ -107,6 +107,12 @@ def fail_job(job_id: uuid.UUID, code: str, message: str) -> JobStatus:
     return JobStatus(pipeline.fail(context(), job_id, code, message).status)
 
 
+@task(retries=3, retry_delay_seconds=[1, 5, 15])
+def notify_end(job_id: uuid.UUID) -> None:
+    """Queue the job's webhook (delivered, retried and recorded by the Celery worker)."""
+    queue_webhook(celery(), job_id)
+
+
 def revoke_page_tasks(ids: list[str]) -> None:
     celery().control.revoke(ids)
 
@@ -117,15 +123,18 @@ def process_document(job_id: uuid.UUID) -> JobStatus:
     try:
         start_job(job_id)
         render_and_dispatch(job_id)
-        if wait_for_pages(job_id).finished:  # cancelled meanwhile
+        if wait_for_pages(job_id).finished:  # cancelled meanwhile: whoever cancelled notifies
             return JobStatus(pipeline.progress(context(), job_id).status)
         assemble_outputs(job_id)
-        return JobStatus(finish_job(job_id))
+        status = JobStatus(finish_job(job_id))
     except DocumentError as exc:
-        return JobStatus(fail_job(job_id, exc.code, exc.message))
+        status = JobStatus(fail_job(job_id, exc.code, exc.message))
     except Exception as exc:  # never leave a job running behind a crashed flow
         fail_job(job_id, getattr(exc, "code", "internal"), f"the pipeline failed: {exc}")
+        notify_end(job_id)
         raise
+    notify_end(job_id)
+    return status
 
 
 # -- the scheduled sweep ----------------------------------------------------------------------------------

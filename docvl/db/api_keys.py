@@ -8,12 +8,21 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from docvl.db.models import ApiKey
-from docvl.errors import InvalidInput, NotFound
+from docvl.db.models import ApiKey, WebhookSecret
+from docvl.errors import InvalidInput, NotFound, Unauthenticated
 
 KEY_PREFIX = "dvl_"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the owner of the API key presented, and the key."""
+
+    owner: str
+    key_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -35,18 +44,29 @@ def create_key(session: Session, owner: str, name: str | None = None) -> Created
     key = ApiKey(owner=owner, name=name, prefix=secret[:12], key_hash=hash_secret(secret))
     session.add(key)
     session.flush()
+    webhook_secret(session, owner)
     return CreatedKey(secret=secret, key=key)
 
 
-def authenticate(session: Session, secret: str) -> str:
-    """The owner of a valid, unrevoked key; NotFound otherwise (the message never says which)."""
+def webhook_secret(session: Session, owner: str) -> str:
+    """The owner's webhook signing secret, made on first use."""
+    session.execute(
+        insert(WebhookSecret)
+        .values(owner=owner, secret="whsec_" + secrets.token_urlsafe(32))
+        .on_conflict_do_nothing(index_elements=[WebhookSecret.owner])
+    )
+    return session.execute(select(WebhookSecret.secret).where(WebhookSecret.owner == owner)).scalar_one()
+
+
+def authenticate(session: Session, secret: str) -> Caller:
+    """The caller behind a valid, unrevoked key; Unauthenticated otherwise (the message never says which)."""
     key = session.execute(
         select(ApiKey).where(ApiKey.key_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
     ).scalar_one_or_none()
     if key is None:
-        raise NotFound("unknown or revoked API key")
+        raise Unauthenticated("unknown or revoked API key: ask for a new one (docvl keys create)")
     key.last_used_at = func.now()
-    return key.owner
+    return Caller(key.owner, key.id)
 
 
 def revoke(session: Session, key_id: uuid.UUID) -> ApiKey:

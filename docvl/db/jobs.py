@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, literal, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,7 @@ class NewJob:
     priority: int = 0
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
+    api_key_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ def create_job(session: Session, new: NewJob) -> tuple[Job, bool]:
             status=JobStatus.QUEUED.value,
             idempotency_key=new.idempotency_key,
             request_fingerprint=new.request_fingerprint,
+            api_key_id=new.api_key_id,
         )
         .on_conflict_do_nothing(index_elements=[Job.owner, Job.idempotency_key])
         .returning(Job.id)
@@ -135,6 +138,12 @@ def create_job(session: Session, new: NewJob) -> tuple[Job, bool]:
     return get_job(session, job_id), True
 
 
+def find_by_idempotency_key(session: Session, owner: str, key: str) -> Job | None:
+    return session.execute(
+        select(Job).where(Job.owner == owner, Job.idempotency_key == key)
+    ).scalar_one_or_none()
+
+
 def get_job(session: Session, job_id: uuid.UUID, *, owner: str | None = None, lock: bool = False) -> Job:
     """The job; NotFound when it does not exist or belongs to another owner."""
     query = select(Job).where(Job.id == job_id)
@@ -147,12 +156,37 @@ def get_job(session: Session, job_id: uuid.UUID, *, owner: str | None = None, lo
 
 
 def list_jobs(
-    session: Session, *, owner: str, status: JobStatus | None = None, limit: int = 1000
+    session: Session,
+    *,
+    owner: str,
+    status: JobStatus | None = None,
+    limit: int = 1000,
+    before: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[Job]:
-    query = select(Job).where(Job.owner == owner).order_by(Job.created_at, Job.id).limit(limit)
+    """The owner's jobs, newest first; `before` (created_at, id) continues after the last one seen."""
+    query = select(Job).where(Job.owner == owner).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
     if status is not None:
         query = query.where(Job.status == status.value)
+    if before is not None:
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(literal(before[0]), literal(before[1])))
     return list(session.execute(query).scalars())
+
+
+def lock_key_submissions(session: Session, api_key_id: uuid.UUID) -> int:
+    """Serialise the key's submissions until the transaction ends; returns its jobs now in flight."""
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"submit:{api_key_id}"})
+    unfinished = [s.value for s in JobStatus if not s.finished]
+    return session.execute(
+        select(func.count()).where(Job.api_key_id == api_key_id, Job.status.in_(unfinished))
+    ).scalar_one()
+
+
+def delete_unstarted(session: Session, job_id: uuid.UUID) -> None:
+    """Take back a job that could not be started (its events go with it); a started job stays."""
+    session.execute(
+        text("DELETE FROM jobs WHERE id = :id AND status = :queued"),
+        {"id": job_id, "queued": JobStatus.QUEUED.value},
+    )
 
 
 def transition(
@@ -318,6 +352,12 @@ def events(session: Session, job_id: uuid.UUID, *, after_id: int = 0) -> list[Jo
     """The job's events in order, those after `after_id` (for resuming a stream)."""
     query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after_id).order_by(JobEvent.id)
     return list(session.execute(query).scalars())
+
+
+def add_event(session: Session, job_id: uuid.UUID, kind: str, data: dict[str, Any]) -> None:
+    """An event that is not a status change (e.g. a webhook attempt), stamped with the current status."""
+    job = get_job(session, job_id)
+    _event(session, job_id, kind, JobStatus(job.status), data)
 
 
 def _event(

@@ -78,12 +78,15 @@ class Job(Base):
             "pages_done >= 0 AND pages_failed >= 0 AND pages_done + pages_failed <= pages_total",
             name="progress",
         ),
-        Index(None, "owner", "created_at"),
+        Index(None, "owner", "created_at", "id"),
+        Index(None, "api_key_id", "status"),
         Index(None, "status"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     owner: Mapped[str] = mapped_column(String(255), nullable=False)
+    # The key that submitted the job (None for sweeps); limits on jobs in flight are per key.
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("documents.id"), nullable=False)
     tasks: Mapped[list[str]] = mapped_column(ARRAY(String(32)), nullable=False)
     options: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
@@ -184,3 +187,13 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = _now()
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookSecret(Base):
+    """The secret an owner's webhooks are signed with (HMAC-SHA256); kept readable, since it signs."""
+
+    __tablename__ = "webhook_secrets"
+
+    owner: Mapped[str] = mapped_column(String(255), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = _now()

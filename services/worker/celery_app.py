@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
+
 from celery import Celery
 from kombu import Queue
 
 from docvl.tasks import TaskKind
 
 PAGE_TASK = "docvl.page"
-QUEUES = [task.value for task in TaskKind]
+WEBHOOK_TASK = "docvl.webhook"
+WEBHOOK_QUEUE = "webhooks"
+QUEUES = [task.value for task in TaskKind]  # the page queues
+ALL_QUEUES = [*QUEUES, WEBHOOK_QUEUE]
 
 
 def make_celery(redis_url: str, *, visibility_timeout_s: int = 3600, time_limit_s: int = 1800) -> Celery:
     app = Celery("docvl", broker=redis_url)
     app.conf.update(
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=[Queue(name) for name in ALL_QUEUES],
         task_default_queue=TaskKind.OCR.value,
         task_acks_late=True,  # a task is acknowledged when done: a worker that dies loses nothing
         task_reject_on_worker_lost=True,
@@ -39,3 +44,8 @@ def make_celery(redis_url: str, *, visibility_timeout_s: int = 3600, time_limit_
 def celery_priority(job_priority: int) -> int:
     """Job priority 0..9, higher first; Redis serves lower numbers first."""
     return 9 - max(0, min(9, job_priority))
+
+
+def queue_webhook(app: Celery, job_id: uuid.UUID) -> None:
+    """Queue the delivery of the job's end webhook (the task itself finds out whether one is wanted)."""
+    app.send_task(WEBHOOK_TASK, args=[str(job_id)], queue=WEBHOOK_QUEUE, task_id=f"webhook:{job_id}")

@@ -21,3 +21,5 @@ class WorkerSettings(CoreSettings):
         ge=5,
         description="An unacknowledged task is redelivered after this long: keep it above the limit.",
     )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="How long a webhook receiver has to answer.")
+    webhook_retries: int = Field(8, ge=0, description="Retries of a webhook (backoff doubling, max 300 s).")

@@ -15,6 +15,7 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_process_init
 
+from docvl import webhooks
 from docvl.db.database import Database
 from docvl.errors import DocvlError, InvalidInput
 from docvl.pipeline import Context, PageWork, process_page, record_failure
@@ -22,7 +23,7 @@ from docvl.storage import open_store
 from docvl.tasks import TaskKind
 from model_worker.transport.client import InferenceClient
 from model_worker.types import InferenceRequest, InferenceResult
-from services.worker.celery_app import PAGE_TASK, make_celery
+from services.worker.celery_app import PAGE_TASK, WEBHOOK_TASK, make_celery
 from services.worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -83,3 +84,22 @@ def run_page(self: Task, job_id: str, page_index: int, task: str, priority: int 
             )
             raise self.retry(exc=exc, countdown=delay) from exc
         return record_failure(ctx, work, exc, attempt)
+
+
+@app.task(bind=True, name=WEBHOOK_TASK, max_retries=None)
+def deliver_webhook(self: Task, job_id: str) -> bool:
+    """POST the job's end to its webhook URL; retried with backoff while the receiver is unavailable."""
+    ctx, _ = _dependencies()
+    attempt = self.request.retries + 1
+    delivery = webhooks.prepare(ctx.db, uuid.UUID(job_id))
+    if delivery is None:
+        return False
+    try:
+        code = webhooks.deliver(delivery, settings.webhook_timeout_s)
+    except DocvlError as exc:
+        webhooks.record(ctx.db, uuid.UUID(job_id), attempt, status_code=None, error=exc.message)
+        if isinstance(exc, InvalidInput) or self.request.retries >= settings.webhook_retries:
+            return False
+        raise self.retry(countdown=min(settings.retry_backoff_s * 2**self.request.retries, 300.0)) from exc
+    webhooks.record(ctx.db, uuid.UUID(job_id), attempt, status_code=code, error=None)
+    return True

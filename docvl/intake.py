@@ -1,0 +1,158 @@
+"""Checking a submission before anything is stored: its fields, then its document, spooled and inspected.
+
+Every refusal is an InvalidInput (or a DocumentError) whose message says what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from docvl.documents import open_document, sniff_media_type
+from docvl.errors import InvalidInput
+from docvl.storage.base import HashingReader
+from docvl.tasks import TaskKind
+
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:\-]{1,255}")
+MAX_URL_CHARS = 2048
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_bytes: int
+    max_pages: int
+    max_tasks: int
+    max_question_chars: int
+    max_in_flight: int
+    retry_after_s: int
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A checked submission, without its document."""
+
+    tasks: list[TaskKind]
+    question: str | None = None
+    priority: int = 5
+    webhook_url: str | None = None
+    idempotency_key: str | None = None
+
+    def options(self) -> dict[str, str]:
+        given = {"question": self.question, "webhook_url": self.webhook_url}
+        return {key: value for key, value in given.items() if value is not None}
+
+    def fingerprint(self, sha256: str) -> str:
+        """Same fields and same document content: the same request (for idempotency keys)."""
+        fields = {
+            "tasks": sorted(t.value for t in self.tasks),
+            "question": self.question,
+            "priority": self.priority,
+            "webhook_url": self.webhook_url,
+            "document": sha256,
+        }
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def parse_request(
+    limits: Limits,
+    *,
+    tasks: Sequence[str],
+    question: str | None = None,
+    priority: int | None = None,
+    webhook_url: str | None = None,
+    idempotency_key: str | None = None,
+) -> JobRequest:
+    if not tasks:
+        raise InvalidInput(f"name at least one task: {', '.join(t.value for t in TaskKind)}")
+    kinds = list(dict.fromkeys(TaskKind.parse(t) for t in tasks))
+    if len(kinds) > limits.max_tasks:
+        raise InvalidInput(f"{len(kinds)} tasks requested; at most {limits.max_tasks} per job")
+    question = question.strip() if question is not None and question.strip() else None
+    if TaskKind.QA in kinds and question is None:
+        raise InvalidInput("the qa task needs a question: pass `question`")
+    if question is not None and TaskKind.QA not in kinds:
+        raise InvalidInput("a question is only used by the qa task: add qa to the tasks or drop it")
+    if question is not None and len(question) > limits.max_question_chars:
+        raise InvalidInput(
+            f"the question is {len(question)} characters, over the limit of {limits.max_question_chars}"
+        )
+    priority = 5 if priority is None else priority
+    if not 0 <= priority <= 9:
+        raise InvalidInput(f"priority {priority} is out of range: use 0 (lowest) to 9 (highest)")
+    return JobRequest(
+        tasks=kinds,
+        question=question,
+        priority=priority,
+        webhook_url=_checked_url(webhook_url),
+        idempotency_key=_checked_key(idempotency_key),
+    )
+
+
+def _checked_url(url: str | None) -> str | None:
+    if url is None or not url.strip():
+        return None
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_CHARS:
+        raise InvalidInput(
+            f"webhook_url {url[:100]!r} is not usable: give an http:// or https:// URL with a host, "
+            f"at most {MAX_URL_CHARS} characters"
+        )
+    return url
+
+
+def _checked_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidInput(
+            "the Idempotency-Key must be 1 to 255 characters of letters, digits and . _ : - "
+            "(a UUID works well)"
+        )
+    return key
+
+
+def parse_source(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an `s3://bucket/key` URI."""
+    parts = urlsplit(uri.strip())
+    key = parts.path.lstrip("/")
+    if parts.scheme != "s3" or not parts.netloc or not key or parts.query or parts.fragment:
+        raise InvalidInput(f"source {uri[:200]!r} is not a storage URI: write it as s3://bucket/key")
+    return parts.netloc, key
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """A document copied to a local file, hashed and inspected."""
+
+    path: Path
+    sha256: str
+    size: int
+    media_type: str
+    page_count: int
+
+
+@contextmanager
+def spooled(stream: BinaryIO, limits: Limits, directory: Path | None = None) -> Iterator[Spooled]:
+    """Copy the stream to a temporary file, cut off past the upload limit (TooLarge), then check that it is
+    a document this platform can process within the page limit (a DocumentError names the cause). The
+    file is removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="docvl-intake-", dir=directory) as tmp:
+        path = Path(tmp) / "document"
+        reader = HashingReader(stream, max_bytes=limits.max_upload_bytes)
+        with path.open("wb") as out:
+            while chunk := reader.read():
+                out.write(chunk)
+        with path.open("rb") as fh:
+            media_type = sniff_media_type(fh.read(1024))
+        with open_document(path, max_pages=limits.max_pages) as opened:
+            page_count = opened.page_count
+        yield Spooled(path, reader.hexdigest(), reader.size, media_type, page_count)

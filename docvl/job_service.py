@@ -1,0 +1,304 @@
+"""The service functions behind every front door: the REST API and the gRPC gateway call these, so both
+give the same answers. Callers are API keys; a caller sees only its owner's jobs (others are NotFound)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from docvl import pipeline
+from docvl.db import api_keys, jobs
+from docvl.db.api_keys import Caller
+from docvl.db.database import Database
+from docvl.errors import (
+    Conflict,
+    DocvlError,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+    TooManySubmissions,
+    Unauthenticated,
+    Unavailable,
+)
+from docvl.intake import JobRequest, Limits, Spooled, parse_source, spooled
+from docvl.job_status import JobStatus
+from docvl.storage import ObjectStore
+from docvl.storage.base import job_prefix
+from docvl.views import EventView, JobPage, JobView, OutputFile, PageResult, ResultView
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the front doors do beyond the job record: start a job's flow, revoke its page tasks, and
+    queue the webhook of a job that has ended."""
+
+    start: Callable[[uuid.UUID], None]
+    revoke: Callable[[list[str]], None]
+    notify: Callable[[uuid.UUID], None]
+
+
+class JobService:
+    def __init__(
+        self,
+        db: Database,
+        store: ObjectStore,
+        limits: Limits,
+        hooks: Hooks,
+        *,
+        source_store: Callable[[str], ObjectStore],
+        presign_expiry_s: int = 3600,
+        spool_dir: Path | None = None,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.limits = limits
+        self.hooks = hooks
+        self.source_store = source_store
+        self.presign_expiry_s = presign_expiry_s
+        self.spool_dir = spool_dir
+
+    # -- who is calling ------------------------------------------------------------------------------
+
+    def authenticate(self, secret: str | None) -> Caller:
+        if not secret:
+            raise Unauthenticated("this call needs an API key: send `Authorization: Bearer <key>`")
+        with self.db.transaction() as s:
+            return api_keys.authenticate(s, secret)
+
+    # -- submitting ------------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        caller: Caller,
+        request: JobRequest,
+        *,
+        document: BinaryIO | None = None,
+        source: str | None = None,
+    ) -> tuple[JobView, bool]:
+        """Check, store and queue a job for an uploaded document or one already in storage; returns (job,
+        created). Nothing is stored or queued for a request that is refused."""
+        if (document is None) == (source is None):
+            raise InvalidInput("send the document as a file or name it with `source`, one of the two")
+        with self._spooled(document, source) as spool:
+            existing = self._replay(caller, request, spool.sha256)
+            if existing is not None:
+                return existing, False
+            self._check_in_flight(caller)
+            with spool.path.open("rb") as fh:
+                stored = self.store.put_input(fh, content_type=spool.media_type)
+        with self.db.transaction() as s:
+            self._check_in_flight(caller, session_lock=s)
+            doc = jobs.get_or_create_document(
+                s,
+                sha256=stored.sha256,
+                size_bytes=stored.size,
+                media_type=spool.media_type,
+                object_key=stored.key,
+            )
+            job, created = jobs.create_job(
+                s,
+                jobs.NewJob(
+                    owner=caller.owner,
+                    document_id=doc.id,
+                    tasks=request.tasks,
+                    options=request.options(),
+                    priority=request.priority,
+                    idempotency_key=request.idempotency_key,
+                    request_fingerprint=request.fingerprint(stored.sha256),
+                    api_key_id=caller.key_id,
+                ),
+            )
+            view = JobView.of(job)
+        if created:
+            self._start(view.id)
+        return view, created
+
+    def _spooled(self, document: BinaryIO | None, source: str | None) -> AbstractContextManager[Spooled]:
+        if document is not None:
+            return spooled(document, self.limits, self.spool_dir)
+        assert source is not None
+        bucket, key = parse_source(source)
+        store = self.source_store(bucket)
+        try:
+            found = store.stat(key)
+        except Unavailable:
+            raise
+        except DocvlError as exc:  # no such bucket, access denied: the caller named something unreadable
+            raise InvalidInput(f"cannot read {source}: {exc.message}") from exc
+        if found is None:
+            raise InvalidInput(f"cannot read {source}: no such object (check the bucket and key)")
+        if found.size > self.limits.max_upload_bytes:
+            raise TooLarge(
+                f"{source} is {found.size} bytes, over the limit of {self.limits.max_upload_bytes}"
+            )
+        return _spooled_object(store, key, self.limits, self.spool_dir)
+
+    def _replay(self, caller: Caller, request: JobRequest, sha256: str) -> JobView | None:
+        """The job an earlier submission with the same idempotency key made, if the request is the same;
+        Conflict if it is not."""
+        if request.idempotency_key is None:
+            return None
+        with self.db.transaction() as s:
+            job = jobs.find_by_idempotency_key(s, caller.owner, request.idempotency_key)
+            if job is None:
+                return None
+            if job.request_fingerprint != request.fingerprint(sha256):
+                raise Conflict(
+                    f"Idempotency-Key {request.idempotency_key!r} was used for another request (job "
+                    f"{job.id}): use a new key for a new request"
+                )
+            return JobView.of(job)
+
+    def _check_in_flight(self, caller: Caller, session_lock: Session | None = None) -> None:
+        """Refuse a submission past the key's limit of jobs in flight. Inside the submitting transaction
+        (`session_lock`) the key's submissions are serialised, so concurrent ones cannot both slip in."""
+
+        def check(s: Session) -> None:
+            in_flight = jobs.lock_key_submissions(s, caller.key_id)
+            if in_flight >= self.limits.max_in_flight:
+                raise TooManySubmissions(
+                    f"this API key has {in_flight} jobs queued or running, the most it may: submit again "
+                    "when one has finished",
+                    retry_after_s=self.limits.retry_after_s,
+                )
+
+        if session_lock is not None:
+            check(session_lock)
+            return
+        with self.db.transaction() as s:
+            check(s)
+
+    def _start(self, job_id: uuid.UUID) -> None:
+        """Start the job's flow; if that fails, take the job back so that nothing is left half-made."""
+        try:
+            self.hooks.start(job_id)
+        except Exception as exc:
+            log.exception("could not start job %s", job_id)
+            with self.db.transaction() as s:
+                jobs.delete_unstarted(s, job_id)
+            raise Unavailable(
+                "the job could not be started (the workflow service did not answer): submit it again"
+            ) from exc
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def get(self, caller: Caller, job_id: uuid.UUID) -> JobView:
+        with self.db.transaction() as s:
+            return JobView.of(jobs.get_job(s, job_id, owner=caller.owner))
+
+    def result(self, caller: Caller, job_id: uuid.UUID) -> ResultView:
+        with self.db.transaction() as s:
+            job = jobs.get_job(s, job_id, owner=caller.owner)
+            view = JobView.of(job)
+            outputs = dict(job.outputs)
+            pages = [PageResult.of(r) for r in jobs.results(s, job_id)]
+        files = {
+            task: [
+                OutputFile(key=key, url=self.store.presigned_get(key, self.presign_expiry_s))
+                for key in ([keys] if isinstance(keys, str) else keys)
+            ]
+            for task, keys in outputs.items()
+        }
+        return ResultView(job=view, outputs=files, pages=pages)
+
+    def open_output(self, caller: Caller, job_id: uuid.UUID, name: str) -> AbstractContextManager[BinaryIO]:
+        """A stream of one of the job's document-level output files, by its file name."""
+        result = self.result(caller, job_id)
+        for files in result.outputs.values():
+            for file in files:
+                if file.key == f"{job_prefix(job_id)}/outputs/{name}" or file.key.rsplit("/", 1)[-1] == name:
+                    return self.store.open(file.key)
+        raise NotFound(f"job {job_id} has no output named {name!r}")
+
+    def events(self, caller: Caller, job_id: uuid.UUID, after_id: int = 0) -> list[EventView]:
+        with self.db.transaction() as s:
+            jobs.get_job(s, job_id, owner=caller.owner)
+            return [EventView.of(e) for e in jobs.events(s, job_id, after_id=after_id)]
+
+    def watch(
+        self,
+        caller: Caller,
+        job_id: uuid.UUID,
+        *,
+        after_id: int = 0,
+        poll_s: float = 0.5,
+        keep_going: Callable[[], bool] = lambda: True,
+    ) -> Iterator[EventView]:
+        """The job's events as they happen, from after `after_id`, until the job has ended (the stream
+        then stops after the final status event) or `keep_going` says stop."""
+        self.get(caller, job_id)  # NotFound before the stream starts
+        while keep_going():
+            batch = self.events(caller, job_id, after_id)
+            for event in batch:
+                after_id = event.id
+                yield event
+            if self.get(caller, job_id).status.finished and not self.events(caller, job_id, after_id):
+                return
+            time.sleep(poll_s)
+
+    def list(
+        self, caller: Caller, *, status: JobStatus | None = None, cursor: str | None = None, limit: int = 50
+    ) -> JobPage:
+        if not 1 <= limit <= 500:
+            raise InvalidInput(f"limit {limit} is out of range: use 1 to 500")
+        with self.db.transaction() as s:
+            found = jobs.list_jobs(
+                s, owner=caller.owner, status=status, limit=limit + 1, before=_decode_cursor(cursor)
+            )
+            views = [JobView.of(j) for j in found[:limit]]
+        more = len(found) > limit
+        return JobPage(jobs=views, next_cursor=_encode_cursor(views[-1]) if more and views else None)
+
+    # -- cancelling ------------------------------------------------------------------------------------
+
+    def cancel(self, caller: Caller, job_id: uuid.UUID) -> JobView:
+        """Cancel the job (its queued page tasks are revoked, its flow stops); a finished job is returned
+        unchanged."""
+        ctx = pipeline.Context(self.db, self.store)
+        outcome = pipeline.cancel(ctx, job_id, self.hooks.revoke, owner=caller.owner)
+        if outcome.changed:
+            try:
+                self.hooks.notify(job_id)
+            except DocvlError:  # the job is cancelled either way; the webhook is best effort here
+                log.exception("could not queue the webhook of cancelled job %s", job_id)
+        return self.get(caller, job_id)
+
+
+def _encode_cursor(job: JobView) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|")
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput("the cursor is not one this API gave: pass `next_cursor` unchanged") from exc
+
+
+def _spooled_object(
+    store: ObjectStore, key: str, limits: Limits, directory: Path | None
+) -> AbstractContextManager[Spooled]:
+    @contextmanager
+    def opened() -> Iterator[Spooled]:
+        with store.open(key) as stream, spooled(stream, limits, directory) as spool:
+            yield spool
+
+    return opened()

@@ -1,0 +1,138 @@
+"""What callers see of jobs, results and events: one shape for REST (as JSON) and gRPC (mapped to proto)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from docvl.db.models import Job, JobEvent, TaskResult
+from docvl.job_status import JobStatus
+from docvl.tasks import TaskKind
+
+
+class Progress(BaseModel):
+    pages_total: int = Field(description="Pages in the document (0 until it is rendered).")
+    pages_done: int = Field(description="Pages with every task's result.")
+    pages_failed: int = Field(description="Pages where a task failed after its retries.")
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Stable, machine-readable error code.", examples=["not_found"])
+    message: str = Field(description="What went wrong and what to do about it.")
+
+
+class JobView(BaseModel):
+    id: uuid.UUID
+    status: JobStatus
+    tasks: list[TaskKind]
+    question: str | None = None
+    priority: int
+    progress: Progress
+    error: ErrorInfo | None = Field(description="Why the job failed (or partly failed); null otherwise.")
+    webhook_url: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        return cls(
+            id=job.id,
+            status=JobStatus(job.status),
+            tasks=[TaskKind(t) for t in job.tasks],
+            question=job.options.get("question"),
+            priority=job.priority,
+            progress=Progress(
+                pages_total=job.pages_total, pages_done=job.pages_done, pages_failed=job.pages_failed
+            ),
+            error=ErrorInfo(code=job.error_code, message=job.error_message or "") if job.error_code else None,
+            webhook_url=job.options.get("webhook_url"),
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class OutputFile(BaseModel):
+    """A document-level output in object storage, with a time-limited download link."""
+
+    key: str
+    url: str = Field(description="Presigned download link (expires; fetch a new result for a new one).")
+
+
+class PageResult(BaseModel):
+    page: int = Field(description="Page number, from 1.")
+    task: TaskKind
+    text: str | None = Field(description="The model's output after post-processing; null when it failed.")
+    valid: bool | None = Field(
+        None, description="Whether the output passed its check (Python parses, HTML is a document)."
+    )
+    problem: str | None = Field(None, description="Why the output did not pass its check.")
+    error: ErrorInfo | None = None
+    model_id: str | None = None
+    model_revision: str | None = None
+    prompt_template_version: str | None = None
+    generated_tokens: int = 0
+    attempts: int = 1
+
+    @classmethod
+    def of(cls, result: TaskResult) -> PageResult:
+        return cls(
+            page=result.page_index + 1,
+            task=TaskKind(result.task),
+            text=result.output_text,
+            valid=result.output_valid,
+            problem=result.output_problem,
+            error=ErrorInfo(code=result.error_code, message=result.error_message or "")
+            if result.error_code
+            else None,
+            model_id=result.model_id,
+            model_revision=result.model_revision,
+            prompt_template_version=result.prompt_template_version,
+            generated_tokens=result.generated_tokens,
+            attempts=result.attempts,
+        )
+
+
+class ResultView(BaseModel):
+    job: JobView
+    outputs: dict[str, list[OutputFile]] = Field(
+        description="Per task, the document-level files (empty until the job has finished): OCR one "
+        "Markdown document, chart2code a Python file per page, web2html an HTML file per page, qa "
+        "answers.json with one answer per page and a combined answer."
+    )
+    pages: list[PageResult] = Field(description="Every page result written so far, by page then task.")
+
+
+class EventView(BaseModel):
+    id: int = Field(description="Increasing; resume a stream after it (Last-Event-ID).")
+    kind: str = Field(description="status, progress or webhook.")
+    status: JobStatus
+    data: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, event: JobEvent) -> EventView:
+        return cls(
+            id=event.id,
+            kind=event.kind,
+            status=JobStatus(event.status),
+            data=event.data,
+            created_at=event.created_at,
+        )
+
+
+class JobPage(BaseModel):
+    jobs: list[JobView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer has this shape."""
+
+    error: ErrorInfo

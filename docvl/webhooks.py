@@ -1,0 +1,88 @@
+"""Webhooks: when a job ends, a signed POST of the job to the URL given at submission.
+
+The body is the job as JSON (the same shape as GET /v1/jobs/{id}) with an event id; the header
+`X-Docvl-Signature: sha256=<hex>` is the HMAC-SHA256 of the exact body bytes with the owner's webhook
+secret. Receivers recompute it and compare in constant time (`verify`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+
+import httpx
+
+from docvl.db import api_keys, jobs
+from docvl.db.database import Database
+from docvl.errors import InvalidInput, Unavailable
+from docvl.views import JobView
+
+SIGNATURE_HEADER = "X-Docvl-Signature"
+EVENT_HEADER = "X-Docvl-Event"
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, signature: str) -> bool:
+    return hmac.compare_digest(sign(secret, body), signature)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    url: str
+    body: bytes
+    signature: str
+
+
+def prepare(db: Database, job_id: uuid.UUID) -> Delivery | None:
+    """The delivery for the job's end, or None: no webhook asked for, job not ended, or already delivered."""
+    with db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        url = job.options.get("webhook_url")
+        view = JobView.of(job)
+        if not url or not view.status.finished:
+            return None
+        if any(e.kind == "webhook" and e.data.get("delivered") for e in jobs.events(s, job_id)):
+            return None
+        secret = api_keys.webhook_secret(s, job.owner)
+    body = json.dumps({"event": "job.finished", "job": view.model_dump(mode="json")}).encode()
+    return Delivery(url, body, sign(secret, body))
+
+
+def deliver(delivery: Delivery, timeout_s: float) -> int:
+    """POST it; the receiver's status code. 2xx is delivered; 5xx, 429 and network errors are Unavailable
+    (retry later); other codes are InvalidInput (the receiver refuses: retrying will not help)."""
+    try:
+        response = httpx.post(
+            delivery.url,
+            content=delivery.body,
+            headers={
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: delivery.signature,
+                EVENT_HEADER: "job.finished",
+                "User-Agent": "docvl-webhooks",
+            },
+            timeout=timeout_s,
+            follow_redirects=False,
+        )
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"the webhook receiver did not answer: {type(exc).__name__}: {exc}") from exc
+    if response.status_code >= 500 or response.status_code == 429:
+        raise Unavailable(f"the webhook receiver answered {response.status_code}")
+    if response.status_code >= 300:
+        raise InvalidInput(f"the webhook receiver refused with {response.status_code}")
+    return response.status_code
+
+
+def record(
+    db: Database, job_id: uuid.UUID, attempt: int, *, status_code: int | None, error: str | None
+) -> None:
+    """Note the attempt in the job's events."""
+    data = {"attempt": attempt, "status_code": status_code, "delivered": error is None, "error": error}
+    with db.transaction() as s:
+        jobs.add_event(s, job_id, "webhook", data)

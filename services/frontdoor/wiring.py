@@ -1,0 +1,85 @@
+"""The JobService of a front door, wired to the real engines: Prefect starts flows, Celery revokes page
+tasks and delivers webhooks. Also the readiness check of the front doors' dependencies."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from functools import partial
+
+import httpx
+import redis
+
+from docvl.db.database import Database
+from docvl.errors import InvalidInput
+from docvl.intake import Limits
+from docvl.job_service import Hooks, JobService
+from docvl.settings import FrontDoorSettings
+from docvl.storage import ObjectStore, open_store
+from services.worker.celery_app import make_celery, queue_webhook
+
+
+def limits(settings: FrontDoorSettings) -> Limits:
+    return Limits(
+        max_upload_bytes=settings.max_upload_bytes,
+        max_pages=settings.max_pages,
+        max_tasks=settings.max_tasks_per_job,
+        max_question_chars=settings.max_question_chars,
+        max_in_flight=settings.max_in_flight_per_key,
+        retry_after_s=settings.retry_after_s,
+    )
+
+
+def job_service(settings: FrontDoorSettings, db: Database | None = None) -> JobService:
+    from workflows.flows import start_processing  # imports Prefect: only where flows are started
+
+    store = open_store(settings)
+    celery = make_celery(settings.redis_url)
+
+    def source_store(bucket: str) -> ObjectStore:
+        if bucket == settings.s3_bucket or settings.object_store == "local":
+            return store
+        return open_store(settings.model_copy(update={"s3_bucket": bucket}))
+
+    def revoke(ids: list[str]) -> None:
+        celery.control.revoke(ids)
+
+    hooks = Hooks(start=start_processing, revoke=revoke, notify=partial(queue_webhook, celery))
+    return JobService(
+        db or Database(settings.database_url),
+        store,
+        limits(settings),
+        hooks,
+        source_store=source_store,
+        presign_expiry_s=settings.presign_expiry_s,
+        spool_dir=settings.spool_dir,
+    )
+
+
+def readiness(settings: FrontDoorSettings, service: JobService) -> dict[str, str]:
+    """Each dependency's state: "ok" or why not."""
+    checks: dict[str, str] = {}
+
+    def check(name: str, probe: Callable[[], object]) -> None:
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"{type(exc).__name__}: {exc}"[:300]
+
+    check("database", service.db.ping)
+    check("storage", lambda: service.store.stat("readiness-probe"))
+    check("broker", lambda: redis.Redis.from_url(settings.redis_url, socket_timeout=2).ping())
+    prefect = settings.prefect_api_url
+    if prefect:
+        check("prefect", lambda: httpx.get(prefect.rstrip("/") + "/health", timeout=2).raise_for_status())
+    else:
+        checks["prefect"] = "PREFECT_API_URL is not set"
+    return checks
+
+
+def job_id_of(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{value[:60]!r} is not a job id (a UUID)") from exc

@@ -1,0 +1,138 @@
+"""The running platform behind the front doors, for the REST, gRPC and CLI tests: Postgres, Redis, moto's
+S3 server, a Prefect server on Postgres with `docvl flows serve`, a Celery worker (page queues and
+webhooks) and a model worker with the tiny model. Started once per test session, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from docvl.db import api_keys, jobs
+from docvl.db.database import Database
+from docvl.job_service import JobService
+from docvl.job_status import JobStatus
+from docvl.settings import FrontDoorSettings
+from docvl.storage.s3 import S3ObjectStore
+from model_worker.transport.client import InferenceClient
+from tests.helpers import ROOT, model_worker_process, stop_process, wait_for
+from tests.services import celery_worker, ensure_redis, prefect_server, scratch_database
+
+MAX_NEW_TOKENS = 12
+
+
+@dataclass
+class FrontDoorPlatform:
+    env: dict[str, str]
+    settings: FrontDoorSettings
+    db: Database
+    store: S3ObjectStore
+    service: JobService
+    logs: Path
+
+    def key(self, owner: str) -> str:
+        """A new API key of `owner`."""
+        with self.db.transaction() as s:
+            return api_keys.create_key(s, owner).secret
+
+    def webhook_secret(self, owner: str) -> str:
+        with self.db.transaction() as s:
+            return api_keys.webhook_secret(s, owner)
+
+    def status(self, job_id: uuid.UUID) -> JobStatus:
+        with self.db.transaction() as s:
+            return JobStatus(jobs.get_job(s, job_id).status)
+
+    def wait_finished(self, job_id: uuid.UUID, timeout_s: float = 180) -> JobStatus:
+        def finished() -> JobStatus | None:
+            status = self.status(job_id)
+            return status if status.finished else None
+
+        return wait_for(finished, timeout_s, f"job {job_id} to finish")
+
+
+@contextmanager
+def flow_runner(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`docvl flows serve`: the served deployments that front doors start jobs on."""
+    with log_path.open("wb") as out:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "docvl", "flows", "serve"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: _alive(runner, log_path) and "process-document" in log_path.read_text(),
+            90,
+            "the flow runner",
+        )
+        yield runner
+    finally:
+        stop_process(runner)
+
+
+def _alive(process: subprocess.Popen[bytes], log_path: Path) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(f"process exited:\n{log_path.read_text()[-4000:]}")
+    return True
+
+
+@contextmanager
+def front_door_platform(
+    database: Database, s3_endpoint: str, model_dir: Path, logs: Path
+) -> Iterator[FrontDoorPlatform]:
+    from services.frontdoor.wiring import job_service
+
+    ensure_redis()
+    bucket = f"docvl-{uuid.uuid4().hex[:12]}"
+    with ExitStack() as stack:
+        prefect_db = stack.enter_context(scratch_database("prefect_fd"))
+        prefect_api = stack.enter_context(prefect_server(prefect_db, logs))
+        _, target = stack.enter_context(model_worker_process(model_dir, logs / "model-worker.log"))
+        env = {
+            "DOCVL_DATABASE_URL": database.url,
+            "DOCVL_REDIS_URL": f"redis://127.0.0.1:6379/{1 + (os.getpid() + 7) % 14}",
+            "DOCVL_OBJECT_STORE": "s3",
+            "DOCVL_S3_ENDPOINT": s3_endpoint,
+            "DOCVL_S3_ACCESS_KEY": "testing",
+            "DOCVL_S3_SECRET_KEY": "testing",
+            "DOCVL_S3_BUCKET": bucket,
+            "DOCVL_MODEL_WORKER_TARGETS": target,
+            "DOCVL_MAX_NEW_TOKENS": str(MAX_NEW_TOKENS),
+            "DOCVL_RETRY_BACKOFF_S": "0.3",
+            "DOCVL_POLL_INTERVAL_S": "0.1",
+            "DOCVL_WATCH_POLL_S": "0.1",
+            "PREFECT_API_URL": prefect_api,
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        }
+        store = S3ObjectStore(s3_endpoint, "testing", "testing", bucket)
+        store.ensure_ready()
+        with InferenceClient(target) as model:
+            model.wait_ready(120)
+        stack.enter_context(celery_worker(env, logs / "celery.log"))
+        stack.enter_context(flow_runner(env, logs / "flows-serve.log"))
+        stack.enter_context(_environment(env))
+        settings = FrontDoorSettings()
+        yield FrontDoorPlatform(env, settings, database, store, job_service(settings, database), logs)
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    previous = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
