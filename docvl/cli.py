@@ -261,4 +261,7 @@ def infer(
 
 
 def main() -> None:
+    from docvl import cli_platform
+
+    cli_platform.register(app)
     app()

@@ -34,7 +34,6 @@ from docvl.errors import (
 from docvl.intake import JobRequest, Limits, Spooled, parse_source, spooled
 from docvl.job_status import JobStatus
 from docvl.storage import ObjectStore
-from docvl.storage.base import job_prefix
 from docvl.views import EventView, JobPage, JobView, OutputFile, PageResult, ResultView
 
 log = logging.getLogger(__name__)
@@ -207,7 +206,11 @@ class JobService:
             pages = [PageResult.of(r) for r in jobs.results(s, job_id)]
         files = {
             task: [
-                OutputFile(key=key, url=self.store.presigned_get(key, self.presign_expiry_s))
+                OutputFile(
+                    name=key.rsplit("/", 1)[-1],
+                    key=key,
+                    url=self.store.presigned_get(key, self.presign_expiry_s),
+                )
                 for key in ([keys] if isinstance(keys, str) else keys)
             ]
             for task, keys in outputs.items()
@@ -219,7 +222,7 @@ class JobService:
         result = self.result(caller, job_id)
         for files in result.outputs.values():
             for file in files:
-                if file.key == f"{job_prefix(job_id)}/outputs/{name}" or file.key.rsplit("/", 1)[-1] == name:
+                if file.name == name:
                     return self.store.open(file.key)
         raise NotFound(f"job {job_id} has no output named {name!r}")
 
@@ -227,6 +230,13 @@ class JobService:
         with self.db.transaction() as s:
             jobs.get_job(s, job_id, owner=caller.owner)
             return [EventView.of(e) for e in jobs.events(s, job_id, after_id=after_id)]
+
+    def poll_events(self, caller: Caller, job_id: uuid.UUID, after_id: int) -> tuple[list[EventView], bool]:
+        """The events after `after_id`, and whether the job has ended with them (nothing more will come)."""
+        with self.db.transaction() as s:
+            job = jobs.get_job(s, job_id, owner=caller.owner)
+            ended = JobStatus(job.status).finished
+            return [EventView.of(e) for e in jobs.events(s, job_id, after_id=after_id)], ended
 
     def watch(
         self,
@@ -238,14 +248,14 @@ class JobService:
         keep_going: Callable[[], bool] = lambda: True,
     ) -> Iterator[EventView]:
         """The job's events as they happen, from after `after_id`, until the job has ended (the stream
-        then stops after the final status event) or `keep_going` says stop."""
+        stops after the final status event) or `keep_going` says stop."""
         self.get(caller, job_id)  # NotFound before the stream starts
         while keep_going():
-            batch = self.events(caller, job_id, after_id)
+            batch, ended = self.poll_events(caller, job_id, after_id)
             for event in batch:
                 after_id = event.id
                 yield event
-            if self.get(caller, job_id).status.finished and not self.events(caller, job_id, after_id):
+            if ended:
                 return
             time.sleep(poll_s)
 

@@ -61,7 +61,8 @@ class JobView(BaseModel):
 class OutputFile(BaseModel):
     """A document-level output in object storage, with a time-limited download link."""
 
-    key: str
+    name: str = Field(description="File name; GET /v1/jobs/{id}/outputs/{name} downloads it.")
+    key: str = Field(description="Object key in the platform's bucket.")
     url: str = Field(description="Presigned download link (expires; fetch a new result for a new one).")
 
 

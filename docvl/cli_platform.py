@@ -1,0 +1,115 @@
+"""`docvl api` and `docvl keys ...`: serving the REST API and managing API keys (DOCVL_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, NoReturn
+
+import typer
+
+from docvl.db import api_keys
+from docvl.db.database import Database
+from docvl.errors import DocvlError
+from docvl.settings import CoreSettings
+
+keys_app = typer.Typer(help="API keys (stored hashed in DOCVL_DATABASE_URL).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("api")(api)
+    app.add_typer(keys_app, name="keys")
+
+
+def api(
+    host: Annotated[str | None, typer.Option(help="Default: DOCVL_API_HOST (127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: DOCVL_API_PORT (8000).")] = None,
+    log_level: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """Serve the REST API (OpenAPI docs at /docs) until Ctrl-C."""
+    import uvicorn
+
+    from services.api.app import create_app
+    from services.api.settings import ApiSettings
+
+    settings = ApiSettings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=settings.api_port if port is None else port,
+        log_level=log_level,
+    )
+
+
+def _database() -> Database:
+    return Database(CoreSettings().database_url)
+
+
+@keys_app.command("create")
+def keys_create(
+    owner: Annotated[
+        str, typer.Option(help="Who the key belongs to; its jobs are visible to this owner only.")
+    ],
+    name: Annotated[str | None, typer.Option(help="A label, e.g. the machine or service using it.")] = None,
+) -> None:
+    """Create a key and print it alone on stdout: it is shown once and stored only as a hash."""
+    db = _database()
+    try:
+        with db.transaction() as s:
+            created = api_keys.create_key(s, owner, name)
+            key_id = created.key.id
+    except DocvlError as exc:
+        _fail(exc)
+    typer.echo(created.secret)
+    typer.echo(f"key {key_id} for owner {owner.strip()!r} created; it is not shown again", err=True)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (docvl keys list).")]) -> None:
+    """Revoke a key: calls with it are refused from now on."""
+    db = _database()
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError:
+        typer.echo(f"error: {key_id!r} is not a key id (a UUID; see docvl keys list)", err=True)
+        raise typer.Exit(2) from None
+    try:
+        with db.transaction() as s:
+            key = api_keys.revoke(s, parsed)
+            typer.echo(f"key {key.id} ({key.prefix}…, owner {key.owner!r}) revoked at {key.revoked_at}")
+    except DocvlError as exc:
+        _fail(exc)
+
+
+@keys_app.command("list")
+def keys_list(owner: Annotated[str | None, typer.Option(help="Only this owner's keys.")] = None) -> None:
+    """List keys (id, prefix, owner, name, created, last used, revoked); never the secrets."""
+    db = _database()
+    try:
+        with db.transaction() as s:
+            for key in api_keys.list_keys(s, owner):
+                revoked = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+                used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+                typer.echo(
+                    f"{key.id}  {key.prefix}…  owner={key.owner}  name={key.name or '-'}  "
+                    f"created={key.created_at:%Y-%m-%d %H:%M}  last-used={used}  {revoked}"
+                )
+    except DocvlError as exc:
+        _fail(exc)
+
+
+@keys_app.command("webhook-secret")
+def keys_webhook_secret(
+    owner: Annotated[str, typer.Option(help="The owner whose webhooks it signs.")],
+) -> None:
+    """Print the owner's webhook signing secret (HMAC-SHA256 of the body, header X-Docvl-Signature)."""
+    db = _database()
+    try:
+        with db.transaction() as s:
+            typer.echo(api_keys.webhook_secret(s, owner.strip()))
+    except DocvlError as exc:
+        _fail(exc)
+
+
+def _fail(exc: DocvlError) -> NoReturn:
+    typer.echo(f"error ({exc.code}): {exc.message}", err=True)
+    raise typer.Exit(1)

@@ -1,0 +1,174 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SubmitJobRequest(_message.Message):
+    __slots__ = ("content", "source_uri", "tasks", "question", "priority", "webhook_url", "idempotency_key")
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    content: bytes
+    source_uri: str
+    tasks: _containers.RepeatedScalarFieldContainer[str]
+    question: str
+    priority: int
+    webhook_url: str
+    idempotency_key: str
+    def __init__(self, content: _Optional[bytes] = ..., source_uri: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., priority: _Optional[int] = ..., webhook_url: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class WatchJobRequest(_message.Message):
+    __slots__ = ("job_id", "after_event_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    after_event_id: int
+    def __init__(self, job_id: _Optional[str] = ..., after_event_id: _Optional[int] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("status", "cursor", "limit")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    cursor: str
+    limit: int
+    def __init__(self, status: _Optional[str] = ..., cursor: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_cursor")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    next_cursor: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("pages_total", "pages_done", "pages_failed")
+    PAGES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PAGES_DONE_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FAILED_FIELD_NUMBER: _ClassVar[int]
+    pages_total: int
+    pages_done: int
+    pages_failed: int
+    def __init__(self, pages_total: _Optional[int] = ..., pages_done: _Optional[int] = ..., pages_failed: _Optional[int] = ...) -> None: ...
+
+class Error(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("id", "status", "tasks", "question", "priority", "progress", "error", "webhook_url", "created_at", "updated_at", "started_at", "finished_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    status: str
+    tasks: _containers.RepeatedScalarFieldContainer[str]
+    question: str
+    priority: int
+    progress: Progress
+    error: Error
+    webhook_url: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., priority: _Optional[int] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., webhook_url: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class JobUpdate(_message.Message):
+    __slots__ = ("event_id", "kind", "event_status", "created_at", "job", "page_index")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    EVENT_STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    PAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    event_id: int
+    kind: str
+    event_status: str
+    created_at: _timestamp_pb2.Timestamp
+    job: Job
+    page_index: int
+    def __init__(self, event_id: _Optional[int] = ..., kind: _Optional[str] = ..., event_status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., page_index: _Optional[int] = ...) -> None: ...
+
+class OutputFile(_message.Message):
+    __slots__ = ("task", "key", "url")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    key: str
+    url: str
+    def __init__(self, task: _Optional[str] = ..., key: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
+
+class PageResult(_message.Message):
+    __slots__ = ("page", "task", "text", "valid", "problem", "error", "model_id", "model_revision", "prompt_template_version", "generated_tokens", "attempts")
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_REVISION_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TEMPLATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    page: int
+    task: str
+    text: str
+    valid: bool
+    problem: str
+    error: Error
+    model_id: str
+    model_revision: str
+    prompt_template_version: str
+    generated_tokens: int
+    attempts: int
+    def __init__(self, page: _Optional[int] = ..., task: _Optional[str] = ..., text: _Optional[str] = ..., valid: _Optional[bool] = ..., problem: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., model_id: _Optional[str] = ..., model_revision: _Optional[str] = ..., prompt_template_version: _Optional[str] = ..., generated_tokens: _Optional[int] = ..., attempts: _Optional[int] = ...) -> None: ...
+
+class JobResult(_message.Message):
+    __slots__ = ("job", "outputs", "pages")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    outputs: _containers.RepeatedCompositeFieldContainer[OutputFile]
+    pages: _containers.RepeatedCompositeFieldContainer[PageResult]
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., pages: _Optional[_Iterable[_Union[PageResult, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""The REST API deployable (FastAPI): `docvl api`."""

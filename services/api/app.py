@@ -1,0 +1,48 @@
+"""The REST API application: `create_app()` for uvicorn (`docvl api`) and for tests, with its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from docvl.db.database import Database
+from docvl.job_service import JobService
+from services.api import errors
+from services.api.limits import UploadLimit
+from services.api.routes import router
+from services.api.settings import ApiSettings
+
+DESCRIPTION = """Document understanding with DeepSeek-VL: OCR (Markdown), chart-to-code (matplotlib),
+webpage-to-HTML and visual question answering, on PDFs and images.
+
+Every call but `/healthz` and `/readyz` needs an API key: `Authorization: Bearer <key>`. Every error is
+JSON: `{"error": {"code": "...", "message": "..."}}` with a stable `code`."""
+
+
+def create_app(settings: ApiSettings | None = None, service: JobService | None = None) -> FastAPI:
+    """The app; without `service`, its lifespan waits for the database and wires the real one."""
+    config = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = service is None
+        if own:
+            from services.frontdoor.wiring import job_service
+
+            database = Database(config.database_url)
+            database.wait_until_reachable(config.database_wait_s)
+            app.state.service = job_service(config, database)
+        else:
+            app.state.service = service
+        app.state.settings = config
+        yield
+        if own:
+            app.state.service.db.dispose()
+
+    app = FastAPI(title="docvl", version="1", description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+    app.include_router(router)
+    app.add_middleware(UploadLimit, path="/v1/jobs", max_bytes=config.max_upload_bytes)
+    return app

@@ -1,0 +1,16 @@
+"""Configuration of the REST API deployable (environment prefix DOCVL_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from docvl.settings import FrontDoorSettings
+
+
+class ApiSettings(FrontDoorSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="ignore")
+
+    api_host: str = Field("127.0.0.1", description="Address the REST API listens on.")
+    api_port: int = Field(8000, ge=0, le=65535, description="Port of the REST API.")
+    sse_keepalive_s: float = Field(15.0, gt=0, description="Idle event streams get a comment this often.")
