@@ -27,21 +27,21 @@ def create_app(settings: ApiSettings | None = None, service: JobService | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own = service is None
-        if own:
-            from services.frontdoor.wiring import job_service
+        if service is not None:
+            yield
+            return
+        from services.frontdoor.wiring import job_service
 
-            database = Database(config.database_url)
-            database.wait_until_reachable(config.database_wait_s)
-            app.state.service = job_service(config, database)
-        else:
-            app.state.service = service
-        app.state.settings = config
+        database = Database(config.database_url)
+        database.wait_until_reachable(config.database_wait_s)
+        app.state.service = job_service(config, database)
         yield
-        if own:
-            app.state.service.db.dispose()
+        database.dispose()
 
     app = FastAPI(title="docvl", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = config
+    if service is not None:
+        app.state.service = service
     errors.install(app)
     app.include_router(router)
     app.add_middleware(UploadLimit, path="/v1/jobs", max_bytes=config.max_upload_bytes)
