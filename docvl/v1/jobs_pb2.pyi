@@ -128,14 +128,16 @@ class JobUpdate(_message.Message):
     def __init__(self, event_id: _Optional[int] = ..., kind: _Optional[str] = ..., event_status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., page_index: _Optional[int] = ...) -> None: ...
 
 class OutputFile(_message.Message):
-    __slots__ = ("task", "key", "url")
+    __slots__ = ("task", "key", "url", "name")
     TASK_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     task: str
     key: str
     url: str
-    def __init__(self, task: _Optional[str] = ..., key: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
+    name: str
+    def __init__(self, task: _Optional[str] = ..., key: _Optional[str] = ..., url: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class PageResult(_message.Message):
     __slots__ = ("page", "task", "text", "valid", "problem", "error", "model_id", "model_revision", "prompt_template_version", "generated_tokens", "attempts")

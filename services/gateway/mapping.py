@@ -1,0 +1,126 @@
+"""Protobuf <-> views for the job gateway: the one module that knows both shapes."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from docvl.errors import InvalidInput
+from docvl.intake import JobRequest, Limits, parse_request
+from docvl.job_status import JobStatus
+from docvl.v1 import jobs_pb2 as pb
+from docvl.views import ErrorInfo, EventView, JobPage, JobView, PageResult, ResultView
+
+DEFAULT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A checked SubmitJobRequest: its fields, and its document as bytes or as a storage URI."""
+
+    request: JobRequest
+    document: BinaryIO | None
+    source: str | None
+
+
+def submission_from_pb(limits: Limits, message: pb.SubmitJobRequest) -> Submission:
+    which = message.WhichOneof("document")
+    if which is None:
+        raise InvalidInput("set the document: `content` (the file's bytes) or `source_uri` (s3://bucket/key)")
+    request = parse_request(
+        limits,
+        tasks=list(message.tasks),
+        question=message.question if message.HasField("question") else None,
+        priority=message.priority if message.HasField("priority") else None,
+        webhook_url=message.webhook_url or None,
+        idempotency_key=message.idempotency_key or None,
+    )
+    if which == "content":
+        return Submission(request, io.BytesIO(message.content), None)
+    return Submission(request, None, message.source_uri)
+
+
+def status_from_pb(value: str) -> JobStatus | None:
+    """The status filter of ListJobs: empty means all."""
+    if not value.strip():
+        return None
+    try:
+        return JobStatus(value.strip().lower())
+    except ValueError:
+        known = ", ".join(s.value for s in JobStatus)
+        raise InvalidInput(f"unknown status {value[:40]!r}: use one of {known}, or leave it empty") from None
+
+
+def page_size_from_pb(limit: int) -> int:
+    return limit or DEFAULT_PAGE_SIZE
+
+
+def _error(error: ErrorInfo | None) -> pb.Error | None:
+    return pb.Error(code=error.code, message=error.message) if error is not None else None
+
+
+def job_to_pb(job: JobView) -> pb.Job:
+    return pb.Job(
+        id=str(job.id),
+        status=job.status.value,
+        tasks=[t.value for t in job.tasks],
+        question=job.question or "",
+        priority=job.priority,
+        progress=pb.Progress(
+            pages_total=job.progress.pages_total,
+            pages_done=job.progress.pages_done,
+            pages_failed=job.progress.pages_failed,
+        ),
+        error=_error(job.error),
+        webhook_url=job.webhook_url or "",
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def update_to_pb(event: EventView, job: JobView) -> pb.JobUpdate:
+    """An event of the job with the job's current state."""
+    page_index = event.data.get("page_index") if event.kind == "progress" else None
+    return pb.JobUpdate(
+        event_id=event.id,
+        kind=event.kind,
+        event_status=event.status.value,
+        created_at=event.created_at,
+        job=job_to_pb(job),
+        page_index=page_index if isinstance(page_index, int) else None,
+    )
+
+
+def page_result_to_pb(page: PageResult) -> pb.PageResult:
+    return pb.PageResult(
+        page=page.page,
+        task=page.task.value,
+        text=page.text,
+        valid=page.valid,
+        problem=page.problem or "",
+        error=_error(page.error),
+        model_id=page.model_id or "",
+        model_revision=page.model_revision or "",
+        prompt_template_version=page.prompt_template_version or "",
+        generated_tokens=page.generated_tokens,
+        attempts=page.attempts,
+    )
+
+
+def result_to_pb(result: ResultView) -> pb.JobResult:
+    return pb.JobResult(
+        job=job_to_pb(result.job),
+        outputs=[
+            pb.OutputFile(task=task, name=file.name, key=file.key, url=file.url)
+            for task, files in result.outputs.items()
+            for file in files
+        ],
+        pages=[page_result_to_pb(p) for p in result.pages],
+    )
+
+
+def jobs_to_pb(page: JobPage) -> pb.ListJobsResponse:
+    return pb.ListJobsResponse(jobs=[job_to_pb(j) for j in page.jobs], next_cursor=page.next_cursor or "")
