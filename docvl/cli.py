@@ -204,6 +204,34 @@ def model_worker(
         _fail(exc)
 
 
+@app.command("gateway")
+def gateway(
+    host: Annotated[str | None, typer.Option(help="Listen address [DOCVL_GATEWAY_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [DOCVL_GATEWAY_PORT].")] = None,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+) -> None:
+    """Serve the gRPC JobService (health, reflection) until SIGTERM or Ctrl-C; waits for the database."""
+    _logging(log_level)
+    from pydantic import ValidationError
+
+    from docvl.db.database import Database
+    from services.gateway.server import serve
+    from services.gateway.settings import GatewaySettings
+
+    overrides: dict[str, Any] = {"host": host, "port": port}
+    try:
+        settings = GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        typer.echo(f"invalid gateway settings:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        database = Database(settings.database_url)
+        database.wait_until_reachable(settings.database_wait_s)
+        serve(settings, database)
+    except DocvlError as exc:
+        _fail(exc)
+
+
 @app.command("infer")
 def infer(
     image: Annotated[list[Path], typer.Option(help="Image file; repeat for several.")],
@@ -261,7 +289,8 @@ def infer(
 
 
 def main() -> None:
-    from docvl import cli_platform
+    from docvl import cli_jobs, cli_platform
 
     cli_platform.register(app)
+    cli_jobs.register(app)
     app()

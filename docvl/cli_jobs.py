@@ -1,0 +1,411 @@
+"""`docvl submit`, `status`, `result`, `cancel` and `jobs`: the REST API from the command line
+(DOCVL_API_URL, DOCVL_API_KEY). Errors print `error (<code>): <message>` on stderr and exit 1; bad usage
+exits 2."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+
+from docvl.client import Client
+from docvl.errors import DocvlError, InvalidInput
+from docvl.job_status import JobStatus
+from docvl.tasks import TaskKind
+from docvl.views import JobView, PageResult, ResultView
+
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        help="The docvl API; default: DOCVL_API_URL, else http://127.0.0.1:8000.",
+        show_default=False,
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--api-key", help="An API key; default: DOCVL_API_KEY.", show_default=False),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JobIdArg = Annotated[str, typer.Argument(metavar="ID", help="The job's id.")]
+
+T = TypeVar("T")
+
+# Errors after which submitting the remaining files cannot go better.
+_STOP_CODES = {"unauthenticated", "unavailable", "too_many_submissions"}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("submit")(submit)
+    app.command("status")(status)
+    app.command("result")(result)
+    app.command("cancel")(cancel)
+    app.command("jobs")(list_jobs)
+
+
+# -- submit ------------------------------------------------------------------------------------------------
+
+
+def submit(
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="FILE", help="PDFs or images; s3://bucket/key names a document already in storage."
+        ),
+    ],
+    task: Annotated[
+        list[str], typer.Option("--task", "-t", help="ocr, chart2code, web2html or qa; repeat for several.")
+    ],
+    question: Annotated[str | None, typer.Option(help="The question (required with --task qa).")] = None,
+    priority: Annotated[
+        int | None, typer.Option(min=0, max=9, help="0 (lowest) to 9 (highest); default 5.")
+    ] = None,
+    webhook_url: Annotated[str | None, typer.Option(help="POSTed to (signed) when a job ends.")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Submitting again with the same key returns the first job instead of a new one. With "
+            "several files, file N (from 1) uses KEY/N."
+        ),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the jobs to end, showing progress on stderr.")
+    ] = False,
+    as_json: AsJson = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Download every output of each job into DIR/<job id>/, with result.json (implies --wait).",
+            metavar="DIR",
+        ),
+    ] = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Submit documents (one job each) and print `<job id> <status>` per job.
+
+    --json prints one JSON object a line.
+    --wait (or --out) waits for every job to end (a progress bar each on stderr), then prints a summary.
+
+    Exit code: 0 only when every job was submitted and (with --wait) ended succeeded,
+    1 otherwise (partially_succeeded, failed and cancelled included), 2 for bad usage.
+    """
+    tasks = _tasks(task)
+    if TaskKind.QA in tasks and not (question and question.strip()):
+        raise typer.BadParameter("the qa task needs --question", param_hint="--question")
+    for name in files:
+        if not name.startswith("s3://") and not Path(name).is_file():
+            raise typer.BadParameter(f"{name} is not a file", param_hint="FILE")
+    wait = wait or out is not None
+    ok = True
+    submitted: list[tuple[str, JobView]] = []
+    with Client(api_url, api_key) as client:
+        for index, name in enumerate(files, 1):
+            key = idempotency_key
+            if key is not None and len(files) > 1:
+                key = f"{key}/{index}"
+            try:
+                send = client.submit_source if name.startswith("s3://") else client.submit
+                job = send(
+                    name,
+                    tasks,
+                    question=question,
+                    priority=priority,
+                    webhook_url=webhook_url,
+                    idempotency_key=key,
+                )
+            except DocvlError as exc:
+                ok = False
+                _error(exc, f"{name}: ")
+                if exc.code in _STOP_CODES:
+                    break
+                continue
+            submitted.append((name, job))
+            if not wait:
+                typer.echo(job.model_dump_json() if as_json else f"{job.id} {job.status}")
+        if not wait or not submitted:
+            raise typer.Exit(0 if ok else 1)
+        outcomes = _wait_all(client, submitted)
+        for name, outcome in outcomes:
+            if outcome.error is not None:
+                ok = False
+                _error(outcome.error, f"{outcome.job.id}: ")
+                continue
+            job = outcome.job
+            ok = ok and job.status is JobStatus.SUCCEEDED
+            if as_json:
+                typer.echo(job.model_dump_json())
+            else:
+                typer.echo(f"{_summary(job)}  {name}")
+                if job.error is not None:
+                    typer.echo(f"  error ({job.error.code}): {job.error.message}")
+            if out is not None:
+                try:
+                    saved = _save(client, job.id, out)
+                except DocvlError as exc:
+                    ok = False
+                    _error(exc, f"{job.id}: ")
+                else:
+                    typer.echo(f"{job.id}: saved {len(saved)} files in {saved[0].parent}", err=True)
+    raise typer.Exit(0 if ok else 1)
+
+
+@dataclass
+class _Outcome:
+    job: JobView
+    error: DocvlError | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _wait_all(client: Client, submitted: list[tuple[str, JobView]]) -> list[tuple[str, _Outcome]]:
+    """Wait for every job (a thread each), with a progress bar per job on stderr."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    outcomes = [(name, _Outcome(job)) for name, job in submitted]
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("pages  {task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+
+    def follow(outcome: _Outcome, bar: TaskID) -> None:
+        def update(view: JobView) -> None:
+            p = view.progress
+            progress.update(
+                bar,
+                total=p.pages_total or None,
+                completed=p.pages_done + p.pages_failed,
+                status=str(view.status),
+            )
+
+        try:
+            outcome.job = client.wait(outcome.job.id, on_update=update)
+        except DocvlError as exc:
+            outcome.error = exc
+        except Exception as exc:  # a bug must not leave the main thread waiting forever
+            outcome.error = DocvlError(f"{type(exc).__name__}: {exc}")
+        finally:
+            outcome.done.set()
+
+    with progress:
+        for name, outcome in outcomes:
+            label = f"{str(outcome.job.id)[:8]} {Path(name).name[:32]}"
+            bar = progress.add_task(label, total=None, status=str(outcome.job.status))
+            threading.Thread(target=follow, args=(outcome, bar), daemon=True).start()
+        try:
+            for _, outcome in outcomes:
+                while not outcome.done.wait(0.2):
+                    pass
+        except KeyboardInterrupt:
+            progress.stop()
+            ids = " ".join(str(o.job.id) for _, o in outcomes)
+            typer.echo(f"interrupted; the jobs go on (docvl status ID): {ids}", err=True)
+            raise typer.Exit(130) from None
+    return outcomes
+
+
+def _save(client: Client, job_id: uuid.UUID, out: Path) -> list[Path]:
+    """Every output file of the job into OUT/<job id>/, then result.json (the ResultView)."""
+    view = client.result(job_id)
+    directory = out / str(job_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    saved = [
+        client.download(job_id, file.name, directory / file.name)
+        for files in view.outputs.values()
+        for file in files
+    ]
+    path = directory / "result.json"
+    path.write_text(view.model_dump_json(indent=2) + "\n")
+    return [*saved, path]
+
+
+# -- status, result, cancel, jobs ---------------------------------------------------------------------------
+
+
+def status(job_id: JobIdArg, as_json: AsJson = False, api_url: ApiUrl = None, api_key: ApiKey = None) -> None:
+    """Print a job's status, progress, times and error."""
+    parsed = _job_id(job_id)
+    with Client(api_url, api_key) as client:
+        job = _call(lambda: client.get(parsed))
+    if as_json:
+        typer.echo(job.model_dump_json(indent=2))
+        return
+    p = job.progress
+    typer.echo(f"{job.id} {job.status}")
+    typer.echo(f"  tasks     {', '.join(job.tasks)}")
+    if job.question:
+        typer.echo(f"  question  {job.question}")
+    typer.echo(f"  pages     {p.pages_done} of {p.pages_total} done, {p.pages_failed} failed")
+    typer.echo(f"  priority  {job.priority}")
+    for label, when in (
+        ("created", job.created_at),
+        ("started", job.started_at),
+        ("finished", job.finished_at),
+    ):
+        if when is not None:
+            typer.echo(f"  {label:<9} {when.isoformat(timespec='seconds')}")
+    if job.error is not None:
+        typer.echo(f"  error     ({job.error.code}) {job.error.message}")
+
+
+def result(
+    job_id: JobIdArg,
+    as_json: AsJson = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Download every output into DIR/<job id>/ with result.json, and print the paths.",
+            metavar="DIR",
+        ),
+    ] = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Print a job's results: per task, the OCR Markdown document, or every page result of the other
+    tasks (--json: the whole result, with download links)."""
+    parsed = _job_id(job_id)
+    with Client(api_url, api_key) as client:
+        if out is not None:
+            for path in _call(lambda: _save(client, parsed, out)):
+                typer.echo(str(path))
+            return
+        view = _call(lambda: client.result(parsed))
+        if as_json:
+            typer.echo(view.model_dump_json(indent=2))
+            return
+        if not view.job.status.finished:
+            typer.echo(f"job {view.job.id} is {view.job.status}: the results so far", err=True)
+        for task in view.job.tasks:
+            typer.echo(f"== {task} ==")
+            document = _document_md(view, task)
+            if document is not None:
+                text = _call(partial(client.read_output, parsed, document))
+                typer.echo(text.decode("utf-8", errors="replace").rstrip("\n"))
+                continue
+            pages = [p for p in view.pages if p.task == task]
+            for page in pages:
+                typer.echo(_page_text(page))
+            if not pages:
+                typer.echo("(no page results)")
+
+
+def _document_md(view: ResultView, task: TaskKind) -> str | None:
+    if task is not TaskKind.OCR:
+        return None
+    names = [f.name for f in view.outputs.get(str(task), [])]
+    return "document.md" if "document.md" in names else None
+
+
+def _page_text(page: PageResult) -> str:
+    head = f"-- page {page.page} --"
+    if page.error is not None:
+        return f"{head}\n(failed: {page.error.code}: {page.error.message})"
+    lines = [head, page.text or ""]
+    if page.valid is False:
+        lines.append(f"(did not pass its check: {page.problem})")
+    return "\n".join(lines)
+
+
+def cancel(job_id: JobIdArg, as_json: AsJson = False, api_url: ApiUrl = None, api_key: ApiKey = None) -> None:
+    """Cancel a job (its queued pages are dropped) and print `<job id> <status>`."""
+    parsed = _job_id(job_id)
+    with Client(api_url, api_key) as client:
+        job = _call(lambda: client.cancel(parsed))
+    typer.echo(job.model_dump_json(indent=2) if as_json else f"{job.id} {job.status}")
+
+
+def list_jobs(
+    status: Annotated[JobStatus | None, typer.Option(help="Only jobs with this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 20,
+    as_json: AsJson = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """List your jobs, newest first."""
+    with Client(api_url, api_key) as client:
+
+        def fetch() -> list[JobView]:
+            found: list[JobView] = []
+            for job in client.iter_jobs(status, limit=min(limit, 500)):
+                found.append(job)
+                if len(found) >= limit:
+                    break
+            return found
+
+        found = _call(fetch)
+    if as_json:
+        typer.echo(json.dumps([json.loads(j.model_dump_json()) for j in found], indent=2))
+        return
+    if not found:
+        typer.echo("no jobs", err=True)
+        return
+    typer.echo(f"{'ID':<36}  {'STATUS':<19}  {'PAGES':>9}  {'TASKS':<24}  CREATED")
+    for job in found:
+        p = job.progress
+        pages = f"{p.pages_done + p.pages_failed}/{p.pages_total}"
+        tasks = ",".join(job.tasks)
+        created = job.created_at.isoformat(timespec="seconds")
+        typer.echo(f"{job.id!s:<36}  {job.status!s:<19}  {pages:>9}  {tasks:<24}  {created}")
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+def _summary(job: JobView) -> str:
+    p = job.progress
+    failed = f", {p.pages_failed} failed" if p.pages_failed else ""
+    return f"{job.id} {job.status} {p.pages_done}/{p.pages_total} pages{failed}"
+
+
+def _tasks(values: list[str]) -> list[TaskKind]:
+    tasks: list[TaskKind] = []
+    for value in values:
+        for part in value.split(","):
+            try:
+                kind = TaskKind.parse(part)
+            except InvalidInput as exc:
+                raise typer.BadParameter(exc.message, param_hint="--task") from None
+            if kind not in tasks:
+                tasks.append(kind)
+    return tasks
+
+
+def _job_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a job id (a UUID)", param_hint="ID") from None
+
+
+def _call(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except DocvlError as exc:
+        _fail(exc)
+
+
+def _error(exc: DocvlError, prefix: str = "") -> None:
+    typer.echo(f"error ({exc.code}): {prefix}{exc.message}", err=True)
+
+
+def _fail(exc: DocvlError) -> NoReturn:
+    _error(exc)
+    raise typer.Exit(1)

@@ -1,0 +1,441 @@
+"""A typed Python client of the docvl REST API.
+
+```python
+from docvl.client import Client
+
+with Client() as docvl:  # DOCVL_API_URL (default http://127.0.0.1:8000) and DOCVL_API_KEY
+    job = docvl.submit("invoice.pdf", ["ocr", "qa"], question="What is the total?")
+    job = docvl.wait(job.id, on_update=lambda j: print(j.status, j.progress))
+    for name in (f.name for files in docvl.result(job.id).outputs.values() for f in files):
+        docvl.download(job.id, name, Path("out"))
+```
+
+Every failure raises `ApiError` (a `DocvlError`) with the HTTP status, the API's stable error `code` and
+its message; a server that cannot be reached gives code `unavailable` and status 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, BinaryIO, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+from docvl.errors import DocvlError
+from docvl.job_status import JobStatus
+from docvl.tasks import TaskKind
+from docvl.views import EventView, JobPage, JobView, Progress, ResultView
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+JobId = uuid.UUID | str
+Document = str | os.PathLike[str] | bytes | BinaryIO
+M = TypeVar("M", JobView, ResultView, JobPage)
+
+
+class ApiError(DocvlError):
+    """An error answer of the API, or no answer at all.
+
+    `status` is the HTTP status (0 when no answer came: the server could not be reached or the
+    connection broke), `code` the API's stable error code, `retry_after` the seconds from a
+    `Retry-After` header (429, 503), if any."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return (
+            f"{self.code}: {self.message}"
+            if self.status == 0
+            else f"{self.status} {self.code}: {self.message}"
+        )
+
+
+class WaitTimeout(ApiError):
+    """`Client.wait` gave up before the job finished (the job goes on)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "timeout", message)
+
+
+class Client:
+    """A synchronous client of one docvl API. Safe to share between threads; close it (or use `with`)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        poll_interval_s: float = 1.0,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get("DOCVL_API_URL") or DEFAULT_URL).rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("DOCVL_API_KEY")
+        self.timeout = timeout
+        self.poll_interval_s = poll_interval_s
+        headers = {"User-Agent": "docvl-client/1", "Accept": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- submitting ----------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        path_or_bytes: Document,
+        tasks: Sequence[str | TaskKind],
+        *,
+        question: str | None = None,
+        priority: int | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+        filename: str | None = None,
+    ) -> JobView:
+        """Upload a document (a path, its bytes or an open binary file) with its tasks. A file on disk is
+        streamed, never read whole into memory."""
+        fields: dict[str, Any] = {"tasks": [str(t) for t in tasks]}
+        if question is not None:
+            fields["question"] = question
+        if priority is not None:
+            fields["priority"] = str(priority)
+        if webhook_url is not None:
+            fields["webhook_url"] = webhook_url
+        with _opened(path_or_bytes, filename) as (name, body):
+            response = self._request(
+                "POST",
+                "/v1/jobs",
+                data=fields,
+                files={"file": (name, body, "application/octet-stream")},
+                headers=_idempotency(idempotency_key),
+            )
+        return _parse(JobView, response)
+
+    def submit_source(
+        self,
+        uri: str,
+        tasks: Sequence[str | TaskKind],
+        *,
+        question: str | None = None,
+        priority: int | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobView:
+        """A job on a document already in object storage, named `s3://bucket/key`."""
+        body: dict[str, Any] = {"source": uri, "tasks": [str(t) for t in tasks]}
+        for name, value in (("question", question), ("priority", priority), ("webhook_url", webhook_url)):
+            if value is not None:
+                body[name] = value
+        response = self._request("POST", "/v1/jobs", json=body, headers=_idempotency(idempotency_key))
+        return _parse(JobView, response)
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def get(self, job_id: JobId) -> JobView:
+        return _parse(JobView, self._request("GET", f"/v1/jobs/{_id(job_id)}"))
+
+    def result(self, job_id: JobId) -> ResultView:
+        """Document-level outputs (once the job has finished) and every page result written so far."""
+        return _parse(ResultView, self._request("GET", f"/v1/jobs/{_id(job_id)}/result"))
+
+    def read_output(self, job_id: JobId, name: str) -> bytes:
+        """One document-level output file, whole (see `download` for large ones)."""
+        return self._request("GET", self._output_path(job_id, name)).content
+
+    def download(self, job_id: JobId, name: str, dest: Path) -> Path:
+        """Stream one document-level output file to `dest` (a file path, or an existing directory to put
+        `name` in); returns the path written. A partial download never replaces the destination."""
+        target = dest / name if dest.is_dir() else dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            with self._stream("GET", self._output_path(job_id, name)) as response, partial.open("wb") as out:
+                for chunk in _chunks(response, self.base_url):
+                    out.write(chunk)
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target
+
+    def cancel(self, job_id: JobId) -> JobView:
+        """Cancel the job; a finished job is returned unchanged."""
+        return _parse(JobView, self._request("POST", f"/v1/jobs/{_id(job_id)}/cancel"))
+
+    def jobs(
+        self, status: JobStatus | str | None = None, cursor: str | None = None, limit: int = 50
+    ) -> JobPage:
+        """One page of the caller's jobs, newest first; pass `next_cursor` on for the next page."""
+        params: dict[str, str | int] = {"limit": limit}
+        if status is not None:
+            params["status"] = str(status)
+        if cursor is not None:
+            params["cursor"] = cursor
+        return _parse(JobPage, self._request("GET", "/v1/jobs", params=params))
+
+    def iter_jobs(self, status: JobStatus | str | None = None, *, limit: int = 50) -> Iterator[JobView]:
+        """Every job of the caller, newest first, fetched `limit` a page."""
+        cursor: str | None = None
+        while True:
+            page = self.jobs(status, cursor, limit)
+            yield from page.jobs
+            if page.next_cursor is None or not page.jobs:
+                return
+            cursor = page.next_cursor
+
+    # -- following a job -----------------------------------------------------------------------------
+
+    def events(self, job_id: JobId, after: int = 0) -> Iterator[EventView]:
+        """The job's events (server-sent) from after event `after`, as they happen; the iterator ends when
+        the job has ended. A broken stream raises ApiError `unavailable`."""
+        for kind, data in self._sse(job_id, after, None):
+            if kind == "end":
+                return
+            yield _parse_event(data)
+
+    def wait(
+        self,
+        job_id: JobId,
+        on_update: Callable[[JobView], None] | None = None,
+        timeout_s: float | None = None,
+    ) -> JobView:
+        """Block until the job has finished and return it. `on_update` is called with the job first and
+        then whenever its status or progress changes. Follows the event stream; if the stream breaks,
+        polls instead. Raises WaitTimeout after `timeout_s` (the job goes on)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        view = self.get(job_id)
+        seen = _state(view)
+        if on_update is not None:
+            on_update(view)
+
+        def report(new: JobView) -> None:
+            nonlocal view, seen
+            view = new
+            if _state(new) != seen:
+                seen = _state(new)
+                if on_update is not None:
+                    on_update(new)
+
+        if not view.status.finished:
+            try:
+                for kind, data in self._sse(job_id, 0, deadline):
+                    if kind == "end":
+                        break
+                    report(_apply(view, _parse_event(data)))
+            except WaitTimeout:
+                raise
+            except ApiError as exc:
+                if exc.status != 0 and exc.status < 500:
+                    raise
+                # The stream broke (or the server could not stream): poll from here on.
+            while True:
+                latest = self.get(job_id)
+                report(latest)
+                if latest.status.finished:
+                    break
+                _check_deadline(deadline, job_id)
+                pause = self.poll_interval_s
+                if deadline is not None:
+                    pause = max(0.0, min(pause, deadline - time.monotonic()))
+                time.sleep(pause)
+        return view
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def _output_path(self, job_id: JobId, name: str) -> str:
+        return f"/v1/jobs/{_id(job_id)}/outputs/{quote(name, safe='')}"
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+        if response.is_error:
+            raise _api_error(response)
+        return response
+
+    @contextmanager
+    def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        try:
+            with self._http.stream(method, path, **kwargs) as response:
+                if response.is_error:
+                    response.read()
+                    raise _api_error(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+
+    def _sse(self, job_id: JobId, after: int, deadline: float | None) -> Iterator[tuple[str, str]]:
+        """(event kind, data) of the job's event stream; stops after `end`, or raises WaitTimeout at the
+        deadline (checked on every line: the server sends a keep-alive comment when idle)."""
+        timeout = httpx.Timeout(self.timeout)
+        if deadline is not None:
+            timeout = httpx.Timeout(
+                self.timeout, read=max(0.1, min(self.timeout, deadline - time.monotonic()))
+            )
+        path = f"/v1/jobs/{_id(job_id)}/events"
+        with self._stream(
+            "GET", path, params={"after": after}, headers={"Accept": "text/event-stream"}, timeout=timeout
+        ) as response:
+            kind, data = "message", list[str]()
+            try:
+                lines = response.iter_lines()
+                for line in lines:
+                    _check_deadline(deadline, job_id)
+                    if not line:
+                        if data:
+                            yield kind, "\n".join(data)
+                            if kind == "end":
+                                return
+                        kind, data = "message", []
+                        continue
+                    if line.startswith(":"):
+                        continue
+                    field, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    if field == "event":
+                        kind = value
+                    elif field == "data":
+                        data.append(value)
+            except httpx.TransportError as exc:
+                if deadline is not None and time.monotonic() >= deadline:
+                    _check_deadline(deadline, job_id)
+                raise ApiError(
+                    0,
+                    "unavailable",
+                    f"the event stream from {self.base_url} broke: {str(exc) or type(exc).__name__}",
+                ) from exc
+        raise ApiError(0, "unavailable", f"the event stream from {self.base_url} ended before the job did")
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def _id(job_id: JobId) -> str:
+    return quote(str(job_id), safe="")
+
+
+def _idempotency(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key is not None else {}
+
+
+@contextmanager
+def _opened(document: Document, filename: str | None) -> Iterator[tuple[str, IO[bytes] | bytes]]:
+    if isinstance(document, bytes):
+        yield filename or "document", document
+    elif isinstance(document, str | os.PathLike):
+        path = Path(document)
+        with path.open("rb") as fh:
+            yield filename or path.name, fh
+    else:
+        yield filename or Path(str(getattr(document, "name", "document"))).name, document
+
+
+def _parse(model: type[M], response: httpx.Response) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise ApiError(
+            response.status_code,
+            "invalid_response",
+            f"{response.request.url} answered what is not a {model.__name__}: {exc.error_count()} problems, "
+            f"first: {exc.errors()[0]['msg']}",
+        ) from exc
+
+
+def _parse_event(data: str) -> EventView:
+    try:
+        return EventView.model_validate_json(data)
+    except ValidationError as exc:
+        raise ApiError(200, "invalid_response", f"an event is not an EventView: {data[:200]}") from exc
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    code, message = f"http_{response.status_code}", response.text[:500] or response.reason_phrase
+    try:
+        body = json.loads(response.content)
+        error = body["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    return ApiError(response.status_code, code, message, _retry_after(response.headers.get("Retry-After")))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _unreachable(base_url: str, exc: httpx.TransportError) -> ApiError:
+    reason = str(exc) or type(exc).__name__
+    return ApiError(0, "unavailable", f"cannot reach the docvl API at {base_url}: {reason}")
+
+
+def _chunks(response: httpx.Response, base_url: str) -> Iterator[bytes]:
+    try:
+        yield from response.iter_bytes(256 * 1024)
+    except httpx.TransportError as exc:
+        raise ApiError(
+            0, "unavailable", f"the download from {base_url} broke: {str(exc) or type(exc).__name__}"
+        ) from exc
+
+
+def _state(view: JobView) -> tuple[JobStatus, int, int, int]:
+    p = view.progress
+    return view.status, p.pages_total, p.pages_done, p.pages_failed
+
+
+def _apply(view: JobView, event: EventView) -> JobView:
+    """The job as an event leaves it: its status, and the counters of progress events. The stream starts
+    from the job's first event, so events older than `view` are replayed: nothing goes backwards."""
+    if _RANK[event.status] < _RANK[view.status]:
+        return view
+    current = view.progress.model_dump()
+    for name in ("pages_total", "pages_done", "pages_failed"):
+        value = event.data.get(name)
+        if isinstance(value, int) and value > current[name]:
+            current[name] = value
+    return view.model_copy(update={"status": event.status, "progress": Progress.model_validate(current)})
+
+
+_RANK = {
+    status: 0 if status is JobStatus.QUEUED else 1 if status is JobStatus.RUNNING else 2
+    for status in JobStatus
+}
+
+
+def _check_deadline(deadline: float | None, job_id: JobId) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise WaitTimeout(f"job {job_id} had not finished when the wait ran out")
