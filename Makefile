@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml
 	@if $(BIN)/pip show torchvision >/dev/null 2>&1; then echo "torchvision is installed: remove it"; exit 1; fi
 	touch $(STAMP)
 
-run: install ## run the model worker with the tiny model, send it the samples, serve until Ctrl-C
-	./scripts/run.sh
+run: install ## the whole platform on loopback (docvl up): samples submitted, serves until Ctrl-C
+	$(BIN)/docvl up
 
 test: install ## run the whole test suite
 	$(BIN)/pytest

@@ -16,8 +16,20 @@ keys_app = typer.Typer(help="API keys (stored hashed in DOCVL_DATABASE_URL).", n
 
 
 def register(app: typer.Typer) -> None:
+    app.command("up")(up)
     app.command("api")(api)
     app.add_typer(keys_app, name="keys")
+
+
+def up(
+    demo: Annotated[bool, typer.Option(help="Submit the bundled samples and print their results.")] = True,
+) -> None:
+    """The whole platform on this machine (database, broker, Prefect, Celery worker, model worker, REST API,
+    gRPC gateway), on loopback, until Ctrl-C. Starts its own Postgres and Redis where none answers."""
+    from docvl.up.launcher import up as run_up
+    from docvl.up.settings import UpSettings
+
+    raise typer.Exit(run_up(UpSettings(demo=demo)))
 
 
 def api(

@@ -34,6 +34,7 @@ def job_service(settings: FrontDoorSettings, db: Database | None = None) -> JobS
     from workflows.flows import start_processing  # imports Prefect: only where flows are started
 
     store = open_store(settings)
+    store.ensure_ready()  # the bucket or directory, made when missing
     celery = make_celery(settings.redis_url)
 
     def source_store(bucket: str) -> ObjectStore:

@@ -1,0 +1,246 @@
+"""`docvl up`: start every service of the platform on loopback, in order, each once the ones it needs are
+ready; print where they listen; run the demo; serve until Ctrl-C or SIGTERM; then stop them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit
+
+import grpc
+import httpx
+
+from docvl.db import api_keys, migrate
+from docvl.db.database import Database
+from docvl.errors import DocvlError
+from docvl.up import embedded
+from docvl.up.settings import UpSettings
+from docvl.up.supervisor import StartFailed, Supervisor, log_contains
+
+HOST = "127.0.0.1"
+TINY_WARNING = """
+┌──────────────────────────────────────────────────────────────────────────────────────────┐
+│ NO MODEL CONFIGURED: serving the TINY RANDOM DeepSeek-VL model. Its text is JUNK.        │
+│ It exists so that every path can be tried without a GPU or a download; generation is     │
+│ capped at {tokens} tokens. For real results: DOCVL_MODEL=/path/to/deepseek-vl-7b-chat.    │
+└──────────────────────────────────────────────────────────────────────────────────────────┘"""
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def up(settings: UpSettings) -> int:
+    """Run the platform until interrupted; 0 after Ctrl-C/SIGTERM, 1 when a service fails."""
+    warnings.filterwarnings("ignore", module="platformdirs")
+    data = settings.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(data / "logs", dict(os.environ))
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (a background job)
+        signal.signal(sig, _interrupt)
+    try:
+        _start(settings, data, supervisor)
+        say("\nServing. Ctrl-C stops every service.")
+        while True:
+            time.sleep(1)
+            stopped = supervisor.exited()
+            if stopped is not None:
+                code = stopped.process.returncode
+                say(f"\n{stopped.name} stopped unexpectedly (exit {code}); see {stopped.log}")
+                return 1
+    except KeyboardInterrupt:
+        say("\nStopping…")
+        return 0
+    except (StartFailed, DocvlError) as exc:
+        say(f"\nStart-up failed: {exc}")
+        return 1
+    finally:
+        supervisor.stop_all()
+        say(f"Stopped. Logs and data are in {data}.")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
+    env = supervisor.env
+    timeout = settings.start_timeout_s
+    python = sys.executable
+
+    database_url = settings.database_url
+    if not embedded.postgres_reachable(database_url):
+        launch = embedded.postgres_launch(database_url, data)
+        say(f"Postgres: none answers at {_where(database_url)}; starting the embedded one there")
+        supervisor.start(
+            "postgres",
+            launch.command,
+            lambda _: embedded.postgres_reachable(database_url),
+            timeout,
+            user=launch.user,
+            stop_signal=signal.SIGINT,  # PostgreSQL's fast shutdown
+        )
+    embedded.ensure_database(database_url)
+    prefect_db = _prefect_database(database_url, data)
+    database = Database(database_url)
+    migrate.upgrade(database)
+
+    if not embedded.redis_reachable(settings.redis_url):
+        launch = embedded.redis_launch(settings.redis_url, data)
+        say(f"Redis: none answers at {_where(settings.redis_url)}; starting the embedded one there")
+        supervisor.start(
+            "redis", launch.command, lambda _: embedded.redis_reachable(settings.redis_url), timeout
+        )
+
+    model_dir, tiny = _model(settings, data)
+    prefect_api = f"http://{HOST}:{settings.prefect_port}/api"
+    env.update(
+        {
+            "DOCVL_DATABASE_URL": database_url,
+            "DOCVL_REDIS_URL": settings.redis_url,
+            "DOCVL_OBJECT_STORE": settings.object_store,
+            "DOCVL_STORAGE_DIR": str(_absolute(settings.storage_dir, data)),
+            "DOCVL_MODEL_WORKER_TARGETS": f"{HOST}:{settings.model_worker_port}",
+            "DOCVL_API_HOST": HOST,
+            "DOCVL_API_PORT": str(settings.api_port),
+            "DOCVL_GATEWAY_HOST": HOST,
+            "DOCVL_GATEWAY_PORT": str(settings.gateway_port),
+            "PREFECT_API_URL": prefect_api,
+            "PREFECT_HOME": str(data / "prefect"),
+            "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+        }
+    )
+    if tiny:
+        env["DOCVL_MAX_NEW_TOKENS"] = str(settings.tiny_max_new_tokens)
+
+    supervisor.start(
+        "prefect",
+        [python, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(settings.prefect_port)],
+        lambda _: httpx.get(prefect_api + "/health", timeout=2).status_code == 200,
+        timeout,
+    )
+    model_target = f"{HOST}:{settings.model_worker_port}"
+    supervisor.start(
+        "model-worker",
+        [python, "-m", "docvl", "model-worker", "--model", str(model_dir), "--host", HOST,
+         "--port", str(settings.model_worker_port)],
+        lambda _: _grpc_serving(model_target),
+        timeout,
+    )  # fmt: skip
+    supervisor.start(
+        "celery-worker",
+        [python, "-m", "docvl", "worker", "--concurrency", str(settings.worker_concurrency)],
+        log_contains(" ready."),
+        timeout,
+    )
+    supervisor.start(
+        "flow-runner", [python, "-m", "docvl", "flows", "serve"], log_contains("process-document"), timeout
+    )
+    api_url = f"http://{HOST}:{settings.api_port}"
+    supervisor.start(
+        "api",
+        [python, "-m", "docvl", "api"],
+        lambda _: httpx.get(api_url + "/readyz", timeout=2).status_code == 200,
+        timeout,
+    )
+    gateway_target = f"{HOST}:{settings.gateway_port}"
+    supervisor.start(
+        "gateway", [python, "-m", "docvl", "gateway"], lambda _: _grpc_serving(gateway_target), timeout
+    )
+
+    key = _local_key(database, data)
+    database.dispose()
+    say(
+        f"""
+docvl is up on this machine:
+  REST API       {api_url}        (OpenAPI docs: {api_url}/docs)
+  gRPC JobService {gateway_target}  (docvl.v1.JobService, health, reflection)
+  Prefect UI     http://{HOST}:{settings.prefect_port}
+  model worker   {model_target}  ({"the TINY RANDOM model" if tiny else model_dir})
+  API key        {key}
+                 (also in {data / "api-key"}; use it as DOCVL_API_KEY or `Authorization: Bearer`)
+  logs           {data / "logs"}"""
+    )
+    if tiny:
+        say(TINY_WARNING.format(tokens=settings.tiny_max_new_tokens))
+    if settings.demo:
+        from docvl.client import Client
+        from docvl.up import demo
+
+        say("\nSubmitting the bundled samples over REST:")
+        with Client(api_url, key) as client:
+            demo.run(client, say)
+
+
+def _prefect_database(database_url: str, data: Path) -> str:
+    """Prefect's own database: `prefect` on the same Postgres when it has the pg_trgm extension Prefect
+    needs (a system PostgreSQL does), else a SQLite file in the data directory (the embedded build)."""
+    if embedded.has_extension(database_url, "pg_trgm"):
+        url = urlsplit(database_url)._replace(path="/prefect").geturl()
+        embedded.ensure_database(url)
+        return url.replace("+psycopg", "+asyncpg").replace("postgresql://", "postgresql+asyncpg://")
+    (data / "prefect").mkdir(parents=True, exist_ok=True)
+    say("Prefect: this Postgres lacks pg_trgm; Prefect keeps its state in SQLite in the data directory")
+    return f"sqlite+aiosqlite:///{data / 'prefect' / 'prefect.db'}"
+
+
+def _model(settings: UpSettings, data: Path) -> tuple[Path, bool]:
+    if settings.model is not None:
+        if not (settings.model / "config.json").is_file():
+            raise StartFailed(f"DOCVL_MODEL={settings.model} is not a checkpoint directory (no config.json)")
+        return settings.model, False
+    tiny = data / "models" / "tiny-random"
+    if not (tiny / "config.json").is_file():
+        from model_worker.tiny import build_tiny
+
+        say(f"Building the tiny random test model in {tiny}")
+        build_tiny(tiny, small=True)
+    return tiny, True
+
+
+def _local_key(database: Database, data: Path) -> str:
+    """The local key: kept in the data directory and reused while it is valid."""
+    path = data / "api-key"
+    if path.is_file():
+        secret = path.read_text().strip()
+        try:
+            with database.transaction() as s:
+                api_keys.authenticate(s, secret)
+            return secret
+        except Exception:
+            pass
+    with database.transaction() as s:
+        secret = api_keys.create_key(s, "local", "docvl up").secret
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
+
+
+def _grpc_serving(target: str) -> bool:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _absolute(path: Path, data: Path) -> Path:
+    if path == Path("var/storage"):  # the default: inside the data directory
+        return data / "storage"
+    return path.resolve()
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"

@@ -1,0 +1,32 @@
+"""Configuration of `docvl up` (environment prefix DOCVL_): where each service listens and what it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from docvl.settings import CoreSettings
+
+
+class UpSettings(CoreSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="ignore")
+
+    model: Path | None = Field(
+        None,
+        validation_alias="DOCVL_MODEL",
+        description="A DeepSeek-VL checkpoint directory (transformers format); unset: the tiny random model.",
+    )
+    data_dir: Path = Field(Path("var"), description="Embedded databases, objects, logs, the local API key.")
+    object_store: str = "local"  # type: ignore[assignment]  # one machine: a local directory by default
+    api_port: int = Field(8000, ge=1, le=65535, description="REST API (docs at /docs).")
+    gateway_port: int = Field(50051, ge=1, le=65535, description="gRPC JobService.")
+    prefect_port: int = Field(4200, ge=1, le=65535, description="Prefect server and UI.")
+    model_worker_port: int = Field(50061, ge=1, le=65535)
+    worker_concurrency: int = Field(2, ge=1, description="Celery page-task processes.")
+    tiny_max_new_tokens: int = Field(
+        24, ge=1, description="Generation cap with the tiny model (its text is junk)."
+    )
+    demo: bool = Field(True, description="Submit the bundled samples at start and print their results.")
+    start_timeout_s: float = Field(300.0, gt=0, description="How long each service may take to become ready.")

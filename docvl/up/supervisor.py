@@ -1,0 +1,107 @@
+"""Child processes of `docvl up`: each started in its own process group with its log in a file, waited
+for until ready, and stopped (with everything it started) in reverse order."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+
+class StartFailed(Exception):
+    pass
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    stop_signal: signal.Signals = signal.SIGTERM
+
+
+class Supervisor:
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir = log_dir
+        self.env = env
+        self.children: list[Child] = []
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(
+        self,
+        name: str,
+        command: list[str],
+        ready: Callable[[Path], bool],
+        timeout_s: float,
+        *,
+        user: str | None = None,
+        cwd: Path | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+    ) -> Child:
+        """Start the command and wait until `ready(log path)` says so; StartFailed if it exits first or
+        does not get ready in time (the caller then stops everything)."""
+        log = self.log_dir / f"{name}.log"
+        out: IO[bytes]
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=cwd,
+                user=user,
+                start_new_session=True,  # its own process group: stopped with all it starts
+            )
+        child = Child(name, process, log, stop_signal)
+        self.children.append(child)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise StartFailed(f"{name} exited with {process.returncode} while starting:\n{tail(log)}")
+            try:
+                if ready(log):
+                    return child
+            except Exception:  # not answering yet
+                pass
+            if time.monotonic() > deadline:
+                raise StartFailed(f"{name} was not ready after {timeout_s:.0f} s:\n{tail(log)}")
+            time.sleep(0.25)
+
+    def exited(self) -> Child | None:
+        """A child that has stopped on its own, if any."""
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def stop_all(self, timeout_s: float = 20.0) -> None:
+        """Signal each process group (SIGTERM, or the child's own stop signal), newest first; SIGKILL what
+        is left after `timeout_s`."""
+        for child in reversed(self.children):
+            _signal_group(child.process, child.stop_signal)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(timeout_s)
+            _signal_group(child.process, signal.SIGKILL)  # the group's stragglers, if any
+            if child.process.poll() is None:
+                child.process.wait(5)
+        self.children.clear()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def tail(log: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def log_contains(text: str) -> Callable[[Path], bool]:
+    return lambda log: text in log.read_text(errors="replace")
