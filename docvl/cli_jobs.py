@@ -72,7 +72,7 @@ def submit(
         str | None,
         typer.Option(
             help="Submitting again with the same key returns the first job instead of a new one. With "
-            "several files, file N (from 1) uses KEY/N."
+            "several files, file N (from 1) uses KEY:N."
         ),
     ] = None,
     wait: Annotated[
@@ -110,7 +110,7 @@ def submit(
         for index, name in enumerate(files, 1):
             key = idempotency_key
             if key is not None and len(files) > 1:
-                key = f"{key}/{index}"
+                key = f"{key}:{index}"
             try:
                 send = client.submit_source if name.startswith("s3://") else client.submit
                 job = send(

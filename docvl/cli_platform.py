@@ -17,6 +17,7 @@ keys_app = typer.Typer(help="API keys (stored hashed in DOCVL_DATABASE_URL).", n
 
 def register(app: typer.Typer) -> None:
     app.command("up")(up)
+    app.command("healthcheck")(healthcheck)
     app.command("api")(api)
     app.add_typer(keys_app, name="keys")
 
@@ -30,6 +31,34 @@ def up(
     from docvl.up.settings import UpSettings
 
     raise typer.Exit(run_up(UpSettings(demo=demo)))
+
+
+def healthcheck(
+    http: Annotated[str | None, typer.Option(help="Exit 0 when this URL answers 2xx.")] = None,
+    grpc_target: Annotated[
+        str | None, typer.Option("--grpc", help="Exit 0 when this HOST:PORT's gRPC health is SERVING.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds.")] = 3.0,
+) -> None:
+    """A container health check: an HTTP URL or a gRPC health service (exit 0 healthy, 1 not)."""
+    try:
+        if http:
+            import httpx
+
+            httpx.get(http, timeout=timeout).raise_for_status()
+        if grpc_target:
+            import grpc
+            from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+            with grpc.insecure_channel(grpc_target) as channel:
+                answer = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=timeout
+                )
+            if answer.status != health_pb2.HealthCheckResponse.SERVING:
+                raise RuntimeError(f"{grpc_target} is not serving")
+    except Exception as exc:
+        typer.echo(f"unhealthy: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def api(

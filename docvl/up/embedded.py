@@ -46,6 +46,7 @@ def postgres_launch(url: str, data_dir: Path) -> Launch:
     binaries = Path(pg.POSTGRES_BIN_PATH)
     data = data_dir / "postgres"
     user = _unprivileged_user()
+    _check_reachable(binaries / "initdb", user)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         _own(data, user)
@@ -127,6 +128,24 @@ def _unprivileged_user() -> str | None:
 
     ensure_user_exists("pgserver")
     return "pgserver"
+
+
+class EmbeddedUnusable(Exception):
+    pass
+
+
+def _check_reachable(program: Path, user: str | None) -> None:
+    """As root, PostgreSQL runs as `pgserver`, which must be able to reach its binaries and data."""
+    if user is None:
+        return
+    try:
+        subprocess.run([str(program), "--version"], check=True, capture_output=True, user=user)
+    except PermissionError as exc:
+        raise EmbeddedUnusable(
+            f"running as root, the embedded PostgreSQL runs as the system user {user!r}, which cannot reach "
+            f"{program}: make the directories on that path readable by others (chmod o+rx), or run docvl up "
+            "as an ordinary user"
+        ) from exc
 
 
 def _own(path: Path, user: str | None) -> None:

@@ -56,8 +56,11 @@ def up(settings: UpSettings) -> int:
     except KeyboardInterrupt:
         say("\nStopping…")
         return 0
-    except (StartFailed, DocvlError) as exc:
+    except (StartFailed, DocvlError, embedded.EmbeddedUnusable) as exc:
         say(f"\nStart-up failed: {exc}")
+        return 1
+    except Exception as exc:  # anything else: still stop what was started, and say what happened
+        say(f"\nStart-up failed: {type(exc).__name__}: {exc}")
         return 1
     finally:
         supervisor.stop_all()

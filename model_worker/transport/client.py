@@ -29,6 +29,8 @@ class InferenceClient:
             # After a model worker restarts, reconnect within seconds rather than gRPC's default 2 minutes.
             ("grpc.initial_reconnect_backoff_ms", 500),
             ("grpc.max_reconnect_backoff_ms", 5000),
+            # A target resolving to several workers (dns:/// of a headless Service) spreads calls over all.
+            ("grpc.lb_policy_name", "round_robin"),
         ]
         self.target = target
         self.channel = grpc.insecure_channel(target, options=options)

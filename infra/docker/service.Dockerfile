@@ -1,0 +1,27 @@
+# The CPU services: REST API, gRPC gateway, flow runner, Celery worker and the migration job.
+# One image; the compose service (or Kubernetes Deployment) picks the command.
+# Base images are pinned by version; pin them by digest too in your registry mirror.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# torch from the CPU index: these services never run the model, and the CUDA build is several GB.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY docvl ./docvl
+COPY model_worker ./model_worker
+COPY services ./services
+COPY workflows ./workflows
+RUN pip install . && pip uninstall -y torchvision || true
+
+FROM ${PYTHON_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 docvl && useradd --system --uid 10001 --gid docvl --home /home/docvl --create-home docvl
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+USER 10001:10001
+WORKDIR /home/docvl
+ENTRYPOINT ["docvl"]
+CMD ["api", "--host", "0.0.0.0"]

@@ -1,0 +1,161 @@
+"""End to end: the README's `make run` in a fresh copy of the repository (its own .venv, its own embedded
+Postgres and Redis on free ports, its own data directory), then the shared corpus over REST and the
+sample chart over gRPC, then Ctrl-C (SIGINT to the process group, as a terminal sends it): every process
+it started must be gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+
+from docvl.client import ApiError, Client
+from docvl.v1 import jobs_pb2 as pb
+from docvl.v1 import jobs_pb2_grpc as pb_grpc
+from tests.helpers import ROOT, wait_for
+from tests.services import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
+CORPUS = ROOT / "tests" / "corpus" / "pdf-samples"  # a copy of ../shared/corpus (CC-BY-SA-4.0)
+REFUSED = {"encrypted_document", "corrupt_document"}
+
+
+@dataclass
+class Running:
+    root: Path
+    process: subprocess.Popen[bytes]
+    output: Path
+    api_url: str
+    gateway: str
+    key: str
+
+
+def fresh_copy(target: Path) -> Path:
+    """The repository's files as a clone would have them (tracked and new, not ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def platform() -> Iterator[Running]:
+    # Readable by others: run as root (as CI is), the embedded PostgreSQL runs as an unprivileged user.
+    base = Path(tempfile.mkdtemp(prefix="docvl-e2e-"))
+    base.chmod(0o755)
+    root = fresh_copy(base)
+    output = root / "make-run.log"
+    ports = {name: free_port() for name in ("api", "gateway", "prefect", "model", "postgres", "redis")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DOCVL_", "PREFECT_"))},
+        "DOCVL_API_PORT": str(ports["api"]),
+        "DOCVL_GATEWAY_PORT": str(ports["gateway"]),
+        "DOCVL_PREFECT_PORT": str(ports["prefect"]),
+        "DOCVL_MODEL_WORKER_PORT": str(ports["model"]),
+        # Nothing answers on these ports: `docvl up` starts its embedded Postgres and Redis there.
+        "DOCVL_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{ports['postgres']}/docvl",
+        "DOCVL_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
+    }
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            ["make", "run"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+
+        def serving() -> bool:
+            text = output.read_text(errors="replace")
+            if process.poll() is not None or "Start-up failed" in text:
+                raise AssertionError(f"make run stopped:\n{text[-6000:]}")
+            return "\nServing. Ctrl-C stops every service." in text and (root / "var" / "api-key").is_file()
+
+        wait_for(serving, 900, "make run to install, start and run its demo")
+        key = (root / "var" / "api-key").read_text().strip()
+        yield Running(
+            root, process, output, f"http://127.0.0.1:{ports['api']}", f"127.0.0.1:{ports['gateway']}", key
+        )
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_demo_ran_on_the_tiny_model(platform: Running) -> None:
+    text = platform.output.read_text(errors="replace")
+    assert "TINY RANDOM" in text
+    for sample in ("page.pdf (ocr)", "chart.png (chart2code)", "webpage.png (web2html, qa)"):
+        assert f"── {sample}: job " in text
+    assert text.count(" succeeded, 1 page(s)") == 3
+
+
+def test_the_corpus_over_rest_and_a_chart_over_grpc(platform: Running) -> None:
+    catalogue = json.loads((CORPUS / "files.json").read_text())["data"]
+    submitted: dict[str, tuple[uuid.UUID, int]] = {}
+    refused: dict[str, str] = {}
+    with Client(platform.api_url, platform.key, timeout=120) as client:
+        for entry in catalogue:
+            try:
+                job = client.submit(CORPUS / entry["path"], ["ocr"])
+                submitted[entry["path"]] = (job.id, entry["pages"])
+            except ApiError as exc:
+                refused[entry["path"]] = exc.code
+        with grpc.insecure_channel(platform.gateway) as channel:
+            stub = pb_grpc.JobServiceStub(channel)
+            metadata = (("x-api-key", platform.key),)
+            chart = (platform.root / "docvl" / "samples" / "chart.png").read_bytes()
+            job = stub.SubmitJob(pb.SubmitJobRequest(content=chart, tasks=["chart2code"]), metadata=metadata)
+            updates = list(stub.WatchJob(pb.WatchJobRequest(job_id=job.id), metadata=metadata, timeout=600))
+        assert updates[-1].job.status == "succeeded"
+        assert updates[-1].job.progress.pages_total == 1
+        for path, (job_id, pages) in submitted.items():
+            done = client.wait(job_id, timeout_s=900)
+            assert done.status == "succeeded", (path, done.error)
+            assert done.progress.pages_total == pages, path
+            assert done.progress.pages_done == pages, path
+    assert set(refused.values()) <= REFUSED, refused
+    encrypted = {e["path"] for e in catalogue if e["encrypted"]}
+    assert {p for p, code in refused.items() if code == "encrypted_document"} == encrypted
+    assert len(submitted) + len(refused) == len(catalogue)
+    assert len(submitted) >= len(catalogue) - 2
+
+
+def test_ctrl_c_stops_every_process(platform: Running) -> None:
+    make = psutil.Process(platform.process.pid)
+    started = make.children(recursive=True)
+    sessions = {p.pid for p in started if _session(p) != _session(make)}
+    assert len(started) >= 8  # make, docvl up, and every service it started with their own children
+    assert sessions  # the services run in their own sessions: only `docvl up` can stop them
+    os.killpg(platform.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    platform.process.wait(120)
+    wait_for(lambda: not [p for p in started if _alive(p)], 60, "every started process to exit")
+    assert "Stopped." in platform.output.read_text(errors="replace")
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _session(process: psutil.Process) -> int:
+    return os.getsid(process.pid)
