@@ -117,6 +117,19 @@ def render(
     return count
 
 
+def unfinished_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:
+    """The (page, task) pairs of the job's registered pages that have no result yet."""
+    with ctx.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        done = {(r.page_index, r.task) for r in jobs.results(s, job_id)}
+        return [
+            PageWork(job_id, page.index, TaskKind(task), job.priority)
+            for page in jobs.pages(s, job_id)
+            for task in job.tasks
+            if (page.index, task) not in done
+        ]
+
+
 def progress(ctx: Context, job_id: uuid.UUID) -> Job:
     with ctx.db.transaction() as s:
         return jobs.get_job(s, job_id)

@@ -387,3 +387,66 @@ def test_a_page_that_fails_after_its_retries_leaves_a_partial_success(
     assert results[1].error_message is not None
     assert "over the limit" in results[1].error_message
     assert "page 2: failed" in platform.store.get(job.outputs["ocr"]).decode()
+
+
+def _registered_without_dispatch(platform: Platform, job_id: uuid.UUID) -> None:
+    """Start the job and store its pages, sending no page task (as if every task had been lost)."""
+    from docvl import pipeline
+
+    ctx = pipeline.Context(platform.db, platform.store)
+    pipeline.start(ctx, job_id)
+    pipeline.render(ctx, job_id, pipeline.RenderLimits(max_pages=500, dpi=72))
+
+
+def test_page_tasks_lost_without_a_trace_are_sent_again(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workflows import flows
+
+    monkeypatch.setenv("DOCVL_REDISPATCH_AFTER_S", "1")
+    flows.settings.cache_clear()
+    try:
+        job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+        _registered_without_dispatch(platform, job_id)
+        assert flows.wait_for_pages.fn(job_id) is JobStatus.RUNNING  # returns once every page is done
+    finally:
+        flows.settings.cache_clear()
+    with platform.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        rows = jobs.results(s, job_id)
+    assert (job.pages_total, job.pages_done, job.pages_failed) == (4, 4, 0)
+    assert len(rows) == 4
+
+
+def test_interactive_jobs_go_before_batch_jobs(platform: Platform) -> None:
+    """Page tasks of a priority-9 job queued after those of a priority-0 job are served first."""
+    from docvl import pipeline
+    from services.worker.celery_app import make_celery
+    from workflows import flows
+
+    redis_url = f"redis://127.0.0.1:6379/{1 + (os.getpid() + 3) % 14}"  # this test's own broker queues
+    env = {**platform.env, "DOCVL_REDIS_URL": redis_url}
+    app = make_celery(redis_url)
+    app.control.purge()
+    batch = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+    interactive = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+    with platform.db.transaction() as s:
+        jobs.get_job(s, batch, lock=True).priority = 0
+        jobs.get_job(s, interactive, lock=True).priority = 9
+    for job_id in (batch, interactive):  # all queued before any worker looks: batch first
+        _registered_without_dispatch(platform, job_id)
+        flows.send(pipeline.unfinished_work(pipeline.Context(platform.db, platform.store), job_id), app)
+    with celery_worker(env, platform.logs / "celery-priority.log", concurrency=1):
+        from tests.helpers import wait_for
+
+        def all_done() -> bool:
+            with platform.db.transaction() as s:
+                return len(jobs.results(s, batch)) + len(jobs.results(s, interactive)) == 8
+
+        wait_for(all_done, 120, "both jobs' pages")
+    with platform.db.transaction() as s:
+        order = sorted(
+            [(r.created_at, "interactive") for r in jobs.results(s, interactive)]
+            + [(r.created_at, "batch") for r in jobs.results(s, batch)]
+        )
+    assert [who for _, who in order] == ["interactive"] * 4 + ["batch"] * 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from functools import cache
@@ -22,6 +23,7 @@ from services.worker.celery_app import PAGE_TASK, celery_priority, make_celery, 
 from workflows.settings import FlowSettings
 
 RETRY_DELAYS = [1, 5, 15, 30]
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -55,10 +57,10 @@ def start_job(job_id: uuid.UUID) -> None:
     pipeline.start(context(), job_id)
 
 
-def send(work: list[pipeline.PageWork]) -> None:
+def send(work: list[pipeline.PageWork], app: Celery | None = None) -> None:
     """One Celery task per (page, task), on the queue of its task kind, with the job's priority."""
     for item in work:
-        celery().send_task(
+        (app or celery()).send_task(
             PAGE_TASK,
             args=[str(item.job_id), item.page_index, item.task.value, item.priority],
             queue=item.task.value,
@@ -82,13 +84,27 @@ def wait_for_pages(job_id: uuid.UUID) -> JobStatus:
     """Follow the page counters until every page has its results, or the job is cancelled."""
     s = settings()
     deadline = time.monotonic() + s.job_timeout_s
+    seen, since = (-1, -1), time.monotonic()
     while True:
         job = pipeline.progress(context(), job_id)
         status = JobStatus(job.status)
         if status.finished or job.pages_done + job.pages_failed >= job.pages_total:
             return status
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise DocvlError(f"the job's pages were not all done after {s.job_timeout_s:.0f} s")
+        if (job.pages_done, job.pages_failed) != seen:
+            seen, since = (job.pages_done, job.pages_failed), now
+        elif now - since > s.redispatch_after_s:  # no page finished for that long: tasks were lost
+            missing = pipeline.unfinished_work(context(), job_id)
+            log.warning(
+                "job %s: no progress for %.0f s; sending %d page tasks again",
+                job_id,
+                now - since,
+                len(missing),
+            )
+            send(missing)  # same task ids; a page written twice stays one result
+            since = now
         time.sleep(s.poll_interval_s)
 
 

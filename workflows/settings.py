@@ -24,6 +24,13 @@ class FlowSettings(CoreSettings):
     max_page_pixels: int = Field(40_000_000, ge=1_000_000)
     poll_interval_s: float = Field(0.5, gt=0, description="How often a flow looks at its pages' progress.")
     job_timeout_s: float = Field(6 * 3600, gt=0, description="A job still unfinished after this fails.")
+    redispatch_after_s: float = Field(
+        3600,
+        gt=0,
+        description="A job with no page finished for this long has its unfinished page tasks sent again "
+        "(a task lost without a trace, e.g. a worker killed past its time limit). Keep it above the "
+        "longest a page may wait in the queue and run.",
+    )
     sweep_cron: str = Field("0 2 * * *", description="When the scheduled bucket sweep runs.")
     sweep_bucket: str | None = Field(None, description="Bucket the sweep reads; default: DOCVL_S3_BUCKET.")
     sweep_prefix: str = "incoming/"
