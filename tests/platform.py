@@ -119,13 +119,14 @@ def front_door_platform(
             model.wait_ready(120)
         stack.enter_context(celery_worker(env, logs / "celery.log"))
         stack.enter_context(flow_runner(env, logs / "flows-serve.log"))
-        stack.enter_context(_environment(env))
+        stack.enter_context(environment(env))
         settings = FrontDoorSettings()
         yield FrontDoorPlatform(env, settings, database, store, job_service(settings, database), logs)
 
 
 @contextmanager
-def _environment(env: dict[str, str]) -> Iterator[None]:
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """The variables set in this process's environment, the previous values put back afterwards."""
     previous = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:

@@ -20,6 +20,7 @@ from docvl.tasks import TaskKind
 from model_worker.transport.client import InferenceClient
 from model_worker.types import GenerationParams, InferenceRequest
 from tests.helpers import model_worker_process
+from tests.platform import environment
 from tests.services import celery_worker, ensure_redis, prefect_server, scratch_database
 from tests.tcp_proxy import TcpProxy
 
@@ -78,17 +79,8 @@ def platform(
         store.ensure_ready()
         model = InferenceClient(target)
         model.wait_ready(120)
-        with celery_worker(env, logs / "celery.log"):
-            previous = {key: os.environ.get(key) for key in env}
-            os.environ.update(env)
-            try:
-                yield Platform(env, migrated_database, store, model, model_proxy, logs)
-            finally:
-                for key, value in previous.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
+        with celery_worker(env, logs / "celery.log"), environment(env):
+            yield Platform(env, migrated_database, store, model, model_proxy, logs)
         model.close()
         model_proxy.stop()
 
