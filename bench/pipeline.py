@@ -219,7 +219,18 @@ def stage_times(db: Database, job_id: uuid.UUID) -> dict[str, float]:
         events = list(
             s.execute(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)).scalars()
         )
-        pages = list(s.execute(select(Page.created_at).where(Page.job_id == job_id)).scalars())
+        stored = dict(
+            s.execute(select(Page.index, Page.created_at).where(Page.job_id == job_id)).tuples().all()
+        )
+        results = jobs.results(s, job_id)
+    pages = list(stored.values())
+    # Per page: stored → result written, and the part of it spent outside the model worker (Celery's queue,
+    # loading the image, post-processing, writing the result).
+    through = [(r.created_at - stored[r.page_index]).total_seconds() for r in results]
+    outside = [
+        t - (r.queued_ms + r.preprocessing_ms + r.inference_ms) / 1000
+        for t, r in zip(through, results, strict=True)
+    ]
     running = next(e.created_at for e in events if e.status == "running" and e.kind == "status")
     progress = [e.created_at for e in events if e.kind == "progress"]
     end = events[-1].created_at
@@ -228,6 +239,10 @@ def stage_times(db: Database, job_id: uuid.UUID) -> dict[str, float]:
         "render (running → last page stored)": (rendered - running).total_seconds(),
         "pages (last page stored → last page result)": (max(progress) - rendered).total_seconds(),
         "assemble and finish": (end - max(progress)).total_seconds(),
+        "per page, page stored → result written (mean)": statistics.mean(through),
+        "per page, of that outside the model worker (Celery queue, image load, post-process, write)": (
+            statistics.mean(outside)
+        ),
     }
 
 
