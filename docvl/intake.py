@@ -6,6 +6,7 @@ Every refusal is an InvalidInput (or a DocumentError) whose message says what to
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 import tempfile
@@ -33,6 +34,7 @@ class Limits:
     max_question_chars: int
     max_in_flight: int
     retry_after_s: int
+    webhook_allow_private: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,22 +93,42 @@ def parse_request(
         tasks=kinds,
         question=question,
         priority=priority,
-        webhook_url=_checked_url(webhook_url),
+        webhook_url=_checked_url(webhook_url, limits.webhook_allow_private),
         idempotency_key=_checked_key(idempotency_key),
     )
 
 
-def _checked_url(url: str | None) -> str | None:
+def _checked_url(url: str | None, allow_private: bool) -> str | None:
     if url is None or not url.strip():
         return None
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_CHARS:
+    try:
+        parts = urlsplit(url)
+        host, scheme = parts.hostname, parts.scheme
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
+    except ValueError:  # a malformed address or port
+        host, scheme = None, ""
+    if scheme not in ("http", "https") or not host or len(url) > MAX_URL_CHARS:
         raise InvalidInput(
             f"webhook_url {url[:100]!r} is not usable: give an http:// or https:// URL with a host, "
             f"at most {MAX_URL_CHARS} characters"
         )
+    if not allow_private and _non_public(host):
+        raise InvalidInput(
+            f"webhook_url {url[:100]!r} points at a non-public address: webhooks go to public receivers "
+            "(an operator can allow private ones with DOCVL_WEBHOOK_ALLOW_PRIVATE=true)"
+        )
     return url
+
+
+def _non_public(host: str) -> bool:
+    """A literal address that is not global, or localhost; names are checked again when delivering."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False
 
 
 def _checked_key(key: str | None) -> str | None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -54,9 +57,30 @@ def prepare(db: Database, job_id: uuid.UUID) -> Delivery | None:
     return Delivery(url, body, sign(secret, body))
 
 
-def deliver(delivery: Delivery, timeout_s: float) -> int:
+def check_destination(url: str, *, allow_private: bool) -> None:
+    """Refuse a receiver on a loopback, private, link-local or otherwise non-public address (the cloud
+    metadata service, the platform's own database...) unless private receivers are allowed. The name is
+    resolved now, at delivery, since what it points to can change after submission."""
+    if allow_private:
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror as exc:
+        raise Unavailable(f"the webhook host {host!r} does not resolve: {exc}") from exc
+    private = sorted(a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_global)
+    if private:
+        raise InvalidInput(
+            f"the webhook host {host!r} is at a non-public address ({', '.join(private)}): webhooks go to "
+            "public receivers unless DOCVL_WEBHOOK_ALLOW_PRIVATE=true"
+        )
+
+
+def deliver(delivery: Delivery, timeout_s: float, *, allow_private: bool = False) -> int:
     """POST it; the receiver's status code. 2xx is delivered; 5xx, 429 and network errors are Unavailable
-    (retry later); other codes are InvalidInput (the receiver refuses: retrying will not help)."""
+    (retry later); other codes, and a receiver at a refused address, are InvalidInput (retrying will not
+    help)."""
+    check_destination(delivery.url, allow_private=allow_private)
     try:
         response = httpx.post(
             delivery.url,

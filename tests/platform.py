@@ -109,6 +109,7 @@ def front_door_platform(
             "DOCVL_RETRY_BACKOFF_S": "0.3",
             "DOCVL_POLL_INTERVAL_S": "0.1",
             "DOCVL_WATCH_POLL_S": "0.1",
+            "DOCVL_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
             "PREFECT_API_URL": prefect_api,
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",

@@ -119,6 +119,7 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+            "DOCVL_WEBHOOK_ALLOW_PRIVATE": "true",  # one machine: receivers are usually local too
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
         }

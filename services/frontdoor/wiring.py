@@ -27,6 +27,7 @@ def limits(settings: FrontDoorSettings) -> Limits:
         max_question_chars=settings.max_question_chars,
         max_in_flight=settings.max_in_flight_per_key,
         retry_after_s=settings.retry_after_s,
+        webhook_allow_private=settings.webhook_allow_private,
     )
 
 

@@ -95,7 +95,9 @@ def deliver_webhook(self: Task, job_id: str) -> bool:
     if delivery is None:
         return False
     try:
-        code = webhooks.deliver(delivery, settings.webhook_timeout_s)
+        code = webhooks.deliver(
+            delivery, settings.webhook_timeout_s, allow_private=settings.webhook_allow_private
+        )
     except DocvlError as exc:
         webhooks.record(ctx.db, uuid.UUID(job_id), attempt, status_code=None, error=exc.message)
         if isinstance(exc, InvalidInput) or self.request.retries >= settings.webhook_retries:
