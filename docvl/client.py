@@ -174,6 +174,8 @@ class Client:
     def download(self, job_id: JobId, name: str, dest: Path) -> Path:
         """Stream one document-level output file to `dest` (a file path, or an existing directory to put
         `name` in); returns the path written. A partial download never replaces the destination."""
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise ApiError(0, "invalid_input", f"{name!r} is not an output file name")
         target = dest / name if dest.is_dir() else dest
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from docvl.documents import open_document, sniff_media_type
 from docvl.errors import InvalidInput
-from docvl.storage.base import HashingReader
+from docvl.storage.base import INTERNAL_PREFIXES, HashingReader
 from docvl.tasks import TaskKind
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:\-]{1,255}")
@@ -35,6 +35,7 @@ class Limits:
     max_in_flight: int
     retry_after_s: int
     webhook_allow_private: bool = False
+    source_buckets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,13 +143,27 @@ def _checked_key(key: str | None) -> str | None:
     return key
 
 
-def parse_source(uri: str) -> tuple[str, str]:
-    """(bucket, key) of an `s3://bucket/key` URI."""
-    parts = urlsplit(uri.strip())
-    key = parts.path.lstrip("/")
-    if parts.scheme != "s3" or not parts.netloc or not key or parts.query or parts.fragment:
-        raise InvalidInput(f"source {uri[:200]!r} is not a storage URI: write it as s3://bucket/key")
-    return parts.netloc, key
+def parse_source(uri: str, limits: Limits) -> tuple[str, str]:
+    """(bucket, key) of an `s3://bucket/key` URI in a bucket callers may name (DOCVL_SOURCE_BUCKETS), outside
+    the platform's own objects (other callers' inputs, pages and outputs)."""
+    malformed = InvalidInput(f"source {uri[:200]!r} is not a storage URI: write it as s3://bucket/key")
+    try:
+        parts = urlsplit(uri.strip())
+    except ValueError as exc:
+        raise malformed from exc
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    if parts.scheme != "s3" or not bucket or not key or parts.query or parts.fragment:
+        raise malformed
+    if bucket not in limits.source_buckets:
+        allowed = ", ".join(limits.source_buckets)
+        raise InvalidInput(
+            f"documents may be named in storage only in the bucket(s) {allowed}: upload this one instead"
+            if allowed
+            else "naming a document in storage is not enabled here (DOCVL_SOURCE_BUCKETS): upload it instead"
+        )
+    if key.startswith(INTERNAL_PREFIXES) or ".." in key.split("/"):
+        raise InvalidInput(f"{uri[:200]} is in the platform's own storage, not a document you put there")
+    return bucket, key
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import logging
 import time
 import uuid
@@ -129,14 +130,16 @@ class JobService:
         if document is not None:
             return spooled(document, self.limits, self.spool_dir)
         assert source is not None
-        bucket, key = parse_source(source)
-        store = self.source_store(bucket)
+        bucket, key = parse_source(source, self.limits)
         try:
+            store = self.source_store(bucket)
             found = store.stat(key)
         except Unavailable:
             raise
         except DocvlError as exc:  # no such bucket, access denied: the caller named something unreadable
             raise InvalidInput(f"cannot read {source}: {exc.message}") from exc
+        except ValueError as exc:  # the S3 client refuses the bucket or key name itself
+            raise InvalidInput(f"cannot read {source}: {exc}") from exc
         if found is None:
             raise InvalidInput(f"cannot read {source}: no such object (check the bucket and key)")
         if found.size > self.limits.max_upload_bytes:
@@ -278,13 +281,21 @@ class JobService:
         """Cancel the job (its queued page tasks are revoked, its flow stops); a finished job is returned
         unchanged."""
         ctx = pipeline.Context(self.db, self.store)
-        outcome = pipeline.cancel(ctx, job_id, self.hooks.revoke, owner=caller.owner)
+        outcome = pipeline.cancel(ctx, job_id, self._revoke_quietly, owner=caller.owner)
         if outcome.changed:
             try:
                 self.hooks.notify(job_id)
-            except DocvlError:  # the job is cancelled either way; the webhook is best effort here
+            except Exception:  # the job is cancelled either way (committed); the broker may be down
                 log.exception("could not queue the webhook of cancelled job %s", job_id)
         return self.get(caller, job_id)
+
+    def _revoke_quietly(self, ids: builtins.list[str]) -> None:
+        """Revoke queued page tasks. If the broker is down they stay queued, and each finds its job
+        cancelled when it runs and does nothing."""
+        try:
+            self.hooks.revoke(ids)
+        except Exception:
+            log.exception("could not revoke %d page tasks; they will find their job cancelled", len(ids))
 
 
 def _encode_cursor(job: JobView) -> str:

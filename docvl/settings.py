@@ -84,6 +84,15 @@ class FrontDoorSettings(CoreSettings):
         None, description="Where uploads are checked before storing; default: temp."
     )
     watch_poll_s: float = Field(0.5, gt=0, description="How often event streams look for new events.")
+    source_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Buckets in which callers may name documents (s3://bucket/key); none by default.",
+    )
     prefect_api_url: str | None = Field(
         None, validation_alias="PREFECT_API_URL", description="Prefect's API (read from PREFECT_API_URL)."
     )
+
+    @field_validator("source_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: object) -> object:
+        return split_list(value)

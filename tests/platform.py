@@ -104,6 +104,7 @@ def front_door_platform(
             "DOCVL_S3_ACCESS_KEY": "testing",
             "DOCVL_S3_SECRET_KEY": "testing",
             "DOCVL_S3_BUCKET": bucket,
+            "DOCVL_SOURCE_BUCKETS": bucket,
             "DOCVL_MODEL_WORKER_TARGETS": target,
             "DOCVL_MAX_NEW_TOKENS": str(MAX_NEW_TOKENS),
             "DOCVL_RETRY_BACKOFF_S": "0.3",

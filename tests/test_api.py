@@ -231,11 +231,16 @@ def test_bad_submissions_are_refused_and_nothing_is_stored(
 def test_bad_sources_are_refused(api: TestClient, frontdoor: FrontDoorPlatform) -> None:
     key = frontdoor.key("bad-source")
     bucket = frontdoor.settings.s3_bucket
+    frontdoor.store.put("jobs/someone-else/pages/00000.png", PAGE.read_bytes())
     for source, hint in [
         (f"s3://{bucket}/incoming/missing.pdf", "no such object"),
-        ("s3://no-such-bucket-here/a.pdf", "cannot read"),
+        ("s3://no-such-bucket-here/a.pdf", f"only in the bucket(s) {bucket}"),
+        (f"s3://{bucket}/jobs/someone-else/pages/00000.png", "platform's own storage"),  # another's page
+        (f"s3://{bucket}/inputs/{'0' * 64}", "platform's own storage"),
+        (f"s3://{bucket}/incoming/../jobs/x.png", "platform's own storage"),
         ("https://example.com/a.pdf", "s3://bucket/key"),
         ("s3://", "s3://bucket/key"),
+        ("s3://[x/k", "s3://bucket/key"),
     ]:
         response = api.post("/v1/jobs", headers=auth(key), json={"source": source, "tasks": ["ocr"]})
         assert response.status_code == 422, (source, response.text)
@@ -421,3 +426,11 @@ def test_openapi_documents_the_error_schema(api: TestClient) -> None:
     assert api.get("/docs").status_code == 200
     unknown = api.get("/v1/nothing-here")
     assert unknown.json()["error"]["code"] == "not_found"
+
+
+def test_an_oversized_json_submission_is_refused(api: TestClient, frontdoor: FrontDoorPlatform) -> None:
+    key = frontdoor.key("odd")
+    body = b'{"source": "s3://x/y", "tasks": ["ocr"], "question": "' + b"q" * 70_000 + b'"}'
+    big = api.post("/v1/jobs", headers={**auth(key), "Content-Type": "application/json"}, content=body)
+    assert (big.status_code, big.json()["error"]["code"]) == (422, "invalid_input")
+    assert "at most 65536 bytes" in big.json()["error"]["message"]

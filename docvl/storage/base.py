@@ -30,6 +30,10 @@ class StoredInput:
     created: bool  # False: the same content was stored already, and this upload was discarded
 
 
+# Where the platform keeps its own objects: never readable as a caller's `source`.
+INTERNAL_PREFIXES = ("inputs/", "jobs/", "staging/", ".staging/")
+
+
 def input_key(sha256: str) -> str:
     """Inputs are content-addressed: the same bytes are stored once."""
     return f"inputs/{sha256}"

@@ -23,6 +23,7 @@ from docvl.up.settings import UpSettings
 from docvl.up.supervisor import StartFailed, Supervisor, log_contains
 
 HOST = "127.0.0.1"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, a stop, a closed terminal
 TINY_WARNING = """
 ┌──────────────────────────────────────────────────────────────────────────────────────────┐
 │ NO MODEL CONFIGURED: serving the TINY RANDOM DeepSeek-VL model. Its text is JUNK.        │
@@ -41,7 +42,7 @@ def up(settings: UpSettings) -> int:
     data = settings.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(data / "logs", dict(os.environ))
-    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (a background job)
+    for sig in STOP_SIGNALS:  # also when started with SIGINT ignored (a background job)
         signal.signal(sig, _interrupt)
     try:
         _start(settings, data, supervisor)
@@ -63,6 +64,8 @@ def up(settings: UpSettings) -> int:
         say(f"\nStart-up failed: {type(exc).__name__}: {exc}")
         return 1
     finally:
+        for sig in STOP_SIGNALS:  # a second Ctrl-C must not cut the stopping short
+            signal.signal(sig, signal.SIG_IGN)
         supervisor.stop_all()
         say(f"Stopped. Logs and data are in {data}.")
 
@@ -119,6 +122,7 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+            "DOCVL_SOURCE_BUCKETS": ",".join(settings.source_buckets or [settings.s3_bucket]),
             "DOCVL_WEBHOOK_ALLOW_PRIVATE": "true",  # one machine: receivers are usually local too
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
@@ -225,8 +229,9 @@ def _local_key(database: Database, data: Path) -> str:
             pass
     with database.transaction() as s:
         secret = api_keys.create_key(s, "local", "docvl up").secret
-    path.write_text(secret + "\n")
-    path.chmod(0o600)
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(secret + "\n")  # readable by its owner only, from the first byte
     return secret
 
 

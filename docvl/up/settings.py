@@ -28,5 +28,8 @@ class UpSettings(CoreSettings):
     tiny_max_new_tokens: int = Field(
         24, ge=1, description="Generation cap with the tiny model (its text is junk)."
     )
+    source_buckets: list[str] = Field(
+        default_factory=list, description="Buckets callers may name documents in; default: DOCVL_S3_BUCKET."
+    )
     demo: bool = Field(True, description="Submit the bundled samples at start and print their results.")
     start_timeout_s: float = Field(300.0, gt=0, description="How long each service may take to become ready.")

@@ -47,8 +47,10 @@ class Supervisor:
         """Start the command and wait until `ready(log path)` says so; StartFailed if it exits first or
         does not get ready in time (the caller then stops everything)."""
         log = self.log_dir / f"{name}.log"
+        if log.exists():  # keep the last run's log; readiness is read from this run's alone
+            log.replace(log.with_suffix(".log.1"))
         out: IO[bytes]
-        with log.open("ab") as out:
+        with log.open("wb") as out:
             process = subprocess.Popen(
                 command,
                 stdout=out,

@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
+from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
 from docvl.db.api_keys import Caller
@@ -27,6 +28,7 @@ from services.api.settings import ApiSettings
 from services.frontdoor.wiring import readiness
 
 router = APIRouter()
+MAX_JSON_BYTES = 64 * 1024
 bearer = HTTPBearer(auto_error=False, description="An API key (`docvl keys create --owner NAME`).")
 TASKS = [t.value for t in TaskKind]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -154,8 +156,13 @@ async def submit_job(
             )
             job, created = await run_in_threadpool(svc.submit, who, job_request, document=upload.file)
     elif content_type == "application/json":
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_JSON_BYTES:
+                raise InvalidInput(f"a JSON submission is at most {MAX_JSON_BYTES} bytes: upload documents")
         try:
-            body = SubmitFromStorage.model_validate_json(await request.body())
+            body = SubmitFromStorage.model_validate_json(raw)
         except ValidationError as exc:
             raise InvalidInput(_validation_message(exc)) from exc
         job_request = parse_request(
@@ -236,13 +243,13 @@ def get_output(job_id: uuid.UUID, name: str, svc: Service, who: CallerDep) -> St
     stream = stack.enter_context(svc.open_output(who, job_id, name))
 
     def chunks() -> Iterator[bytes]:
-        with stack:
-            while data := stream.read(256 * 1024):
-                yield data
+        while data := stream.read(256 * 1024):
+            yield data
 
     media = {"md": "text/markdown", "py": "text/x-python", "html": "text/html", "json": "application/json"}
     return StreamingResponse(
         chunks(),
+        background=BackgroundTask(stack.close),  # also when the client leaves before the body starts
         media_type=media.get(name.rsplit(".", 1)[-1], "application/octet-stream"),
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
@@ -264,7 +271,7 @@ async def job_events(
 ) -> StreamingResponse:
     """Server-sent events of the job's status and progress, until it ends (then an `end` event). Each
     event's `id` resumes the stream (Last-Event-ID)."""
-    if last_event_id is not None and last_event_id.isdigit():
+    if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
         after = int(last_event_id)
     await run_in_threadpool(svc.get, who, job_id)  # 404 before the stream starts
     config = settings(request)

@@ -28,6 +28,7 @@ def limits(settings: FrontDoorSettings) -> Limits:
         max_in_flight=settings.max_in_flight_per_key,
         retry_after_s=settings.retry_after_s,
         webhook_allow_private=settings.webhook_allow_private,
+        source_buckets=tuple(settings.source_buckets),
     )
 
 

@@ -17,7 +17,7 @@ from celery.signals import worker_process_init
 
 from docvl import webhooks
 from docvl.db.database import Database
-from docvl.errors import DocvlError, InvalidInput
+from docvl.errors import DocvlError, InvalidInput, Unavailable
 from docvl.pipeline import Context, PageWork, process_page, record_failure
 from docvl.storage import open_store
 from docvl.tasks import TaskKind
@@ -88,20 +88,27 @@ def run_page(self: Task, job_id: str, page_index: int, task: str, priority: int 
 
 @app.task(bind=True, name=WEBHOOK_TASK, max_retries=None)
 def deliver_webhook(self: Task, job_id: str) -> bool:
-    """POST the job's end to its webhook URL; retried with backoff while the receiver is unavailable."""
+    """POST the job's end to its webhook URL; retried with backoff while the receiver (or the database)
+    is unavailable. Every attempt is recorded in the job's events."""
     ctx, _ = _dependencies()
     attempt = self.request.retries + 1
-    delivery = webhooks.prepare(ctx.db, uuid.UUID(job_id))
-    if delivery is None:
-        return False
     try:
-        code = webhooks.deliver(
-            delivery, settings.webhook_timeout_s, allow_private=settings.webhook_allow_private
-        )
-    except DocvlError as exc:
-        webhooks.record(ctx.db, uuid.UUID(job_id), attempt, status_code=None, error=exc.message)
-        if isinstance(exc, InvalidInput) or self.request.retries >= settings.webhook_retries:
+        delivery = webhooks.prepare(ctx.db, uuid.UUID(job_id))
+        if delivery is None:
+            return False
+        try:
+            code = webhooks.deliver(
+                delivery, settings.webhook_timeout_s, allow_private=settings.webhook_allow_private
+            )
+        except DocvlError as exc:
+            webhooks.record(ctx.db, uuid.UUID(job_id), attempt, status_code=None, error=exc.message)
+            if isinstance(exc, InvalidInput):
+                return False
+            raise
+        webhooks.record(ctx.db, uuid.UUID(job_id), attempt, status_code=code, error=None)
+        return True
+    except Unavailable as exc:
+        if self.request.retries >= settings.webhook_retries:
+            log.error("webhook of job %s given up after %d attempts: %s", job_id, attempt, exc.message)
             return False
         raise self.retry(countdown=min(settings.retry_backoff_s * 2**self.request.retries, 300.0)) from exc
-    webhooks.record(ctx.db, uuid.UUID(job_id), attempt, status_code=code, error=None)
-    return True
