@@ -365,3 +365,30 @@ def test_the_gateway_command_serves_until_sigterm(frontdoor: FrontDoorPlatform, 
         assert process.wait(30) == 0, log_path.read_text()
     finally:
         stop_process(process)
+
+
+def test_watch_streams_are_capped_so_unary_calls_always_get_a_thread(frontdoor: FrontDoorPlatform) -> None:
+    small, _ = start(GatewaySettings(host="127.0.0.1", port=0, max_workers=9), frontdoor.service)  # 1 watch
+    key = frontdoor.key(owner())
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{small.port}") as channel:
+            stub = pb_grpc.JobServiceStub(channel)
+            job = stub.SubmitJob(
+                pb.SubmitJobRequest(content=MANY_PAGES.read_bytes(), tasks=["ocr"]),
+                metadata=auth(key),
+                timeout=60,
+            )
+            first = stub.WatchJob(pb.WatchJobRequest(job_id=job.id), metadata=auth(key), timeout=DEADLINE_S)
+            next(first)  # the first stream is open and holds the one watch slot
+            code, message = refused(
+                lambda: next(stub.WatchJob(pb.WatchJobRequest(job_id=job.id), metadata=auth(key), timeout=30))
+            )
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "poll GetJob" in message
+            assert stub.GetJob(pb.GetJobRequest(job_id=job.id), metadata=auth(key), timeout=30).id == job.id
+            stub.CancelJob(pb.CancelJobRequest(job_id=job.id), metadata=auth(key), timeout=30)
+            assert list(first)[-1].job.status == "cancelled"  # the stream ends with the job, freeing its slot
+            again = stub.WatchJob(pb.WatchJobRequest(job_id=job.id), metadata=auth(key), timeout=30)
+            assert list(again)[-1].job.status == "cancelled"
+    finally:
+        small.stop(1)

@@ -59,7 +59,9 @@ def start(settings: GatewaySettings, service: JobService) -> tuple[Gateway, int]
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="gateway"),
         options=grpc_options(settings),
     )
-    servicer = JobServicer(service, watch_poll_s=settings.watch_poll_s)
+    servicer = JobServicer(
+        service, watch_poll_s=settings.watch_poll_s, max_watches=max(1, settings.max_workers - 8)
+    )
     health_servicer = health.HealthServicer()
     pb_grpc.add_JobServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

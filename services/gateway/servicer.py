@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 import grpc
 
 from docvl.db.api_keys import Caller
-from docvl.errors import DocvlError, TooManySubmissions, Unavailable
+from docvl.errors import DocvlError, ResourceExhausted, TooManySubmissions, Unavailable
 from docvl.job_service import JobService
 from docvl.status_codes import grpc_code
 from docvl.v1 import jobs_pb2 as pb
@@ -61,9 +62,13 @@ class _Reported:
 
 
 class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
-    def __init__(self, service: JobService, *, watch_poll_s: float = 0.5) -> None:
+    def __init__(self, service: JobService, *, watch_poll_s: float = 0.5, max_watches: int = 24) -> None:
         self.service = service
         self.watch_poll_s = watch_poll_s
+        # Each WatchJob stream holds a server thread until its job ends: cap them, so that unary calls and
+        # health checks always find a thread.
+        self.max_watches = max_watches
+        self.watches = threading.BoundedSemaphore(max_watches)
         self.stopping = threading.Event()  # set on shutdown: WatchJob streams end with UNAVAILABLE
 
     def _caller(self, context: grpc.ServicerContext) -> Caller:
@@ -96,20 +101,33 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         with _Reported(context):
             caller = self._caller(context)
             job_id = job_id_of(request.job_id)
-            events = self.service.watch(
-                caller,
-                job_id,
-                after_id=max(request.after_event_id, 0),
-                poll_s=self.watch_poll_s,
-                keep_going=keep_going,
-            )
-            for event in events:
-                yield mapping.update_to_pb(event, self.service.get(caller, job_id))
+            if not self.watches.acquire(blocking=False):
+                raise ResourceExhausted(
+                    f"this gateway is serving its {self.max_watches} WatchJob streams: poll GetJob, or watch "
+                    "again later"
+                )
+            try:
+                yield from self._watch(caller, job_id, request.after_event_id, keep_going)
+            finally:
+                self.watches.release()
             if interrupted and context.is_active():
                 raise Unavailable(
                     "the gateway is stopping: watch again with after_event_id set to the last event_id "
                     "received"
                 )
+
+    def _watch(
+        self, caller: Caller, job_id: uuid.UUID, after: int, keep_going: Callable[[], bool]
+    ) -> Iterator[pb.JobUpdate]:
+        events = self.service.watch(
+            caller,
+            job_id,
+            after_id=max(after, 0),
+            poll_s=self.watch_poll_s,
+            keep_going=keep_going,
+        )
+        for event in events:
+            yield mapping.update_to_pb(event, self.service.get(caller, job_id))
 
     def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> pb.Job:
         with _Reported(context):
