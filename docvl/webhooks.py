@@ -57,43 +57,63 @@ def prepare(db: Database, job_id: uuid.UUID) -> Delivery | None:
     return Delivery(url, body, sign(secret, body))
 
 
-def check_destination(url: str, *, allow_private: bool) -> None:
+def check_destination(url: str, *, allow_private: bool) -> str | None:
     """Refuse a receiver on a loopback, private, link-local or otherwise non-public address (the cloud
     metadata service, the platform's own database...) unless private receivers are allowed. The name is
-    resolved now, at delivery, since what it points to can change after submission."""
+    resolved now, at delivery, since what it points to can change after submission. Returns the checked
+    address to connect to (None when private receivers are allowed: nothing was checked)."""
     if allow_private:
-        return
+        return None
     host = urlsplit(url).hostname or ""
     try:
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+        addresses = [str(info[4][0]) for info in socket.getaddrinfo(host, None)]
     except socket.gaierror as exc:
         raise Unavailable(f"the webhook host {host!r} does not resolve: {exc}") from exc
-    private = sorted(a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_global)
-    if private:
+    private = sorted({a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_global})
+    if private or not addresses:
         raise InvalidInput(
             f"the webhook host {host!r} is at a non-public address ({', '.join(private)}): webhooks go to "
             "public receivers unless DOCVL_WEBHOOK_ALLOW_PRIVATE=true"
         )
+    return addresses[0]
+
+
+def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(URL naming the address, Host header, TLS server name): the connection goes to the address that
+    was checked, so a name that resolves differently a moment later (DNS rebinding) cannot redirect it,
+    while the receiver still sees its own host name and its certificate is checked against it."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=netloc).geturl(), {"Host": host_header}, {"sni_hostname": host}
 
 
 def deliver(delivery: Delivery, timeout_s: float, *, allow_private: bool = False) -> int:
     """POST it; the receiver's status code. 2xx is delivered; 5xx, 429 and network errors are Unavailable
     (retry later); other codes, and a receiver at a refused address, are InvalidInput (retrying will not
     help)."""
-    check_destination(delivery.url, allow_private=allow_private)
+    address = check_destination(delivery.url, allow_private=allow_private)
+    url, host_header, extensions = delivery.url, dict[str, str](), dict[str, str]()
+    if address is not None:
+        url, host_header, extensions = pinned(delivery.url, address)
     try:
-        response = httpx.post(
-            delivery.url,
-            content=delivery.body,
-            headers={
-                "Content-Type": "application/json",
-                SIGNATURE_HEADER: delivery.signature,
-                EVENT_HEADER: "job.finished",
-                "User-Agent": "docvl-webhooks",
-            },
-            timeout=timeout_s,
-            follow_redirects=False,
-        )
+        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+            request = client.build_request(
+                "POST",
+                url,
+                content=delivery.body,
+                headers={
+                    "Content-Type": "application/json",
+                    SIGNATURE_HEADER: delivery.signature,
+                    EVENT_HEADER: "job.finished",
+                    "User-Agent": "docvl-webhooks",
+                    **host_header,
+                },
+                extensions=extensions,
+            )
+            response = client.send(request)
     except httpx.HTTPError as exc:
         raise Unavailable(f"the webhook receiver did not answer: {type(exc).__name__}: {exc}") from exc
     if response.status_code >= 500 or response.status_code == 429:

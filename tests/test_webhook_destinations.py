@@ -3,6 +3,10 @@ addresses and again at delivery, after resolving the name (no network needed: li
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import httpx
 import pytest
 
 from docvl import webhooks
@@ -46,3 +50,43 @@ def test_public_receivers_pass() -> None:
 def test_malformed_urls_are_refused(url: str) -> None:
     with pytest.raises(InvalidInput, match="not usable"):
         parse_request(limits(True), tasks=["ocr"], webhook_url=url)
+
+
+def test_a_delivery_connects_to_the_address_that_was_checked() -> None:
+    url, host, extensions = webhooks.pinned("https://hooks.example.com:8443/in?x=1", "93.184.215.14")
+    assert url == "https://93.184.215.14:8443/in?x=1"
+    assert host == {"Host": "hooks.example.com:8443"}
+    assert extensions == {"sni_hostname": "hooks.example.com"}  # the certificate is checked for the name
+    assert webhooks.pinned("http://h.example.com/x", "2606:2800::1")[0] == "http://[2606:2800::1]/x"
+
+
+def test_a_name_resolving_to_loopback_is_refused_at_delivery() -> None:
+    delivery = webhooks.Delivery("http://localhost:9/hook", b"{}", "sha256=0")
+    with pytest.raises(InvalidInput, match="non-public"):
+        webhooks.deliver(delivery, 1.0)
+
+
+def test_a_pinned_request_reaches_the_address_with_the_receivers_host_name() -> None:
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.headers["Host"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        url, host, _ = webhooks.pinned(f"http://receiver.example.com:{port}/hook", "127.0.0.1")
+        assert httpx.post(url, content=b"{}", headers=host, timeout=5).status_code == 204
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert seen == [f"receiver.example.com:{port}"]
