@@ -47,14 +47,9 @@ def healthcheck(
 
             httpx.get(http, timeout=timeout).raise_for_status()
         if grpc_target:
-            import grpc
-            from grpc_health.v1 import health_pb2, health_pb2_grpc
+            from docvl.probes import grpc_serving
 
-            with grpc.insecure_channel(grpc_target) as channel:
-                answer = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=timeout
-                )
-            if answer.status != health_pb2.HealthCheckResponse.SERVING:
+            if not grpc_serving(grpc_target, timeout):
                 raise RuntimeError(f"{grpc_target} is not serving")
     except Exception as exc:
         typer.echo(f"unhealthy: {exc}", err=True)

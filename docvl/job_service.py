@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
@@ -96,11 +96,12 @@ class JobService:
             existing = self._replay(caller, request, spool.sha256)
             if existing is not None:
                 return existing, False
-            self._check_in_flight(caller)
+            with self.db.transaction() as s:  # before storing anything; checked again below, under lock
+                self._check_in_flight(s, caller)
             with spool.path.open("rb") as fh:
                 stored = self.store.put_input(fh, content_type=spool.media_type)
         with self.db.transaction() as s:
-            self._check_in_flight(caller, session_lock=s)
+            self._check_in_flight(s, caller)
             doc = jobs.get_or_create_document(
                 s,
                 sha256=stored.sha256,
@@ -164,24 +165,16 @@ class JobService:
                 )
             return JobView.of(job)
 
-    def _check_in_flight(self, caller: Caller, session_lock: Session | None = None) -> None:
-        """Refuse a submission past the key's limit of jobs in flight. Inside the submitting transaction
-        (`session_lock`) the key's submissions are serialised, so concurrent ones cannot both slip in."""
-
-        def check(s: Session) -> None:
-            in_flight = jobs.lock_key_submissions(s, caller.key_id)
-            if in_flight >= self.limits.max_in_flight:
-                raise TooManySubmissions(
-                    f"this API key has {in_flight} jobs queued or running, the most it may: submit again "
-                    "when one has finished",
-                    retry_after_s=self.limits.retry_after_s,
-                )
-
-        if session_lock is not None:
-            check(session_lock)
-            return
-        with self.db.transaction() as s:
-            check(s)
+    def _check_in_flight(self, s: Session, caller: Caller) -> None:
+        """Refuse a submission past the key's limit of jobs in flight. The key's submissions are serialised
+        until `s` ends, so that inside the submitting transaction concurrent ones cannot both slip in."""
+        in_flight = jobs.lock_key_submissions(s, caller.key_id)
+        if in_flight >= self.limits.max_in_flight:
+            raise TooManySubmissions(
+                f"this API key has {in_flight} jobs queued or running, the most it may: submit again when "
+                "one has finished",
+                retry_after_s=self.limits.retry_after_s,
+            )
 
     def _start(self, job_id: uuid.UUID) -> None:
         """Start the job's flow; if that fails, take the job back so that nothing is left half-made."""
@@ -205,34 +198,31 @@ class JobService:
         with self.db.transaction() as s:
             job = jobs.get_job(s, job_id, owner=caller.owner)
             view = JobView.of(job)
-            outputs = dict(job.outputs)
+            outputs = _output_keys(job.outputs)
             pages = [PageResult.of(r) for r in jobs.results(s, job_id)]
         files = {
             task: [
                 OutputFile(
-                    name=key.rsplit("/", 1)[-1],
-                    key=key,
-                    url=self.store.presigned_get(key, self.presign_expiry_s),
+                    name=_file_name(key), key=key, url=self.store.presigned_get(key, self.presign_expiry_s)
                 )
-                for key in ([keys] if isinstance(keys, str) else keys)
+                for key in keys
             ]
             for task, keys in outputs.items()
         }
         return ResultView(job=view, outputs=files, pages=pages)
 
+    def _link(self, key: str) -> str:
+        return self.store.presigned_get(key, self.presign_expiry_s)
+
     def open_output(self, caller: Caller, job_id: uuid.UUID, name: str) -> AbstractContextManager[BinaryIO]:
         """A stream of one of the job's document-level output files, by its file name."""
-        result = self.result(caller, job_id)
-        for files in result.outputs.values():
-            for file in files:
-                if file.name == name:
-                    return self.store.open(file.key)
-        raise NotFound(f"job {job_id} has no output named {name!r}")
-
-    def events(self, caller: Caller, job_id: uuid.UUID, after_id: int = 0) -> list[EventView]:
         with self.db.transaction() as s:
-            jobs.get_job(s, job_id, owner=caller.owner)
-            return [EventView.of(e) for e in jobs.events(s, job_id, after_id=after_id)]
+            outputs = _output_keys(jobs.get_job(s, job_id, owner=caller.owner).outputs)
+        for keys in outputs.values():
+            for key in keys:
+                if _file_name(key) == name:
+                    return self.store.open(key)
+        raise NotFound(f"job {job_id} has no output named {name!r}")
 
     def poll_events(self, caller: Caller, job_id: uuid.UUID, after_id: int) -> tuple[list[EventView], bool]:
         """The events after `after_id`, and whether the job has ended with them (nothing more will come)."""
@@ -296,6 +286,15 @@ class JobService:
             self.hooks.revoke(ids)
         except Exception:
             log.exception("could not revoke %d page tasks; they will find their job cancelled", len(ids))
+
+
+def _output_keys(outputs: dict[str, Any]) -> dict[str, list[str]]:
+    """The job's document outputs, task -> object keys (a task with one file stores its key alone)."""
+    return {task: [keys] if isinstance(keys, str) else list(keys) for task, keys in outputs.items()}
+
+
+def _file_name(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
 
 
 def _encode_cursor(job: JobView) -> str:

@@ -23,6 +23,10 @@ class ErrorInfo(BaseModel):
     code: str = Field(description="Stable, machine-readable error code.", examples=["not_found"])
     message: str = Field(description="What went wrong and what to do about it.")
 
+    @classmethod
+    def of(cls, code: str | None, message: str | None) -> ErrorInfo | None:
+        return cls(code=code, message=message or "") if code else None
+
 
 class JobView(BaseModel):
     id: uuid.UUID
@@ -49,7 +53,7 @@ class JobView(BaseModel):
             progress=Progress(
                 pages_total=job.pages_total, pages_done=job.pages_done, pages_failed=job.pages_failed
             ),
-            error=ErrorInfo(code=job.error_code, message=job.error_message or "") if job.error_code else None,
+            error=ErrorInfo.of(job.error_code, job.error_message),
             webhook_url=job.options.get("webhook_url"),
             created_at=job.created_at,
             updated_at=job.updated_at,
@@ -89,9 +93,7 @@ class PageResult(BaseModel):
             text=result.output_text,
             valid=result.output_valid,
             problem=result.output_problem,
-            error=ErrorInfo(code=result.error_code, message=result.error_message or "")
-            if result.error_code
-            else None,
+            error=ErrorInfo.of(result.error_code, result.error_message),
             model_id=result.model_id,
             model_revision=result.model_revision,
             prompt_template_version=result.prompt_template_version,

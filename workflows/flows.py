@@ -17,6 +17,7 @@ from docvl.documents import DocumentError
 from docvl.errors import DocvlError, Unavailable
 from docvl.job_status import JobStatus
 from docvl.storage import ObjectStore, open_store
+from docvl.storage.factory import open_bucket
 from docvl.tasks import TaskKind
 from model_worker.transport.client import InferenceClient
 from services.worker.celery_app import PAGE_TASK, celery_priority, make_celery, queue_webhook
@@ -171,10 +172,7 @@ def take_in(bucket: str, key: str, tasks: list[str], identity: tuple[str, str]) 
 
 
 def sweep_source(bucket: str) -> ObjectStore:
-    s = settings()
-    if bucket == s.s3_bucket or s.object_store == "local":
-        return context().store
-    return open_store(s.model_copy(update={"s3_bucket": bucket}))
+    return open_bucket(settings(), bucket, context().store)
 
 
 def sweep_request(tasks: list[str], identity: tuple[str, str]) -> pipeline.SweepRequest:

@@ -20,3 +20,11 @@ def open_store(settings: CoreSettings) -> ObjectStore:
         settings.s3_bucket,
         settings.s3_region,
     )
+
+
+def open_bucket(settings: CoreSettings, bucket: str, own: ObjectStore) -> ObjectStore:
+    """The store for `bucket`: `own` (the platform's store) for its own bucket, and for any bucket when
+    objects are kept in a local directory; another bucket with the same endpoint and credentials otherwise."""
+    if bucket == settings.s3_bucket or settings.object_store == "local":
+        return own
+    return open_store(settings.model_copy(update={"s3_bucket": bucket}))

@@ -12,12 +12,12 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
-import grpc
 import httpx
 
 from docvl.db import api_keys, migrate
 from docvl.db.database import Database
 from docvl.errors import DocvlError
+from docvl.probes import grpc_serving
 from docvl.up import embedded
 from docvl.up.settings import UpSettings
 from docvl.up.supervisor import StartFailed, Supervisor, log_contains
@@ -142,7 +142,7 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
         "model-worker",
         [python, "-m", "docvl", "model-worker", "--model", str(model_dir), "--host", HOST,
          "--port", str(settings.model_worker_port)],
-        lambda _: _grpc_serving(model_target),
+        lambda _: grpc_serving(model_target),
         timeout,
     )  # fmt: skip
     supervisor.start(
@@ -163,7 +163,7 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
     )
     gateway_target = f"{HOST}:{settings.gateway_port}"
     supervisor.start(
-        "gateway", [python, "-m", "docvl", "gateway"], lambda _: _grpc_serving(gateway_target), timeout
+        "gateway", [python, "-m", "docvl", "gateway"], lambda _: grpc_serving(gateway_target), timeout
     )
 
     key = _local_key(database, data)
@@ -233,15 +233,6 @@ def _local_key(database: Database, data: Path) -> str:
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
         out.write(secret + "\n")  # readable by its owner only, from the first byte
     return secret
-
-
-def _grpc_serving(target: str) -> bool:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def _absolute(path: Path, data: Path) -> Path:

@@ -15,7 +15,8 @@ from docvl.errors import InvalidInput
 from docvl.intake import Limits
 from docvl.job_service import Hooks, JobService
 from docvl.settings import FrontDoorSettings
-from docvl.storage import ObjectStore, open_store
+from docvl.storage import open_store
+from docvl.storage.factory import open_bucket
 from services.worker.celery_app import make_celery, queue_webhook
 
 
@@ -39,11 +40,6 @@ def job_service(settings: FrontDoorSettings, db: Database | None = None) -> JobS
     store.ensure_ready()  # the bucket or directory, made when missing
     celery = make_celery(settings.redis_url)
 
-    def source_store(bucket: str) -> ObjectStore:
-        if bucket == settings.s3_bucket or settings.object_store == "local":
-            return store
-        return open_store(settings.model_copy(update={"s3_bucket": bucket}))
-
     def revoke(ids: list[str]) -> None:
         celery.control.revoke(ids)
 
@@ -53,7 +49,7 @@ def job_service(settings: FrontDoorSettings, db: Database | None = None) -> JobS
         store,
         limits(settings),
         hooks,
-        source_store=source_store,
+        source_store=partial(open_bucket, settings, own=store),
         presign_expiry_s=settings.presign_expiry_s,
         spool_dir=settings.spool_dir,
     )
