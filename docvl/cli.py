@@ -54,12 +54,14 @@ def flows_sweep(
 @app.command("worker")
 def worker(
     queue: Annotated[
-        list[str] | None, typer.Option(help="Queues to serve; default: the four page queues and webhooks.")
+        list[str] | None,
+        typer.Option(help="Queues to serve; default: the page queues, webhooks and jobs (start requests)."),
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Pool processes.")] = 2,
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
-    """Run a Celery worker for the page tasks (ocr, chart2code, web2html, qa queues)."""
+    """Run a Celery worker: page tasks (ocr, chart2code, web2html, qa queues), webhooks, and on the `jobs`
+    queue the job runner (start requests: claim jobs, render and dispatch them in Prefect flow runs)."""
     from services.worker.celery_app import ALL_QUEUES
     from services.worker.tasks import app as celery_app
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,12 +82,13 @@ def sniff_media_type(head: bytes) -> str:
 class OpenedDocument:
     """A document's pages, rendered one at a time (a long PDF is never all in memory)."""
 
-    def __init__(self, page_count: int, render: Iterator[RenderedPage]) -> None:
+    def __init__(self, page_count: int, render: Callable[[frozenset[int]], Iterator[RenderedPage]]) -> None:
         self.page_count = page_count
         self._render = render
 
-    def pages(self) -> Iterator[RenderedPage]:
-        return self._render
+    def pages(self, skip: frozenset[int] = frozenset()) -> Iterator[RenderedPage]:
+        """The pages in order, but those in `skip` (already rendered by an earlier run)."""
+        return self._render(skip)
 
 
 @contextmanager
@@ -105,12 +106,12 @@ def open_document(
     if media_type == PDF:
         with _open_pdf(path, password) as pdf:
             _check_count(len(pdf), max_pages)
-            yield OpenedDocument(len(pdf), _render_pdf(pdf, dpi, max_pixels))
+            yield OpenedDocument(len(pdf), lambda skip: _render_pdf(pdf, dpi, max_pixels, skip))
     else:
         with _open_image(path) as image:
             frames = getattr(image, "n_frames", 1)
             _check_count(frames, max_pages)
-            yield OpenedDocument(frames, _render_frames(image, frames, max_pixels))
+            yield OpenedDocument(frames, lambda skip: _render_frames(image, frames, max_pixels, skip))
 
 
 def _check_count(count: int, max_pages: int) -> None:
@@ -136,8 +137,12 @@ def _open_pdf(path: Path, password: str | None) -> Iterator[pdfium.PdfDocument]:
         pdf.close()
 
 
-def _render_pdf(pdf: pdfium.PdfDocument, dpi: int, max_pixels: int) -> Iterator[RenderedPage]:
+def _render_pdf(
+    pdf: pdfium.PdfDocument, dpi: int, max_pixels: int, skip: frozenset[int]
+) -> Iterator[RenderedPage]:
     for index in range(len(pdf)):
+        if index in skip:
+            continue
         page = pdf[index]
         try:
             width, height = page.get_size()
@@ -169,8 +174,12 @@ def _open_image(path: Path) -> Iterator[Image.Image]:
         image.close()
 
 
-def _render_frames(image: Image.Image, frames: int, max_pixels: int) -> Iterator[RenderedPage]:
+def _render_frames(
+    image: Image.Image, frames: int, max_pixels: int, skip: frozenset[int]
+) -> Iterator[RenderedPage]:
     for index in range(frames):
+        if index in skip:
+            continue
         try:
             image.seek(index)
             frame = image.convert("RGB")

@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Hooks:
-    """What the front doors do beyond the job record: start a job's flow, revoke its page tasks, and
-    queue the webhook of a job that has ended."""
+    """What the front doors do beyond the job record: ask the job runners to start a job, revoke its page
+    tasks, and queue the webhook of a job that has ended."""
 
     start: Callable[[uuid.UUID], None]
     revoke: Callable[[list[str]], None]
@@ -177,16 +177,12 @@ class JobService:
             )
 
     def _start(self, job_id: uuid.UUID) -> None:
-        """Start the job's flow; if that fails, take the job back so that nothing is left half-made."""
+        """Ask for the job to be started, best effort: the job is committed, and one whose request is lost
+        (broker or orchestrator away) is started by the reconciler once they are back."""
         try:
             self.hooks.start(job_id)
-        except Exception as exc:
-            log.exception("could not start job %s", job_id)
-            with self.db.transaction() as s:
-                jobs.delete_unstarted(s, job_id)
-            raise Unavailable(
-                "the job could not be started (the workflow service did not answer): submit it again"
-            ) from exc
+        except Exception:  # whatever the broker's client raises, the committed job stands
+            log.warning("could not ask for job %s to start; the reconciler will", job_id, exc_info=True)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -274,8 +270,8 @@ class JobService:
         outcome = pipeline.cancel(ctx, job_id, self._revoke_quietly, owner=caller.owner)
         if outcome.changed:
             try:
-                self.hooks.notify(job_id)
-            except Exception:  # the job is cancelled either way (committed); the broker may be down
+                pipeline.notify_end(ctx, job_id, self.hooks.notify)
+            except Exception:  # the job is cancelled either way (committed); the reconciler notifies later
                 log.exception("could not queue the webhook of cancelled job %s", job_id)
         return self.get(caller, job_id)
 

@@ -1,7 +1,9 @@
-"""The work of one job, as service functions: the Prefect flow and the Celery task bodies call these.
+"""The work of one job, as service functions: the Prefect flows and the Celery task bodies call these.
 
-start -> render (pages to images, stored) -> dispatch (one page task per page and task) -> the page tasks
-(model worker, post-processing, one result each) -> wait -> assemble (document outputs) -> finish.
+drive: start -> render (pages to images, stored) -> dispatch (one page task per page and task, a few pages at
+a time while the rest renders). The page tasks (model worker, post-processing, one result each): the write
+that completes the job claims its finalisation -> finalize: assemble (document outputs) -> finish -> notify.
+Every step can be re-run from what Postgres holds; docvl.reconciler re-drives the overdue ones.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docvl.db import jobs
+from sqlalchemy.orm import Session
+
+from docvl.db import jobs, lifecycle
 from docvl.db.database import Database
 from docvl.db.models import Job, TaskResult
 from docvl.documents import DocumentError, DocumentTooLarge, open_document, sniff_media_type
@@ -62,21 +66,47 @@ class PageWork:
         return f"{self.job_id}:{self.page_index}:{self.task.value}"
 
 
-def start(ctx: Context, job_id: uuid.UUID) -> Job:
+Send = Callable[[list[PageWork]], None]
+Notify = Callable[[uuid.UUID], None]
+
+
+def start(ctx: Context, job_id: uuid.UUID) -> Job | None:
+    """The job, now running; None when it has already finished (cancelled meanwhile)."""
     with ctx.db.transaction() as s:
+        job = jobs.get_job(s, job_id, lock=True)
+        if JobStatus(job.status).finished:
+            return None
         return jobs.transition(s, job_id, JobStatus.RUNNING)
+
+
+def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, send: Send) -> bool:
+    """Start the job, render its pages and dispatch their tasks, resuming where an earlier run stopped: the
+    pages already registered are kept and only their unfinished tasks sent again. Returns True when the
+    caller must finalise the job (its pages all finished before the render did). Raises DocumentError."""
+    if start(ctx, job_id) is None:
+        return False
+    with ctx.db.transaction() as s:
+        registered = frozenset(p.index for p in jobs.pages(s, job_id))
+        pending = unfinished_in(s, job_id) if registered else []
+    if pending:
+        send(pending)
+    render(ctx, job_id, limits, on_pages=send, skip=registered)
+    with ctx.db.transaction() as s:
+        lifecycle.mark_rendered(s, job_id)
+        return lifecycle.claim_finalization(s, job_id)
 
 
 def render(
     ctx: Context,
     job_id: uuid.UUID,
     limits: RenderLimits,
-    on_pages: Callable[[list[PageWork]], None] | None = None,
+    on_pages: Send | None = None,
+    skip: frozenset[int] = frozenset(),
 ) -> int:
     """Render the job's document into stored page images; returns the page count. Every few pages, once
     they are registered, `on_pages` gets their work, so inference starts while the rest still renders.
-    Re-running it after a crash stores the same pages again and registers nothing twice. Raises
-    DocumentError for bad documents."""
+    Pages in `skip` (registered by an earlier run) are not rendered again; re-running it stores the same
+    pages again and registers nothing twice. Raises DocumentError for bad documents."""
     with ctx.db.transaction() as s:
         job = jobs.get_job(s, job_id)
         document = jobs.document_of(s, job)
@@ -103,7 +133,7 @@ def render(
             path, max_pages=limits.max_pages, dpi=limits.dpi, max_pixels=limits.max_pixels, password=password
         ) as opened:
             batch: list[jobs.NewPage] = []
-            for page in opened.pages():
+            for page in opened.pages(skip):
                 key = page_key(job_id, page.index)
                 ctx.store.put(key, page.png, content_type="image/png")
                 batch.append(jobs.NewPage(page.index, key, page.width, page.height, len(page.png)))
@@ -120,19 +150,37 @@ def render(
 def unfinished_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:
     """The (page, task) pairs of the job's registered pages that have no result yet."""
     with ctx.db.transaction() as s:
-        job = jobs.get_job(s, job_id)
-        done = {(r.page_index, r.task) for r in jobs.results(s, job_id)}
-        return [
-            PageWork(job_id, page.index, TaskKind(task), job.priority)
-            for page in jobs.pages(s, job_id)
-            for task in job.tasks
-            if (page.index, task) not in done
-        ]
+        return unfinished_in(s, job_id)
 
 
-def progress(ctx: Context, job_id: uuid.UUID) -> Job:
+def unfinished_in(s: Session, job_id: uuid.UUID) -> list[PageWork]:
+    job = jobs.get_job(s, job_id)
+    done = {(r.page_index, r.task) for r in jobs.results(s, job_id)}
+    return [
+        PageWork(job_id, page.index, TaskKind(task), job.priority)
+        for page in jobs.pages(s, job_id)
+        for task in job.tasks
+        if (page.index, task) not in done
+    ]
+
+
+def finalize(ctx: Context, job_id: uuid.UUID, notify: Notify) -> Job:
+    """Assemble the document outputs, set the final status and queue the end webhook. Only the holder of
+    the job's finalisation calls it (see lifecycle.claim_finalization); re-running it is safe."""
+    assemble(ctx, job_id)
+    job = finish(ctx, job_id)
+    notify_end(ctx, job_id, notify)
+    return job
+
+
+def notify_end(ctx: Context, job_id: uuid.UUID, notify: Notify) -> None:
+    """Queue the job's end webhook when it has one, and record that it was queued."""
     with ctx.db.transaction() as s:
-        return jobs.get_job(s, job_id)
+        wanted = bool(jobs.get_job(s, job_id).options.get("webhook_url"))
+    if wanted:
+        notify(job_id)
+    with ctx.db.transaction() as s:
+        lifecycle.mark_notified(s, job_id)
 
 
 def assemble(ctx: Context, job_id: uuid.UUID) -> dict[str, Any]:
@@ -226,13 +274,17 @@ def finish(ctx: Context, job_id: uuid.UUID) -> Job:
         )
 
 
-def fail(ctx: Context, job_id: uuid.UUID, code: str, message: str) -> Job:
-    """Fail the job with an error code and message, unless it has already finished."""
+def fail(ctx: Context, job_id: uuid.UUID, code: str, message: str, notify: Notify | None = None) -> Job:
+    """Fail the job with an error code and message, unless it has already finished; with `notify`, queue
+    its end webhook when this call ended it."""
     with ctx.db.transaction() as s:
         job = jobs.get_job(s, job_id, lock=True)
         if JobStatus(job.status).finished:
             return job
-        return jobs.transition(s, job_id, JobStatus.FAILED, error_code=code, error_message=message)
+        job = jobs.transition(s, job_id, JobStatus.FAILED, error_code=code, error_message=message)
+    if notify is not None:
+        notify_end(ctx, job_id, notify)
+    return job
 
 
 def cancel(
@@ -308,9 +360,10 @@ def process_page(
     max_new_tokens: int,
     attempt: int,
 ) -> bool:
-    """Run one page through the model and record its result. Returns False when there was nothing to do
-    (the job has finished or was cancelled, or the result exists). Model worker and storage errors
-    propagate: the caller retries them or, when final, records them with `record_failure`."""
+    """Run one page through the model and record its result. Returns True when this write completed the job:
+    the caller then finalises it. Nothing is done when the job has finished or was cancelled, or the result
+    exists. Model worker and storage errors propagate: the caller retries them or, when final, records them
+    with `record_failure`."""
     with ctx.db.transaction() as s:
         job = jobs.get_job(s, work.job_id)
         if JobStatus(job.status).finished or jobs.has_result(s, work.job_id, work.page_index, work.task):
@@ -351,7 +404,8 @@ def record_failure(ctx: Context, work: PageWork, error: DocvlError, attempt: int
 
 
 def _record(ctx: Context, work: PageWork, attempt: int, **outcome: Any) -> bool:
-    """Write the page's result for its task once (see jobs.record_result)."""
+    """Write the page's result for its task once (see jobs.record_result); True when that write completed
+    the job and took its finalisation, in the same transaction (so exactly one writer does)."""
     result = jobs.NewResult(work.job_id, work.page_index, work.task, attempts=attempt, **outcome)
     with ctx.db.transaction() as s:
-        return jobs.record_result(s, result)
+        return jobs.record_result(s, result) and lifecycle.claim_finalization(s, work.job_id)

@@ -58,7 +58,7 @@ class FrontDoorPlatform:
 
 @contextmanager
 def flow_runner(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`docvl flows serve`: the served deployments that front doors start jobs on."""
+    """`docvl flows serve`: the reconciler and the sweep, served on their schedules."""
     with log_path.open("wb") as out:
         runner = subprocess.Popen(
             [sys.executable, "-m", "docvl", "flows", "serve"],
@@ -69,7 +69,7 @@ def flow_runner(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Pope
         )
     try:
         wait_for(
-            lambda: _alive(runner, log_path) and "process-document" in log_path.read_text(),
+            lambda: _alive(runner, log_path) and "reconciler" in log_path.read_text(),
             90,
             "the flow runner",
         )
@@ -108,7 +108,6 @@ def front_door_platform(
             "DOCVL_MODEL_WORKER_TARGETS": target,
             "DOCVL_MAX_NEW_TOKENS": str(MAX_NEW_TOKENS),
             "DOCVL_RETRY_BACKOFF_S": "0.3",
-            "DOCVL_POLL_INTERVAL_S": "0.1",
             "DOCVL_WATCH_POLL_S": "0.1",
             "DOCVL_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
             "PREFECT_API_URL": prefect_api,
@@ -120,6 +119,7 @@ def front_door_platform(
         with InferenceClient(target) as model:
             model.wait_ready(120)
         stack.enter_context(celery_worker(env, logs / "celery.log"))
+        stack.enter_context(celery_worker(env, logs / "job-runner.log", queues="jobs"))
         stack.enter_context(flow_runner(env, logs / "flows-serve.log"))
         stack.enter_context(environment(env))
         settings = FrontDoorSettings()

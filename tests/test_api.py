@@ -434,3 +434,27 @@ def test_an_oversized_json_submission_is_refused(api: TestClient, frontdoor: Fro
     big = api.post("/v1/jobs", headers={**auth(key), "Content-Type": "application/json"}, content=body)
     assert (big.status_code, big.json()["error"]["code"]) == (422, "invalid_input")
     assert "at most 65536 bytes" in big.json()["error"]["message"]
+
+
+def test_a_submission_stands_while_the_broker_is_away(frontdoor: FrontDoorPlatform) -> None:
+    """The job is committed and answered 202 even though its start request cannot be sent; a later
+    request (what the reconciler sends) starts it. Readiness reports the broker but stays ready."""
+    from services.worker.celery_app import make_celery, request_starts
+    from tests.platform import environment
+    from tests.services import free_port
+
+    owner = f"outage-{uuid.uuid4().hex[:8]}"
+    key = frontdoor.key(owner)
+    with (
+        environment({"DOCVL_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}),
+        TestClient(create_app()) as away,
+    ):
+        ready = away.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["broker"] != "ok"
+        response = submit(away, key, PAGE, ["ocr"])
+    assert response.status_code == 202, response.text
+    job_id = uuid.UUID(response.json()["id"])
+    assert frontdoor.status(job_id) is JobStatus.QUEUED
+    request_starts(make_celery(frontdoor.env["DOCVL_REDIS_URL"]))
+    assert frontdoor.wait_finished(job_id) is JobStatus.SUCCEEDED

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,6 @@ def platform(
             "DOCVL_VISIBILITY_TIMEOUT_S": "8",
             "DOCVL_MAX_NEW_TOKENS": str(MAX_NEW_TOKENS),
             "DOCVL_RETRY_BACKOFF_S": "0.5",
-            "DOCVL_POLL_INTERVAL_S": "0.1",
             "PREFECT_API_URL": prefect_api,
             "PREFECT_LOGGING_LEVEL": "WARNING",
         }
@@ -100,12 +100,25 @@ def submit(platform: Platform, path: Path, tasks: list[TaskKind], **options: obj
         return job.id
 
 
-def run_flow(job_id: uuid.UUID) -> JobStatus:
+def run_flow(job_id: uuid.UUID, timeout_s: float = 240) -> JobStatus:
+    """Start the job in a flow run of this process (as a job runner does), then follow it to its end."""
     from workflows import flows
 
     for cached in (flows.settings, flows.context, flows.celery):
         cached.cache_clear()
-    return JobStatus(flows.process_document(job_id))
+    flows.start_jobs([job_id])
+    return wait_finished(flows.context().db, job_id, timeout_s)
+
+
+def wait_finished(db: Database, job_id: uuid.UUID, timeout_s: float = 240) -> JobStatus:
+    from tests.helpers import wait_for
+
+    def finished() -> JobStatus | None:
+        with db.transaction() as s:
+            status = JobStatus(jobs.get_job(s, job_id).status)
+        return status if status.finished else None
+
+    return wait_for(finished, timeout_s, f"job {job_id} to finish")
 
 
 def test_a_multi_page_pdf_goes_through_the_whole_path(platform: Platform) -> None:
@@ -241,7 +254,14 @@ def test_the_sweep_takes_each_document_in_once(platform: Platform, monkeypatch: 
     two = (CORPUS / "002-trivial-libre-office-writer" / "002-trivial-libre-office-writer.pdf").read_bytes()
     platform.store.put(prefix + "a.pdf", one)
     platform.store.put(prefix + "b.pdf", two)
-    sweep = flows.sweep_bucket
+
+    def sweep(bucket: str, prefix: str, tasks: list[str]) -> int:
+        made: int = flows.sweep_bucket(bucket, prefix, tasks)
+        with platform.db.transaction() as s:
+            for job in jobs.list_jobs(s, owner="sweep"):
+                wait_finished(platform.db, job.id)
+        return made
+
     assert sweep(platform.store.bucket, prefix, ["ocr"]) == 2
     assert sweep(platform.store.bucket, prefix, ["ocr"]) == 0
     platform.store.put(prefix + "renamed-copy-of-a.pdf", one)
@@ -321,39 +341,21 @@ def test_a_celery_worker_killed_mid_task_loses_nothing(platform: Platform) -> No
     assert len(rows) == 117
 
 
-def test_front_doors_start_jobs_on_the_served_deployment(platform: Platform) -> None:
-    import subprocess
-    import sys
+def test_a_start_request_is_taken_by_a_job_runner_and_recorded_in_prefect(platform: Platform) -> None:
+    import httpx
 
-    from tests.helpers import ROOT, stop_process, wait_for
-    from workflows import flows
+    from services.worker.celery_app import make_celery, request_starts
 
-    log = platform.logs / "flows-serve.log"
-    env = {**os.environ, **platform.env, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    with log.open("wb") as out:
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "docvl", "flows", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(
-            lambda: runner.poll() is None and "process-document" in log.read_text(), 60, "the flow runner"
-        )
-        job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR])
-        flows.start_processing(job_id)
-
-        def finished() -> str | None:
-            assert runner.poll() is None, log.read_text()
-            with platform.db.transaction() as s:
-                status = jobs.get_job(s, job_id).status
-            return status if JobStatus(status).finished else None
-
-        assert wait_for(finished, 120, "the served flow to finish the job") == JobStatus.SUCCEEDED
-    finally:
-        stop_process(runner)
+    job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+    with celery_worker(platform.env, platform.logs / "job-runner.log", queues="jobs"):
+        request_starts(make_celery(platform.env["DOCVL_REDIS_URL"]))
+        assert wait_finished(platform.db, job_id, 120) is JobStatus.SUCCEEDED
+    with platform.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+    assert job.flow_run_id is not None
+    run = httpx.get(f"{platform.env['PREFECT_API_URL']}/flow_runs/{job.flow_run_id}", timeout=10).json()
+    assert run["state_type"] == "COMPLETED"
+    assert run["parameters"] == {"job_ids": [str(job_id)]}
 
 
 def test_a_page_that_fails_after_its_retries_leaves_a_partial_success(
@@ -386,8 +388,21 @@ def _registered_without_dispatch(platform: Platform, job_id: uuid.UUID) -> None:
     from docvl import pipeline
 
     ctx = pipeline.Context(platform.db, platform.store)
-    pipeline.start(ctx, job_id)
-    pipeline.render(ctx, job_id, pipeline.RenderLimits(max_pages=500, dpi=72))
+    assert not pipeline.drive(ctx, job_id, pipeline.RenderLimits(max_pages=500, dpi=72), lambda work: None)
+
+
+def reconcile_until_finished(platform: Platform, job_id: uuid.UUID, timeout_s: float = 120) -> JobStatus:
+    """Run the reconciler flow (as its schedule would) until the job has finished."""
+    from tests.helpers import wait_for
+    from workflows import flows
+
+    def finished() -> JobStatus | None:
+        flows.reconcile()
+        with platform.db.transaction() as s:
+            status = JobStatus(jobs.get_job(s, job_id).status)
+        return status if status.finished else None
+
+    return wait_for(finished, timeout_s, f"the reconciler to finish job {job_id}")
 
 
 def test_page_tasks_lost_without_a_trace_are_sent_again(
@@ -400,14 +415,16 @@ def test_page_tasks_lost_without_a_trace_are_sent_again(
     try:
         job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR])
         _registered_without_dispatch(platform, job_id)
-        assert flows.wait_for_pages.fn(job_id) is JobStatus.RUNNING  # returns once every page is done
+        assert reconcile_until_finished(platform, job_id) is JobStatus.SUCCEEDED
     finally:
         flows.settings.cache_clear()
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
         rows = jobs.results(s, job_id)
+        recovered = [e.data for e in jobs.events(s, job_id) if e.kind == "recovered"]
     assert (job.pages_total, job.pages_done, job.pages_failed) == (4, 4, 0)
     assert len(rows) == 4
+    assert recovered[0] == {"action": "redispatch", "page_tasks": 4}
 
 
 def test_interactive_jobs_go_before_batch_jobs(platform: Platform) -> None:
@@ -442,3 +459,74 @@ def test_interactive_jobs_go_before_batch_jobs(platform: Platform) -> None:
             + [(r.created_at, "batch") for r in jobs.results(s, batch)]
         )
     assert [who for _, who in order] == ["interactive"] * 4 + ["batch"] * 4
+
+
+def test_a_job_runner_killed_mid_render_is_resumed_by_the_reconciler(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from services.worker.celery_app import make_celery, request_starts
+    from tests.helpers import wait_for
+    from workflows import flows
+
+    monkeypatch.setenv("DOCVL_CLAIM_STALE_S", "2")  # the dead runner's claim is free again after 2 s
+    flows.settings.cache_clear()
+    geotopo = CORPUS / "009-pdflatex-geotopo" / "GeoTopo-komprimiert.pdf"
+    job_id = submit(platform, geotopo, [TaskKind.OCR])
+    with celery_worker(
+        platform.env, platform.logs / "doomed-runner.log", queues="jobs", new_session=True
+    ) as victim:
+        request_starts(make_celery(platform.env["DOCVL_REDIS_URL"]))
+
+        def rendering() -> bool:
+            with platform.db.transaction() as s:
+                job = jobs.get_job(s, job_id)
+                return job.rendered_at is None and job.pages_total >= 8
+
+        wait_for(rendering, 120, "the runner to be mid-render")
+        os.killpg(victim.pid, signal.SIGKILL)  # the runner and its pool processes, mid-render
+        victim.wait(30)
+    with platform.db.transaction() as s:
+        before = {p.index: p.created_at for p in jobs.pages(s, job_id)}
+        assert jobs.get_job(s, job_id).rendered_at is None
+    assert 8 <= len(before) < 117
+    try:
+        with celery_worker(platform.env, platform.logs / "second-runner.log", queues="jobs"):
+            assert reconcile_until_finished(platform, job_id, 240) is JobStatus.SUCCEEDED
+    finally:
+        flows.settings.cache_clear()
+    with platform.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        after = {p.index: p.created_at for p in jobs.pages(s, job_id)}
+        rows = jobs.results(s, job_id)
+    assert (job.pages_total, job.pages_done, job.pages_failed) == (117, 117, 0)
+    assert len(rows) == len({(r.page_index, r.task) for r in rows}) == 117
+    assert all(after[i] == created for i, created in before.items()), "pages stored before the kill kept"
+    assert {"action": "resume_render"} in [e.data for e in jobs_events(platform, job_id, "recovered")]
+
+
+def jobs_events(platform: Platform, job_id: uuid.UUID, kind: str) -> list[Any]:
+    with platform.db.transaction() as s:
+        return [e for e in jobs.events(s, job_id) if e.kind == kind]
+
+
+def test_jobs_wait_while_prefect_is_away_and_start_when_it_is_back(platform: Platform) -> None:
+    from services.worker.celery_app import make_celery, request_starts
+    from tests.helpers import wait_for
+    from tests.services import free_port
+
+    job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+    away = {**platform.env, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}  # nothing listens
+    log = platform.logs / "runner-without-prefect.log"
+    with celery_worker(away, log, queues="jobs"):
+        request_starts(make_celery(platform.env["DOCVL_REDIS_URL"]))
+        wait_for(lambda: "could not start 1 jobs" in log.read_text(), 120, "the runner to give up")
+    with platform.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+    assert (job.status, job.claimed_at, job.pages_total) == (JobStatus.QUEUED, None, 0), (
+        "untouched, unclaimed"
+    )
+    with celery_worker(platform.env, platform.logs / "runner-with-prefect.log", queues="jobs"):
+        request_starts(make_celery(platform.env["DOCVL_REDIS_URL"]))  # what the reconciler asks once back
+        assert wait_finished(platform.db, job_id, 120) is JobStatus.SUCCEEDED

@@ -1,26 +1,31 @@
-"""Prefect flows: they only orchestrate; the work is in docvl.pipeline and the Celery page tasks."""
+"""Prefect flows: they only orchestrate; the work is in docvl.pipeline and the Celery page tasks.
+
+start_jobs runs in the job runners (Celery workers on the `jobs` queue, see run_claimed), a flow run per
+batch of claimed jobs, in the long-lived worker process: no job costs a process. reconcile and
+sweep_bucket are deployments served on schedules by `docvl flows serve`."""
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from functools import cache
 from typing import Any
 
 from celery import Celery
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
+from prefect.runtime import flow_run
+from prefect.settings import temporary_settings
 
-from docvl import pipeline
+from docvl import pipeline, reconciler
+from docvl.db import lifecycle
 from docvl.db.database import Database
 from docvl.documents import DocumentError
 from docvl.errors import DocvlError, Unavailable
-from docvl.job_status import JobStatus
 from docvl.storage import ObjectStore, open_store
 from docvl.storage.factory import open_bucket
 from docvl.tasks import TaskKind
 from model_worker.transport.client import InferenceClient
-from services.worker.celery_app import PAGE_TASK, celery_priority, make_celery, queue_webhook
+from services.worker.celery_app import PAGE_TASK, celery_priority, make_celery, queue_webhook, request_starts
 from workflows.settings import FlowSettings
 
 RETRY_DELAYS = [1, 5, 15, 30]
@@ -53,9 +58,11 @@ def _retryable(task: Any, task_run: Any, state: Any) -> bool:
 retried = task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=_retryable)
 
 
-@retried
-def start_job(job_id: uuid.UUID) -> None:
-    pipeline.start(context(), job_id)
+def render_limits() -> pipeline.RenderLimits:
+    s = settings()
+    return pipeline.RenderLimits(
+        max_pages=s.max_pages, dpi=s.render_dpi, max_pixels=s.max_page_pixels, max_bytes=s.max_document_bytes
+    )
 
 
 def send(work: list[pipeline.PageWork], app: Celery | None = None) -> None:
@@ -70,63 +77,8 @@ def send(work: list[pipeline.PageWork], app: Celery | None = None) -> None:
         )
 
 
-@retried
-def render_and_dispatch(job_id: uuid.UUID) -> int:
-    """Render the pages, sending each few pages' tasks as soon as they are stored."""
-    s = settings()
-    limits = pipeline.RenderLimits(
-        max_pages=s.max_pages, dpi=s.render_dpi, max_pixels=s.max_page_pixels, max_bytes=s.max_document_bytes
-    )
-    return pipeline.render(context(), job_id, limits, on_pages=send)
-
-
-@retried
-def wait_for_pages(job_id: uuid.UUID) -> JobStatus:
-    """Follow the page counters until every page has its results, or the job is cancelled."""
-    s = settings()
-    deadline = time.monotonic() + s.job_timeout_s
-    seen, since = (-1, -1), time.monotonic()
-    while True:
-        job = pipeline.progress(context(), job_id)
-        status = JobStatus(job.status)
-        if status.finished or job.pages_done + job.pages_failed >= job.pages_total:
-            return status
-        now = time.monotonic()
-        if now > deadline:
-            raise DocvlError(f"the job's pages were not all done after {s.job_timeout_s:.0f} s")
-        if (job.pages_done, job.pages_failed) != seen:
-            seen, since = (job.pages_done, job.pages_failed), now
-        elif now - since > s.redispatch_after_s:  # no page finished for that long: tasks were lost
-            missing = pipeline.unfinished_work(context(), job_id)
-            log.warning(
-                "job %s: no progress for %.0f s; sending %d page tasks again",
-                job_id,
-                now - since,
-                len(missing),
-            )
-            send(missing)  # same task ids; a page written twice stays one result
-            since = now
-        time.sleep(s.poll_interval_s)
-
-
-@retried
-def assemble_outputs(job_id: uuid.UUID) -> dict[str, Any]:
-    return pipeline.assemble(context(), job_id)
-
-
-@retried
-def finish_job(job_id: uuid.UUID) -> JobStatus:
-    return JobStatus(pipeline.finish(context(), job_id).status)
-
-
-@retried
-def fail_job(job_id: uuid.UUID, code: str, message: str) -> JobStatus:
-    return JobStatus(pipeline.fail(context(), job_id, code, message).status)
-
-
-@task(retries=3, retry_delay_seconds=[1, 5, 15])
-def notify_end(job_id: uuid.UUID) -> None:
-    """Queue the job's webhook (delivered, retried and recorded by the Celery worker)."""
+def notify(job_id: uuid.UUID) -> None:
+    """Queue the job's end webhook (delivered, retried and recorded by the Celery worker)."""
     queue_webhook(celery(), job_id)
 
 
@@ -134,24 +86,96 @@ def revoke_page_tasks(ids: list[str]) -> None:
     celery().control.revoke(ids)
 
 
-@flow(name="process_document", persist_result=False, log_prints=False)
-def process_document(job_id: uuid.UUID) -> JobStatus:
-    """Render the document, fan its pages out to the Celery queues, collect, assemble, set the status."""
+@retried
+def drive_job(job_id: uuid.UUID) -> bool:
+    """Start the job, render its pages and dispatch their tasks; True when it is ready to finalise."""
+    return pipeline.drive(context(), job_id, render_limits(), send)
+
+
+@retried
+def finalize_job(job_id: uuid.UUID) -> None:
+    pipeline.finalize(context(), job_id, notify)
+
+
+@flow(name="start_jobs", persist_result=False, log_prints=False)
+def start_jobs(job_ids: list[uuid.UUID]) -> int:
+    """Start the claimed jobs: each is rendered and split into Celery page tasks (a task run per job, named
+    for it); the page task that writes a job's last result finishes it. Returns how many were started."""
+    run = flow_run.get_id()
+    if run:
+        with context().db.transaction() as s:
+            lifecycle.set_flow_run(s, job_ids, run)
+    return sum(start_one(job_id) for job_id in job_ids)
+
+
+def start_one(job_id: uuid.UUID) -> bool:
+    """Drive one job inside the current flow run (and finalise it when its pages were faster than its
+    render). A bad document fails the job; an outage leaves it to the reconciler. True when started."""
     try:
-        start_job(job_id)
-        render_and_dispatch(job_id)
-        if wait_for_pages(job_id).finished:  # cancelled meanwhile: whoever cancelled notifies
-            return JobStatus(pipeline.progress(context(), job_id).status)
-        assemble_outputs(job_id)
-        status = JobStatus(finish_job(job_id))
+        if drive_job.with_options(task_run_name=f"job-{job_id}")(job_id):
+            finalize_job(job_id)
+        return True
     except DocumentError as exc:
-        status = JobStatus(fail_job(job_id, exc.code, exc.message))
-    except Exception as exc:  # never leave a job running behind a crashed flow
-        fail_job(job_id, getattr(exc, "code", "internal"), f"the pipeline failed: {exc}")
-        notify_end(job_id)
-        raise
-    notify_end(job_id)
-    return status
+        pipeline.fail(context(), job_id, exc.code, exc.message, notify)
+    except Unavailable as exc:  # an outage outlasted the retries: the reconciler resumes the job
+        log.warning("job %s left for the reconciler: %s", job_id, exc.message)
+    except DocvlError as exc:
+        log.exception("job %s failed", job_id)
+        pipeline.fail(context(), job_id, exc.code, f"the pipeline failed: {exc.message}", notify)
+    return False
+
+
+MAX_BATCHES_PER_REQUEST = 20
+
+
+def run_claimed() -> int:
+    """What a job runner does on a start request: claim unstarted jobs a batch at a time and start each
+    batch in one flow run, in this process, until none is left. Returns how many it started."""
+    s = settings()
+    total = 0
+    for _ in range(MAX_BATCHES_PER_REQUEST):
+        with context().db.transaction() as tx:
+            job_ids = lifecycle.claim_starts(tx, limit=s.start_batch, stale_s=s.claim_stale_s)
+        if not job_ids:
+            return total
+        try:
+            with temporary_settings(updates={"flows.heartbeat_frequency": None}):  # ~1 s per run otherwise
+                total += start_jobs(job_ids)
+        except Exception:  # the flow run itself failed (Prefect away): the jobs wait, none is lost
+            log.exception("could not start %d jobs; they wait for the next request", len(job_ids))
+            with context().db.transaction() as tx:
+                lifecycle.release_claims(tx, job_ids)
+            return total
+    request_starts(celery())  # more are waiting: let another request (maybe another runner) go on
+    return total
+
+
+# -- the reconciler ---------------------------------------------------------------------------------------
+
+
+def lifecycle_limits() -> lifecycle.Limits:
+    s = settings()
+    return lifecycle.Limits(
+        start_grace_s=s.start_grace_s,
+        claim_stale_s=s.claim_stale_s,
+        redispatch_after_s=s.redispatch_after_s,
+        finalize_stale_s=s.finalize_stale_s,
+        job_timeout_s=s.job_timeout_s,
+    )
+
+
+@flow(name="reconcile", persist_result=False, log_prints=False)
+def reconcile() -> dict[str, int]:
+    """Re-drive every job whose next step is overdue (see docvl.reconciler); returns the counts."""
+    drivers = reconciler.Drivers(
+        request_starts=lambda n: request_starts(celery(), n),
+        send=send,
+        notify=notify,
+        revoke=revoke_page_tasks,
+    )
+    counts = reconciler.reconcile(context(), lifecycle_limits(), drivers, start_batch=settings().start_batch)
+    get_run_logger().info("reconciled: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts
 
 
 # -- the scheduled sweep ----------------------------------------------------------------------------------
@@ -189,7 +213,7 @@ def sweep_request(tasks: list[str], identity: tuple[str, str]) -> pipeline.Sweep
 @flow(name="sweep_bucket", persist_result=False, log_prints=False)
 def sweep_bucket(bucket: str | None = None, prefix: str | None = None, tasks: list[str] | None = None) -> int:
     """Make a job for every document under the prefix not yet processed with the same tasks, model and
-    prompt version (by content hash, not name), and start processing each; returns how many it started."""
+    prompt version (by content hash, not name), and start them; returns how many jobs it made."""
     s = settings()
     bucket = bucket or s.sweep_bucket or s.s3_bucket
     prefix = s.sweep_prefix if prefix is None else prefix
@@ -202,29 +226,20 @@ def sweep_bucket(bucket: str | None = None, prefix: str | None = None, tasks: li
             continue
         started += 1
         if s.sweep_start == "inline":
-            process_document(job_id)
-        else:
-            start_processing(job_id)
+            start_one(job_id)
+    if started and s.sweep_start == "runner":
+        request_starts(celery())
     return started
 
 
-PROCESS_DEPLOYMENT = "process_document/process-document"
-
-
-def start_processing(job_id: uuid.UUID) -> None:
-    """Start process_document for the job as a run of the served deployment (what front doors call)."""
-    from prefect.deployments import run_deployment
-
-    run_deployment(PROCESS_DEPLOYMENT, parameters={"job_id": str(job_id)}, timeout=0, as_subflow=False)
-
-
 def serve() -> None:
-    """Serve both deployments until interrupted: process_document on demand, sweep_bucket on its cron."""
+    """Serve the scheduled deployments until interrupted: the reconciler every DOCVL_RECONCILE_INTERVAL_S,
+    the bucket sweep on DOCVL_SWEEP_CRON."""
     from prefect import serve as prefect_serve
 
     s = settings()
     prefect_serve(
-        process_document.to_deployment(name="process-document"),
+        reconcile.to_deployment(name="reconciler", interval=s.reconcile_interval_s),
         sweep_bucket.to_deployment(name="nightly-sweep", cron=s.sweep_cron),
         limit=None,
     )

@@ -22,14 +22,25 @@ class FlowSettings(CoreSettings):
     max_pages: int = Field(500, ge=1, description="Documents with more pages are refused.")
     max_document_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Larger documents are refused.")
     max_page_pixels: int = Field(40_000_000, ge=1_000_000)
-    poll_interval_s: float = Field(0.5, gt=0, description="How often a flow looks at its pages' progress.")
-    job_timeout_s: float = Field(6 * 3600, gt=0, description="A job still unfinished after this fails.")
+    job_timeout_s: float = Field(
+        6 * 3600, gt=0, description="A job still unfinished this long after its submission fails."
+    )
+    start_batch: int = Field(8, ge=1, le=256, description="Jobs a job runner starts in one flow run.")
+    reconcile_interval_s: float = Field(30, ge=1, description="How often the reconciler runs.")
+    start_grace_s: float = Field(
+        10, gt=0, description="A job not started (or finished) this long after it could be is re-driven."
+    )
+    claim_stale_s: float = Field(
+        30, gt=0, description="A render without progress for this long is taken over (its runner died)."
+    )
+    finalize_stale_s: float = Field(
+        60, gt=0, description="A finalisation held this long without ending is taken over."
+    )
     redispatch_after_s: float = Field(
-        3600,
+        60,
         gt=0,
         description="A job with no page finished for this long has its unfinished page tasks sent again "
-        "(a task lost without a trace, e.g. a worker killed past its time limit). Keep it above the "
-        "longest a page may wait in the queue and run.",
+        "(same task ids, each result written once; a copy that finds its result written does nothing).",
     )
     sweep_cron: str = Field("0 2 * * *", description="When the scheduled bucket sweep runs.")
     sweep_bucket: str | None = Field(None, description="Bucket the sweep reads; default: DOCVL_S3_BUCKET.")
@@ -43,6 +54,6 @@ class FlowSettings(CoreSettings):
 
     sweep_owner: str = "sweep"
     sweep_priority: int = Field(0, ge=0, le=9)
-    sweep_start: Literal["deployment", "inline"] = Field(
-        "deployment", description="deployment: each job runs as its own flow run of the served deployment."
+    sweep_start: Literal["runner", "inline"] = Field(
+        "runner", description="runner: the job runners start the jobs; inline: the sweep's flow run does."
     )

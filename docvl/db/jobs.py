@@ -181,14 +181,6 @@ def lock_key_submissions(session: Session, api_key_id: uuid.UUID) -> int:
     ).scalar_one()
 
 
-def delete_unstarted(session: Session, job_id: uuid.UUID) -> None:
-    """Take back a job that could not be started (its events go with it); a started job stays."""
-    session.execute(
-        text("DELETE FROM jobs WHERE id = :id AND status = :queued"),
-        {"id": job_id, "queued": JobStatus.QUEUED.value},
-    )
-
-
 def transition(
     session: Session,
     job_id: uuid.UUID,
@@ -243,7 +235,8 @@ def add_pages(session: Session, job_id: uuid.UUID, pages: list[NewPage]) -> None
         )
     total = session.execute(select(func.count()).where(Page.job_id == job_id)).scalar_one()
     session.execute(
-        text("UPDATE jobs SET pages_total = :total, updated_at = now() WHERE id = :id"),
+        # claimed_at: the render's heartbeat, so that its claim on the job stays fresh (see db/lifecycle.py)
+        text("UPDATE jobs SET pages_total = :total, updated_at = now(), claimed_at = now() WHERE id = :id"),
         {"total": total, "id": job_id},
     )
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -81,6 +82,13 @@ class Job(Base):
         Index(None, "owner", "created_at", "id"),
         Index(None, "api_key_id", "status"),
         Index(None, "status"),
+        Index(
+            "ix_jobs_unfinished",
+            "status",
+            "updated_at",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+        Index("ix_jobs_unnotified", "finished_at", postgresql_where=text("notified_at IS NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -105,6 +113,13 @@ class Job(Base):
     updated_at: Mapped[datetime] = _now()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The lifecycle's own stamps (see docvl/lifecycle.py): who holds which step since when.
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rendered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finalizing_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recovered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class Page(Base):

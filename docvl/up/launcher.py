@@ -21,6 +21,7 @@ from docvl.probes import grpc_serving
 from docvl.up import embedded
 from docvl.up.settings import UpSettings
 from docvl.up.supervisor import StartFailed, Supervisor, log_contains
+from services.worker.celery_app import JOBS_QUEUE, QUEUES, WEBHOOK_QUEUE
 
 HOST = "127.0.0.1"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, a stop, a closed terminal
@@ -145,14 +146,22 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
         lambda _: grpc_serving(model_target),
         timeout,
     )  # fmt: skip
+    page_queues = [f"--queue={q}" for q in [*QUEUES, WEBHOOK_QUEUE]]
     supervisor.start(
         "celery-worker",
-        [python, "-m", "docvl", "worker", "--concurrency", str(settings.worker_concurrency)],
+        [python, "-m", "docvl", "worker", "--concurrency", str(settings.worker_concurrency), *page_queues],
         log_contains(" ready."),
         timeout,
     )
     supervisor.start(
-        "flow-runner", [python, "-m", "docvl", "flows", "serve"], log_contains("process-document"), timeout
+        "job-runner",
+        [python, "-m", "docvl", "worker", "--concurrency", str(settings.job_runner_concurrency),
+         f"--queue={JOBS_QUEUE}"],
+        log_contains(" ready."),
+        timeout,
+    )  # fmt: skip
+    supervisor.start(
+        "flow-runner", [python, "-m", "docvl", "flows", "serve"], log_contains("reconciler"), timeout
     )
     api_url = f"http://{HOST}:{settings.api_port}"
     supervisor.start(
@@ -191,15 +200,19 @@ docvl is up on this machine:
 
 
 def _prefect_database(database_url: str, data: Path) -> str:
-    """Prefect's own database: `prefect` on the same Postgres when it has the pg_trgm extension Prefect
-    needs (a system PostgreSQL does), else a SQLite file in the data directory (the embedded build)."""
-    if embedded.has_extension(database_url, "pg_trgm"):
-        url = urlsplit(database_url)._replace(path="/prefect").geturl()
-        embedded.ensure_database(url)
-        return url.replace("+psycopg", "+asyncpg").replace("postgresql://", "postgresql+asyncpg://")
-    (data / "prefect").mkdir(parents=True, exist_ok=True)
-    say("Prefect: this Postgres lacks pg_trgm; Prefect keeps its state in SQLite in the data directory")
-    return f"sqlite+aiosqlite:///{data / 'prefect' / 'prefect.db'}"
+    """Prefect's own database: `prefect` on the same Postgres, which must offer the pg_trgm extension that
+    Prefect's schema needs (the embedded PostgreSQL does, and so does a system one with its contrib
+    modules). Prefect never falls back to SQLite, which locks under load."""
+    if not embedded.has_extension(database_url, "pg_trgm"):
+        raise StartFailed(
+            f"the Postgres at {_where(database_url)} lacks the pg_trgm extension, which Prefect's schema "
+            "needs: install that server's contrib modules (the postgresql-contrib package), or point "
+            "DOCVL_DATABASE_URL at a loopback port where no server answers and docvl up starts its "
+            "embedded PostgreSQL, which has pg_trgm"
+        )
+    url = urlsplit(database_url)._replace(path="/prefect").geturl()
+    embedded.ensure_database(url)
+    return url.replace("+psycopg", "+asyncpg").replace("postgresql://", "postgresql+asyncpg://")
 
 
 def _model(settings: UpSettings, data: Path) -> tuple[Path, bool]:

@@ -25,6 +25,9 @@ class UpSettings(CoreSettings):
     prefect_port: int = Field(4200, ge=1, le=65535, description="Prefect server and UI.")
     model_worker_port: int = Field(50061, ge=1, le=65535)
     worker_concurrency: int = Field(2, ge=1, description="Celery page-task processes.")
+    job_runner_concurrency: int = Field(
+        2, ge=1, description="Job runner processes (Celery on the jobs queue: render and dispatch)."
+    )
     tiny_max_new_tokens: int = Field(
         24, ge=1, description="Generation cap with the tiny model (its text is junk)."
     )

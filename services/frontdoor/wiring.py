@@ -1,5 +1,6 @@
-"""The JobService of a front door, wired to the real engines: Prefect starts flows, Celery revokes page
-tasks and delivers webhooks. Also the readiness check of the front doors' dependencies."""
+"""The JobService of a front door, wired to the real engines: Celery carries start requests to the job
+runners, revokes page tasks and delivers webhooks. Also the readiness check of the front doors'
+dependencies."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from docvl.job_service import Hooks, JobService
 from docvl.settings import FrontDoorSettings
 from docvl.storage import open_store
 from docvl.storage.factory import open_bucket
-from services.worker.celery_app import make_celery, queue_webhook
+from services.worker.celery_app import make_celery, queue_webhook, request_starts
 
 
 def limits(settings: FrontDoorSettings) -> Limits:
@@ -34,8 +35,6 @@ def limits(settings: FrontDoorSettings) -> Limits:
 
 
 def job_service(settings: FrontDoorSettings, db: Database | None = None) -> JobService:
-    from workflows.flows import start_processing  # imports Prefect: only where flows are started
-
     store = open_store(settings)
     store.ensure_ready()  # the bucket or directory, made when missing
     celery = make_celery(settings.redis_url)
@@ -43,7 +42,10 @@ def job_service(settings: FrontDoorSettings, db: Database | None = None) -> JobS
     def revoke(ids: list[str]) -> None:
         celery.control.revoke(ids)
 
-    hooks = Hooks(start=start_processing, revoke=revoke, notify=partial(queue_webhook, celery))
+    def start(_: uuid.UUID) -> None:
+        request_starts(celery)
+
+    hooks = Hooks(start=start, revoke=revoke, notify=partial(queue_webhook, celery))
     return JobService(
         db or Database(settings.database_url),
         store,

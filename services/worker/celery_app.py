@@ -12,8 +12,10 @@ from docvl.tasks import TaskKind
 PAGE_TASK = "docvl.page"
 WEBHOOK_TASK = "docvl.webhook"
 WEBHOOK_QUEUE = "webhooks"
+START_TASK = "docvl.start_jobs"
+JOBS_QUEUE = "jobs"  # start requests, taken by the job runners
 QUEUES = [task.value for task in TaskKind]  # the page queues
-ALL_QUEUES = [*QUEUES, WEBHOOK_QUEUE]
+ALL_QUEUES = [*QUEUES, WEBHOOK_QUEUE, JOBS_QUEUE]
 
 
 def make_celery(redis_url: str, *, visibility_timeout_s: int = 3600, time_limit_s: int = 1800) -> Celery:
@@ -44,6 +46,20 @@ def make_celery(redis_url: str, *, visibility_timeout_s: int = 3600, time_limit_
 def celery_priority(job_priority: int) -> int:
     """Job priority 0..9, higher first; Redis serves lower numbers first."""
     return 9 - max(0, min(9, job_priority))
+
+
+def request_starts(app: Celery, count: int = 1) -> None:
+    """Ask the job runners to claim and start unstarted jobs. The message names no job: whichever runner
+    takes it claims what is waiting (FOR UPDATE SKIP LOCKED), so a lost or doubled request costs nothing
+    but a delay (the reconciler asks again) or a query. Fails fast when the broker is down."""
+    for _ in range(count):
+        app.send_task(
+            START_TASK,
+            queue=JOBS_QUEUE,
+            priority=0,
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+        )
 
 
 def queue_webhook(app: Celery, job_id: uuid.UUID) -> None:

@@ -18,12 +18,12 @@ from celery.signals import worker_process_init
 from docvl import webhooks
 from docvl.db.database import Database
 from docvl.errors import DocvlError, InvalidInput, Unavailable
-from docvl.pipeline import Context, PageWork, process_page, record_failure
+from docvl.pipeline import Context, PageWork, finalize, process_page, record_failure
 from docvl.storage import open_store
 from docvl.tasks import TaskKind
 from model_worker.transport.client import InferenceClient
 from model_worker.types import InferenceRequest, InferenceResult
-from services.worker.celery_app import PAGE_TASK, WEBHOOK_TASK, make_celery
+from services.worker.celery_app import PAGE_TASK, START_TASK, WEBHOOK_TASK, make_celery, queue_webhook
 from services.worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,29 @@ def _reset_after_fork(**_: Any) -> None:
     _dependencies.cache_clear()
 
 
+@app.task(name=START_TASK, acks_late=False)
+def start_jobs() -> int:
+    """A start request: claim the jobs waiting to start and start them (Prefect flow runs, in this
+    process). Acknowledged on receipt: a request lost with a dying runner is asked again by the reconciler."""
+    from workflows.flows import run_claimed  # Prefect is imported only by the job runners
+
+    return run_claimed()
+
+
 @app.task(bind=True, name=PAGE_TASK, max_retries=None)
 def run_page(self: Task, job_id: str, page_index: int, task: str, priority: int = 0) -> bool:
-    """One page through one task. Retryable errors retry with backoff; the last failure is recorded."""
-    ctx, workers = _dependencies()
+    """One page through one task. Retryable errors retry with backoff; the last failure is recorded. The
+    task whose result completes the job finalises it; returns whether this one did."""
+    ctx, _ = _dependencies()
     work = PageWork(uuid.UUID(job_id), page_index, TaskKind(task), priority)
+    if _run_page(self, ctx, work):
+        finalize(ctx, work.job_id, lambda job: queue_webhook(app, job))
+        return True
+    return False
+
+
+def _run_page(self: Task, ctx: Context, work: PageWork) -> bool:
+    _, workers = _dependencies()
     attempt = self.request.retries + 1
     try:
         return process_page(
