@@ -67,6 +67,11 @@ class PageWork:
 
 
 Send = Callable[[list[PageWork]], None]
+
+
+class JobEnded(Exception):
+    """The job finished (was cancelled) while a step worked on it: the step stops."""
+
 Notify = Callable[[uuid.UUID], None]
 
 
@@ -90,7 +95,10 @@ def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, send: Send) -> 
         pending = unfinished_in(s, job_id) if registered else []
     if pending:
         send(pending)
-    render(ctx, job_id, limits, on_pages=send, skip=registered)
+    try:
+        render(ctx, job_id, limits, on_pages=send, skip=registered)
+    except JobEnded:
+        return False
     with ctx.db.transaction() as s:
         lifecycle.mark_rendered(s, job_id)
         return lifecycle.claim_finalization(s, job_id)
@@ -106,7 +114,8 @@ def render(
     """Render the job's document into stored page images; returns the page count. Every few pages, once
     they are registered, `on_pages` gets their work, so inference starts while the rest still renders.
     Pages in `skip` (registered by an earlier run) are not rendered again; re-running it stores the same
-    pages again and registers nothing twice. Raises DocumentError for bad documents."""
+    pages again and registers nothing twice. Raises DocumentError for bad documents, and JobEnded when the
+    job was cancelled meanwhile."""
     with ctx.db.transaction() as s:
         job = jobs.get_job(s, job_id)
         document = jobs.document_of(s, job)
@@ -121,6 +130,8 @@ def render(
         if batch:
             with ctx.db.transaction() as s:
                 jobs.add_pages(s, job_id, batch)
+                if JobStatus(jobs.get_job(s, job_id).status).finished:
+                    raise JobEnded(f"job {job_id} ended while it rendered")
             if on_pages is not None:
                 on_pages([PageWork(job_id, p.index, task, priority) for p in batch for task in tasks])
 

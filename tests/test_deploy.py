@@ -111,7 +111,20 @@ def test_compose_file_follows_the_compose_specification(compose: dict[str, Any])
 
 def test_compose_services_wait_for_healthy_dependencies(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    expected = {"postgres", "redis", "minio", "prefect", "migrate", "api", "gateway", "flow-runner", "worker"}
+    expected = {
+        *(
+            "postgres",
+            "redis",
+            "minio",
+            "prefect",
+            "migrate",
+            "api",
+            "gateway",
+            "flow-runner",
+            "job-runner",
+            "worker",
+        )
+    }
     assert expected | {"model-worker"} == set(services)
     for name, service in services.items():
         if name != "migrate":
