@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
 
 from bench.model_worker import machine, write_section  # noqa: E402
+from docvl.client import ApiError, Client  # noqa: E402
 from docvl.job_status import JobStatus  # noqa: E402
 from docvl.tasks import TaskKind  # noqa: E402
 from model_worker.transport.client import InferenceClient  # noqa: E402
@@ -84,28 +84,64 @@ class Platform:
         self.process.wait(120)
 
 
-def one_job(client: httpx.Client, image: bytes) -> tuple[float, float, int]:
-    """(submit seconds, submit -> succeeded seconds, HTTP status of the submission)."""
+def cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each descendant of `root`, by what it runs."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        stats[int(entry.name)] = (command, (int(fields[11]) + int(fields[12])) / ticks)
+    totals: dict[str, float] = {}
+    stack = list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        stack += children.get(pid, [])
+        command, seconds = stats.get(pid, ("", 0.0))
+        totals[_role(command)] = totals.get(_role(command), 0.0) + seconds
+    return totals
+
+
+def _role(command: str) -> str:
+    for marker, role in [
+        ("--queue=jobs", "job runner"),
+        (" worker ", "celery worker"),
+        ("model-worker", "model worker"),
+        ("flows serve", "flow runner + reconciler runs"),
+        ("prefect server", "prefect server"),
+        (" api", "api"),
+        (" gateway", "gateway"),
+        ("postgres", "postgres"),
+    ]:
+        if marker in command + " ":
+            return role
+    return "other"
+
+
+def one_job(client: Client, image: bytes) -> tuple[float, float, int]:
+    """(submit seconds, submit -> succeeded seconds, HTTP status of the submission). The client waits as
+    docvl's own client does: it follows the job's event stream (SSE)."""
     started = time.perf_counter()
-    response = client.post(
-        "/v1/jobs", data={"tasks": ["qa"], "question": QUESTION}, files={"file": ("page.png", image)}
-    )
+    try:
+        job = client.submit(image, ["qa"], question=QUESTION, filename="page.png")
+    except ApiError as exc:
+        return time.perf_counter() - started, float("nan"), exc.status
     submitted = time.perf_counter() - started
-    if response.status_code != 202:
-        return submitted, float("nan"), response.status_code
-    job_id = response.json()["id"]
-    while True:
-        status = JobStatus(client.get(f"/v1/jobs/{job_id}").json()["status"])
-        if status.finished:
-            if status is not JobStatus.SUCCEEDED:
-                raise SystemExit(f"job {job_id} ended {status}")
-            return submitted, time.perf_counter() - started, 202
-        time.sleep(0.01)
+    ended = client.wait(job.id, timeout_s=300)
+    if ended.status is not JobStatus.SUCCEEDED:
+        raise SystemExit(f"job {job.id} ended {ended.status}")
+    return submitted, time.perf_counter() - started, 202
 
 
-def clients(platform: Platform, count: int) -> list[httpx.Client]:
-    headers = {"Authorization": f"Bearer {platform.key}"}
-    return [httpx.Client(base_url=platform.url, headers=headers, timeout=120) for _ in range(count)]
+def clients(platform: Platform, count: int) -> list[Client]:
+    return [Client(platform.url, platform.key, timeout=120) for _ in range(count)]
 
 
 def concurrent(platform: Platform, image: bytes, jobs: int, count: int) -> dict[str, float]:
@@ -168,12 +204,19 @@ def main() -> None:
                 one_job(client, image)
             idle = sorted(one_job(client, image)[1] for _ in range(args.idle))
             client.close()
+            before = cpu_seconds(platform.process.pid)
             load = concurrent(platform, image, args.jobs, args.clients)
+            after = cpu_seconds(platform.process.pid)
             model_rate = direct(platform.model, image, args.jobs, args.clients, args.max_new_tokens)
         finally:
             platform.stop()
     idle_p50, idle_p90 = statistics.median(idle), idle[int(0.9 * (len(idle) - 1))]
     ratio = load["jobs/s"] / model_rate
+    cpu = ", ".join(
+        f"{role} {after[role] - before.get(role, 0.0):.1f} s"
+        for role in sorted(after, key=lambda r: before.get(r, 0.0) - after[r])
+        if after[role] - before.get(role, 0.0) >= 0.05
+    )
     rows = [
         f"| one QA job at idle, submit → succeeded | p50 {idle_p50:.3f} s, p90 {idle_p90:.3f} s "
         f"({len(idle)} jobs) |",
@@ -183,10 +226,13 @@ def main() -> None:
         f"| the same {args.jobs} requests straight to the model worker (gRPC, {args.clients} clients) | "
         f"{model_rate:.2f} requests/s |",
         f"| platform / model worker | **{ratio:.2f}** |",
+        f"| CPU used during the {args.jobs} jobs, by process | {cpu} |",
     ]
     section = (
         f"{HEADING}\n\n`bench/small_jobs.py` on `docvl up` (tiny model, {args.max_new_tokens} new tokens, "
-        f"the sample page.png), {machine()}.\n\n| what | measured |\n|---|---|\n" + "\n".join(rows) + "\n"
+        f"the sample page.png; each client submits over REST and follows its job's event stream "
+        "with `docvl.client.Client.wait`), "
+        f"{machine()}.\n\n| what | measured |\n|---|---|\n" + "\n".join(rows) + "\n"
     )
     write_section(REPORT, HEADING, section)
     print(section)

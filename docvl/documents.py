@@ -57,9 +57,10 @@ class DocumentTooLarge(DocumentError):
 @dataclass(frozen=True)
 class RenderedPage:
     index: int
-    png: bytes
+    png: bytes  # the page image: PNG, or an input image kept as it came (see media_type)
     width: int
     height: int
+    media_type: str = "image/png"
 
 
 def sniff_media_type(head: bytes) -> str:
@@ -111,7 +112,11 @@ def open_document(
         with _open_image(path) as image:
             frames = getattr(image, "n_frames", 1)
             _check_count(frames, max_pages)
-            yield OpenedDocument(frames, lambda skip: _render_frames(image, frames, max_pixels, skip))
+            if _usable_as_is(image, frames, max_pixels):
+                page = RenderedPage(0, path.read_bytes(), image.width, image.height, media_type)
+                yield OpenedDocument(1, lambda skip: iter([] if 0 in skip else [page]))
+            else:
+                yield OpenedDocument(frames, lambda skip: _render_frames(image, frames, max_pixels, skip))
 
 
 def _check_count(count: int, max_pages: int) -> None:
@@ -172,6 +177,17 @@ def _open_image(path: Path) -> Iterator[Image.Image]:
         yield image
     finally:
         image.close()
+
+
+def _usable_as_is(image: Image.Image, frames: int, max_pixels: int) -> bool:
+    """A one-frame PNG, JPEG or WebP in RGB or greyscale within the pixel limit is its own page image: no
+    decode and re-encode (the model worker reads these formats as they are)."""
+    return (
+        frames == 1
+        and image.format in ("PNG", "JPEG", "WEBP")
+        and image.mode in ("RGB", "L")
+        and image.width * image.height <= max_pixels
+    )
 
 
 def _render_frames(

@@ -7,10 +7,10 @@ import base64
 import binascii
 import builtins
 import logging
-import time
+import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from docvl import pipeline
 from docvl.db import api_keys, jobs
 from docvl.db.api_keys import Caller
 from docvl.db.database import Database
+from docvl.db.notifications import EventNotifier
 from docvl.errors import (
     Conflict,
     DocvlError,
@@ -61,6 +62,7 @@ class JobService:
         source_store: Callable[[str], ObjectStore],
         presign_expiry_s: int = 3600,
         spool_dir: Path | None = None,
+        notifier: EventNotifier | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -69,6 +71,11 @@ class JobService:
         self.source_store = source_store
         self.presign_expiry_s = presign_expiry_s
         self.spool_dir = spool_dir
+        self.notifier = notifier
+
+    def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stop()
 
     # -- who is calling ------------------------------------------------------------------------------
 
@@ -239,14 +246,24 @@ class JobService:
         """The job's events as they happen, from after `after_id`, until the job has ended (the stream
         stops after the final status event) or `keep_going` says stop."""
         self.get(caller, job_id)  # NotFound before the stream starts
-        while keep_going():
-            batch, ended = self.poll_events(caller, job_id, after_id)
-            for event in batch:
-                after_id = event.id
-                yield event
-            if ended:
-                return
-            time.sleep(poll_s)
+        woken = threading.Event()
+        with self.subscribed(job_id, woken.set):
+            while keep_going():
+                woken.clear()  # before looking: an event committed after the look wakes the wait below
+                batch, ended = self.poll_events(caller, job_id, after_id)
+                for event in batch:
+                    after_id = event.id
+                    yield event
+                if ended:
+                    return
+                woken.wait(poll_s)
+
+    def subscribed(self, job_id: uuid.UUID, wake: Callable[[], None]) -> AbstractContextManager[None]:
+        """While the block runs, `wake()` is called as soon as the job has new events (when this service
+        listens for them; otherwise never, and streams find them at their next poll)."""
+        if self.notifier is None:
+            return nullcontext()
+        return self.notifier.subscribed(job_id, wake)
 
     def list(
         self, caller: Caller, *, status: JobStatus | None = None, cursor: str | None = None, limit: int = 50

@@ -72,59 +72,83 @@ Send = Callable[[list[PageWork]], None]
 class JobEnded(Exception):
     """The job finished (was cancelled) while a step worked on it: the step stops."""
 
+
 Notify = Callable[[uuid.UUID], None]
 
 
-def start(ctx: Context, job_id: uuid.UUID) -> Job | None:
+def _start(s: Session, job_id: uuid.UUID) -> Job | None:
     """The job, now running; None when it has already finished (cancelled meanwhile)."""
-    with ctx.db.transaction() as s:
-        job = jobs.get_job(s, job_id, lock=True)
-        if JobStatus(job.status).finished:
-            return None
-        return jobs.transition(s, job_id, JobStatus.RUNNING)
+    job = jobs.get_job(s, job_id, lock=True)
+    if JobStatus(job.status).finished:
+        return None
+    return jobs.transition(s, job_id, JobStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a render needs to know of its job, read once."""
+
+    object_key: str
+    size_bytes: int
+    document_id: uuid.UUID
+    password: str | None
+    tasks: list[TaskKind]
+    priority: int
 
 
 def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, send: Send) -> bool:
     """Start the job, render its pages and dispatch their tasks, resuming where an earlier run stopped: the
     pages already registered are kept and only their unfinished tasks sent again. Returns True when the
     caller must finalise the job (its pages all finished before the render did). Raises DocumentError."""
-    if start(ctx, job_id) is None:
-        return False
     with ctx.db.transaction() as s:
+        job = _start(s, job_id)
+        if job is None:
+            return False
         registered = frozenset(p.index for p in jobs.pages(s, job_id))
         pending = unfinished_in(s, job_id) if registered else []
+        plan = _plan(s, job)
     if pending:
         send(pending)
     try:
-        render(ctx, job_id, limits, on_pages=send, skip=registered)
+        count = _render(ctx, job_id, plan, limits, send, registered)
     except JobEnded:
         return False
     with ctx.db.transaction() as s:
+        jobs.set_page_count(s, plan.document_id, count)
         lifecycle.mark_rendered(s, job_id)
         return lifecycle.claim_finalization(s, job_id)
 
 
-def render(
+def _plan(s: Session, job: Job) -> _Plan:
+    document = jobs.document_of(s, job)
+    return _Plan(
+        object_key=document.object_key,
+        size_bytes=document.size_bytes,
+        document_id=document.id,
+        password=job.options.get("password"),
+        tasks=[TaskKind(t) for t in job.tasks],
+        priority=job.priority,
+    )
+
+
+def _render(
     ctx: Context,
     job_id: uuid.UUID,
+    plan: _Plan,
     limits: RenderLimits,
-    on_pages: Send | None = None,
-    skip: frozenset[int] = frozenset(),
+    on_pages: Send | None,
+    skip: frozenset[int],
 ) -> int:
     """Render the job's document into stored page images; returns the page count. Every few pages, once
     they are registered, `on_pages` gets their work, so inference starts while the rest still renders.
     Pages in `skip` (registered by an earlier run) are not rendered again; re-running it stores the same
     pages again and registers nothing twice. Raises DocumentError for bad documents, and JobEnded when the
     job was cancelled meanwhile."""
-    with ctx.db.transaction() as s:
-        job = jobs.get_job(s, job_id)
-        document = jobs.document_of(s, job)
-        password = job.options.get("password")
-        tasks, priority = [TaskKind(t) for t in job.tasks], job.priority
-    if limits.max_bytes is not None and document.size_bytes > limits.max_bytes:
+    if limits.max_bytes is not None and plan.size_bytes > limits.max_bytes:
         raise DocumentTooLarge(
-            f"the document is {document.size_bytes} bytes, over the limit of {limits.max_bytes}: split it"
+            f"the document is {plan.size_bytes} bytes, over the limit of {limits.max_bytes}: split it"
         )
+    tasks, priority, password = plan.tasks, plan.priority, plan.password
 
     def register(batch: list[jobs.NewPage]) -> None:
         if batch:
@@ -137,7 +161,7 @@ def render(
 
     with tempfile.TemporaryDirectory(prefix="docvl-render-") as tmp:
         path = Path(tmp) / "document"
-        with ctx.store.open(document.object_key) as source, path.open("wb") as out:
+        with ctx.store.open(plan.object_key) as source, path.open("wb") as out:
             while chunk := source.read(1024 * 1024):
                 out.write(chunk)
         with open_document(
@@ -146,16 +170,13 @@ def render(
             batch: list[jobs.NewPage] = []
             for page in opened.pages(skip):
                 key = page_key(job_id, page.index)
-                ctx.store.put(key, page.png, content_type="image/png")
+                ctx.store.put(key, page.png, content_type=page.media_type)
                 batch.append(jobs.NewPage(page.index, key, page.width, page.height, len(page.png)))
                 if len(batch) == PAGES_PER_WRITE:
                     register(batch)
                     batch = []
             register(batch)
-            count = opened.page_count
-    with ctx.db.transaction() as s:
-        jobs.set_page_count(s, document.id, count)
-    return count
+            return opened.page_count
 
 
 def unfinished_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:

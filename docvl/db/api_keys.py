@@ -6,8 +6,9 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -65,7 +66,16 @@ def authenticate(session: Session, secret: str) -> Caller:
     ).scalar_one_or_none()
     if key is None:
         raise Unauthenticated("unknown or revoked API key: ask for a new one (docvl keys create)")
-    key.last_used_at = func.now()
+    # At most one write a minute per key: a busy key's every request would otherwise queue on its row lock.
+    session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key.id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < func.now() - timedelta(seconds=60)),
+        )
+        .values(last_used_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
     return Caller(key.owner, key.id)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, literal, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from docvl.db import notifications
 from docvl.db.models import Document, Job, JobEvent, Page, TaskResult
 from docvl.errors import Conflict, InvalidInput, NotFound
 from docvl.job_status import JobStatus, check_transition
@@ -358,3 +359,4 @@ def _event(
 ) -> None:
     session.add(JobEvent(job_id=job_id, kind=kind, status=status.value, data=data or {}))
     session.flush()
+    notifications.notify(session, job_id)

@@ -53,8 +53,9 @@ def up(settings: UpSettings) -> int:
             stopped = supervisor.exited()
             if stopped is not None:
                 code = stopped.process.returncode
-                say(f"\n{stopped.name} stopped unexpectedly (exit {code}); see {stopped.log}")
-                return 1
+                say(f"\n{stopped.name} stopped unexpectedly (exit {code}); restarting it (see {stopped.log})")
+                supervisor.restart(stopped)
+                say(f"{stopped.name} is back")
     except KeyboardInterrupt:
         say("\nStopping…")
         return 0

@@ -36,6 +36,7 @@ def create_app(settings: ApiSettings | None = None, service: JobService | None =
         database.wait_until_reachable(config.database_wait_s)
         app.state.service = job_service(config, database)
         yield
+        app.state.service.close()
         database.dispose()
 
     app = FastAPI(title="docvl", version="1", description=DESCRIPTION, lifespan=lifespan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -296,19 +297,27 @@ async def _event_stream(
     keepalive_s: float,
 ) -> AsyncIterator[str]:
     last_sent = time.monotonic()
-    while not await request.is_disconnected():
-        events, ended = await run_in_threadpool(svc.poll_events, who, job_id, after)
-        for event in events:
-            after = event.id
-            yield f"id: {event.id}\nevent: {event.kind}\ndata: {event.model_dump_json()}\n\n"
-            last_sent = time.monotonic()
-        if ended:
-            yield "event: end\ndata: {}\n\n"
-            return
-        if time.monotonic() - last_sent > keepalive_s:
-            yield ": keep-alive\n\n"
-            last_sent = time.monotonic()
-        await asyncio.sleep(poll_s)
+    loop, woken = asyncio.get_running_loop(), asyncio.Event()
+
+    def wake() -> None:  # called from the notifier's thread
+        loop.call_soon_threadsafe(woken.set)
+
+    with svc.subscribed(job_id, wake):
+        while not await request.is_disconnected():
+            woken.clear()  # before looking: an event committed after the look ends the wait below
+            events, ended = await run_in_threadpool(svc.poll_events, who, job_id, after)
+            for event in events:
+                after = event.id
+                yield f"id: {event.id}\nevent: {event.kind}\ndata: {event.model_dump_json()}\n\n"
+                last_sent = time.monotonic()
+            if ended:
+                yield "event: end\ndata: {}\n\n"
+                return
+            if time.monotonic() - last_sent > keepalive_s:
+                yield ": keep-alive\n\n"
+                last_sent = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), poll_s)
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobView, responses=ERRORS, tags=["jobs"])

@@ -12,6 +12,7 @@ import httpx
 import redis
 
 from docvl.db.database import Database
+from docvl.db.notifications import EventNotifier
 from docvl.errors import InvalidInput
 from docvl.intake import Limits
 from docvl.job_service import Hooks, JobService
@@ -54,6 +55,7 @@ def job_service(settings: FrontDoorSettings, db: Database | None = None) -> JobS
         source_store=partial(open_bucket, settings, own=store),
         presign_expiry_s=settings.presign_expiry_s,
         spool_dir=settings.spool_dir,
+        notifier=EventNotifier(settings.database_url).start(),
     )
 
 

@@ -101,4 +101,5 @@ def serve(settings: GatewaySettings, db: Database | None = None) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        service.close()
         service.db.dispose()
