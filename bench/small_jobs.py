@@ -14,10 +14,7 @@ configured URLs (as `docvl up` does), else the embedded ones.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,99 +27,17 @@ sys.path.insert(0, str(ROOT))
 
 
 from bench.model_worker import machine, write_section  # noqa: E402
+from bench.up_platform import Platform, cpu_seconds  # noqa: E402
 from docvl.client import ApiError, Client  # noqa: E402
 from docvl.job_status import JobStatus  # noqa: E402
 from docvl.tasks import TaskKind  # noqa: E402
 from model_worker.transport.client import InferenceClient  # noqa: E402
 from model_worker.types import GenerationParams, InferenceRequest  # noqa: E402
-from tests.services import free_port  # noqa: E402
 
 IMAGE = ROOT / "docvl" / "samples" / "page.png"
 QUESTION = "What is the title of this page?"
 REPORT = ROOT / "docs" / "benchmarks.md"
 HEADING = "### Small jobs"
-
-
-class Platform:
-    """`docvl up` in its own process group, on free ports, with its own data directory."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.api_port, self.model_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "DOCVL_DATA_DIR": str(data),
-            "DOCVL_DEMO": "false",
-            "DOCVL_API_PORT": str(self.api_port),
-            "DOCVL_GATEWAY_PORT": str(free_port()),
-            "DOCVL_PREFECT_PORT": str(free_port()),
-            "DOCVL_MODEL_WORKER_PORT": str(self.model_port),
-            "DOCVL_MAX_IN_FLIGHT_PER_KEY": "1000",
-        }
-        self.log = data / "up.log"
-        data.mkdir(parents=True, exist_ok=True)
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "docvl", "up"],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 600
-        while "Serving." not in self.log.read_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"docvl up did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        self.key = (data / "api-key").read_text().strip()
-        self.url = f"http://127.0.0.1:{self.api_port}"
-        self.model = f"127.0.0.1:{self.model_port}"
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(120)
-
-
-def cpu_seconds(root: int) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each descendant of `root`, by what it runs."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, tuple[str, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-        stats[int(entry.name)] = (command, (int(fields[11]) + int(fields[12])) / ticks)
-    totals: dict[str, float] = {}
-    stack = list(children.get(root, []))
-    while stack:
-        pid = stack.pop()
-        stack += children.get(pid, [])
-        command, seconds = stats.get(pid, ("", 0.0))
-        totals[_role(command)] = totals.get(_role(command), 0.0) + seconds
-    return totals
-
-
-def _role(command: str) -> str:
-    for marker, role in [
-        ("--queue=jobs", "job runner"),
-        (" worker ", "celery worker"),
-        ("model-worker", "model worker"),
-        ("flows serve", "flow runner + reconciler runs"),
-        ("prefect server", "prefect server"),
-        (" api", "api"),
-        (" gateway", "gateway"),
-        ("postgres", "postgres"),
-    ]:
-        if marker in command + " ":
-            return role
-    return "other"
 
 
 def one_job(client: Client, image: bytes) -> tuple[float, float, int]:
@@ -197,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     image = IMAGE.read_bytes()
     with tempfile.TemporaryDirectory(prefix="docvl-small-jobs-") as tmp:
-        platform = Platform(Path(tmp) / "var")
+        platform = Platform(Path(tmp) / "var", {"DOCVL_MAX_IN_FLIGHT_PER_KEY": "1000"})
         try:
             [client] = clients(platform, 1)
             for _ in range(3):  # warm: the pool processes make their connections on their first tasks

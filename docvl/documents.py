@@ -99,6 +99,7 @@ def open_document(
     max_pages: int,
     dpi: int = 110,
     max_pixels: int = 40_000_000,
+    max_side: int | None = None,
     password: str | None = None,
 ) -> Iterator[OpenedDocument]:
     """Open the document at `path`; raise a DocumentError naming the cause when it cannot be processed."""
@@ -107,7 +108,7 @@ def open_document(
     if media_type == PDF:
         with _open_pdf(path, password) as pdf:
             _check_count(len(pdf), max_pages)
-            yield OpenedDocument(len(pdf), lambda skip: _render_pdf(pdf, dpi, max_pixels, skip))
+            yield OpenedDocument(len(pdf), lambda skip: _render_pdf(pdf, dpi, max_pixels, max_side, skip))
     else:
         with _open_image(path) as image:
             frames = getattr(image, "n_frames", 1)
@@ -143,7 +144,7 @@ def _open_pdf(path: Path, password: str | None) -> Iterator[pdfium.PdfDocument]:
 
 
 def _render_pdf(
-    pdf: pdfium.PdfDocument, dpi: int, max_pixels: int, skip: frozenset[int]
+    pdf: pdfium.PdfDocument, dpi: int, max_pixels: int, max_side: int | None, skip: frozenset[int]
 ) -> Iterator[RenderedPage]:
     for index in range(len(pdf)):
         if index in skip:
@@ -152,6 +153,8 @@ def _render_pdf(
         try:
             width, height = page.get_size()
             scale = dpi / 72
+            if max_side is not None:  # no more pixels than the model will look at
+                scale = min(scale, max_side / max(width, height))
             if width * height * scale * scale > max_pixels:  # a poster-sized page: fewer dots per inch
                 scale = (max_pixels / (width * height)) ** 0.5
             image = page.render(scale=scale).to_pil().convert("RGB")

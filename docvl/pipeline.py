@@ -41,6 +41,7 @@ class RenderLimits:
     max_pages: int
     dpi: int
     max_pixels: int = 40_000_000
+    max_side: int | None = None
     max_bytes: int | None = None
 
 
@@ -165,7 +166,12 @@ def _render(
             while chunk := source.read(1024 * 1024):
                 out.write(chunk)
         with open_document(
-            path, max_pages=limits.max_pages, dpi=limits.dpi, max_pixels=limits.max_pixels, password=password
+            path,
+            max_pages=limits.max_pages,
+            dpi=limits.dpi,
+            max_pixels=limits.max_pixels,
+            max_side=limits.max_side,
+            password=password,
         ) as opened:
             batch: list[jobs.NewPage] = []
             for page in opened.pages(skip):

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
+import pytest
 from sqlalchemy import text
 
 from docvl import pipeline, reconciler
@@ -222,3 +223,27 @@ def test_a_job_past_its_timeout_fails_and_its_tasks_are_revoked(
         job = jobs.get_job(s, job_id)
     assert (job.status, job.error_code) == (JobStatus.FAILED, "job_timeout")
     assert sorted(record.revoked) == [f"{job_id}:0:ocr", f"{job_id}:1:ocr"]
+
+
+def test_a_reconciler_that_dies_mid_pass_leaves_the_job_to_the_next(
+    db: Database, s3_store: S3ObjectStore
+) -> None:
+    """The pass stamps the job, then dies before it acts (its broker call raises): nothing is lost; the
+    next pass, once the stamp is stale, asks again."""
+    ctx = pipeline.Context(db, s3_store)
+    job_id = new_job(db)
+    age(db, job_id, 60, "created_at")
+    dying = Recorded().drivers()
+
+    def broker_gone(_: int) -> None:
+        raise ConnectionError("broker gone")
+
+    dying = reconciler.Drivers(broker_gone, dying.send, dying.notify, dying.revoke)
+    with pytest.raises(ConnectionError):
+        reconciler.reconcile(ctx, LIMITS, dying, start_batch=8)
+    record = Recorded()
+    assert reconciler.reconcile(ctx, LIMITS, record.drivers(), start_batch=8)["started"] == 0, "stamped"
+    age(db, job_id, 60, "recovered_at")
+    assert reconciler.reconcile(ctx, LIMITS, record.drivers(), start_batch=8)["started"] == 1
+    assert record.starts == [1]
+    assert [e["action"] for e in recovered(db, job_id)] == ["start", "start"]

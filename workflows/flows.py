@@ -62,7 +62,11 @@ retried = task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retr
 def render_limits() -> pipeline.RenderLimits:
     s = settings()
     return pipeline.RenderLimits(
-        max_pages=s.max_pages, dpi=s.render_dpi, max_pixels=s.max_page_pixels, max_bytes=s.max_document_bytes
+        max_pages=s.max_pages,
+        dpi=s.render_dpi,
+        max_pixels=s.max_page_pixels,
+        max_side=s.render_max_side or None,
+        max_bytes=s.max_document_bytes,
     )
 
 

@@ -17,7 +17,13 @@ class FlowSettings(CoreSettings):
         110,
         ge=36,
         le=600,
-        description="PDF render resolution; 110 dpi makes an A4 page 1286 px, above the 1024 the model sees.",
+        description="PDF render resolution, capped by DOCVL_RENDER_MAX_SIDE.",
+    )
+    render_max_side: int = Field(
+        1024,
+        ge=0,
+        description="A rendered page's longer side is at most this many pixels (DeepSeek-VL looks at 1024 at "
+        "most; rendering more costs CPU and nothing else); 0: DOCVL_RENDER_DPI alone decides.",
     )
     max_pages: int = Field(500, ge=1, description="Documents with more pages are refused.")
     max_document_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Larger documents are refused.")
