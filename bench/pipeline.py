@@ -165,7 +165,6 @@ def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int, store
             "DOCVL_STORAGE_DIR": str(tmp / "storage"),
             "DOCVL_MODEL_WORKER_TARGETS": target,
             "DOCVL_MAX_NEW_TOKENS": str(max_new_tokens),
-            "DOCVL_POLL_INTERVAL_S": "0.2",
             "PREFECT_API_URL": prefect_api,
             "PREFECT_LOGGING_LEVEL": "WARNING",
         }

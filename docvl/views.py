@@ -114,7 +114,10 @@ class ResultView(BaseModel):
 
 class EventView(BaseModel):
     id: int = Field(description="Increasing; resume a stream after it (Last-Event-ID).")
-    kind: str = Field(description="status, progress or webhook.")
+    kind: str = Field(
+        description="status, progress, webhook, or recovered (the reconciler re-drove the job; "
+        "data.action says how)."
+    )
     status: JobStatus
     data: dict[str, Any]
     created_at: datetime

@@ -59,12 +59,22 @@ def postgres_launch(url: str, data_dir: Path) -> Launch:
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         _own(data, user)
-        subprocess.run(
+        done = subprocess.run(
             [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8"],
-            check=True,
             capture_output=True,
+            text=True,
             user=user,
         )
+        if done.returncode != 0:
+            reach = (
+                f" (as root it runs as the system user {user}, which must be able to enter every directory "
+                f"above {data}: chmod o+x them, or choose another DOCVL_DATA_DIR)"
+                if user
+                else ""
+            )
+            raise EmbeddedUnusable(
+                f"the embedded PostgreSQL could not initialise {data}{reach}: {done.stderr.strip()[-500:]}"
+            )
     command = [
         str(binaries / "postgres"),
         "-D", str(data),
