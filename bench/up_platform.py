@@ -95,11 +95,17 @@ class Platform:
 
     def kill_everything(self) -> None:
         """A power cut: every process of `docvl up` killed at once."""
+        everyone = [self.process.pid, *descendants(self.process.pid)]
         groups = {os.getpgid(pid) for pid in children(self.process.pid)}
         for group in [*groups, self.process.pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
         self.process.wait(30)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in everyone):  # as after a reboot: none of them is left
+            if time.monotonic() > deadline:
+                raise SystemExit("processes of docvl up outlived SIGKILL")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -119,6 +125,14 @@ def children(root: int) -> list[int]:
             if int(fields[1]) == root:
                 found.append(int(entry.name))
     return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie, killed but not yet collected by its parent, is not)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def descendants(root: int) -> list[int]:

@@ -67,6 +67,12 @@ class StorageUnavailable(Unavailable):
     code = "storage_unavailable"
 
 
+class BrokerUnavailable(Unavailable):
+    """Redis (the Celery broker) cannot be reached; the same call may be retried."""
+
+    code = "broker_unavailable"
+
+
 class TooLarge(InvalidInput):
     """An upload over its size limit; it was cut off, not stored."""
 

@@ -140,3 +140,25 @@ def test_a_cluster_of_another_major_version_is_refused_clearly(data_dir: Path) -
     (old / "PG_VERSION").write_text("16\n")  # what an earlier docvl's embedded PostgreSQL 16 left
     with pytest.raises(embedded.EmbeddedUnusable, match="PostgreSQL 16 cluster"):
         embedded.postgres_launch("postgresql://postgres@127.0.0.1:1/docvl", data_dir)
+
+
+def test_a_lock_file_left_by_a_dead_server_is_cleared_and_a_live_ones_kept(tmp_path: Path) -> None:
+    """After a crash or a power cut, postmaster.pid names a PID that is gone, a zombie or another program
+    by now: docvl up removes it (PostgreSQL would refuse to start), but never a running server's."""
+    import sys
+
+    lock = tmp_path / "postmaster.pid"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for pid in (gone.pid, os.getpid()):  # no such process; a process that is not PostgreSQL
+        lock.write_text(f"{pid}\n{tmp_path}\n")
+        embedded._clear_stale_lock(tmp_path)
+        assert not lock.exists()
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "postgres"])
+    try:
+        lock.write_text(f"{server.pid}\n{tmp_path}\n")
+        embedded._clear_stale_lock(tmp_path)
+        assert lock.exists()
+    finally:
+        server.kill()
+        server.wait()

@@ -26,7 +26,14 @@ from docvl.storage import ObjectStore, open_store
 from docvl.storage.factory import open_bucket
 from docvl.tasks import TaskKind
 from model_worker.transport.client import InferenceClient
-from services.worker.celery_app import PAGE_TASK, celery_priority, make_celery, queue_webhook, request_starts
+from services.worker.celery_app import (
+    PAGE_TASK,
+    broker_errors,
+    celery_priority,
+    make_celery,
+    queue_webhook,
+    request_starts,
+)
 from workflows.settings import FlowSettings
 
 RETRY_DELAYS = [1, 5, 15, 30]
@@ -71,15 +78,17 @@ def render_limits() -> pipeline.RenderLimits:
 
 
 def send(work: list[pipeline.PageWork], app: Celery | None = None) -> None:
-    """One Celery task per (page, task), on the queue of its task kind, with the job's priority."""
-    for item in work:
-        (app or celery()).send_task(
-            PAGE_TASK,
-            args=[str(item.job_id), item.page_index, item.task.value, item.priority],
-            queue=item.task.value,
-            priority=celery_priority(item.priority),
-            task_id=item.id,
-        )
+    """One Celery task per (page, task), on the queue of its task kind, with the job's priority. Raises
+    BrokerUnavailable when Redis does not answer."""
+    with broker_errors():
+        for item in work:
+            (app or celery()).send_task(
+                PAGE_TASK,
+                args=[str(item.job_id), item.page_index, item.task.value, item.priority],
+                queue=item.task.value,
+                priority=celery_priority(item.priority),
+                task_id=item.id,
+            )
 
 
 def notify(job_id: uuid.UUID) -> None:
@@ -88,7 +97,8 @@ def notify(job_id: uuid.UUID) -> None:
 
 
 def revoke_page_tasks(ids: list[str]) -> None:
-    celery().control.revoke(ids)
+    with broker_errors():
+        celery().control.revoke(ids)
 
 
 @retried
@@ -127,6 +137,9 @@ def start_one(job_id: uuid.UUID) -> bool:
     except DocvlError as exc:
         log.exception("job %s failed", job_id)
         pipeline.fail(context(), job_id, exc.code, f"the pipeline failed: {exc.message}", notify)
+    except Exception as exc:  # a bug: fail this job once, rather than start it again and again
+        log.exception("job %s failed", job_id)
+        pipeline.fail(context(), job_id, "internal", f"the pipeline failed: {type(exc).__name__}", notify)
     return False
 
 

@@ -56,6 +56,7 @@ def postgres_launch(url: str, data_dir: Path) -> Launch:
     user = _unprivileged_user()
     major = _check_runs(binaries / "postgres", user)
     _check_cluster_version(data, major)
+    _clear_stale_lock(data)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         _own(data, user)
@@ -201,6 +202,25 @@ def _check_cluster_version(data: Path, major: int) -> None:
             "one; or start a PostgreSQL "
             f"{found} on DOCVL_DATABASE_URL to keep using it"
         )
+
+
+def _clear_stale_lock(data: Path) -> None:
+    """Remove the lock file of a server that is gone: after a crash or a power cut its PID may be a zombie
+    or belong to another program by now, and PostgreSQL would then refuse to start. Only called when no
+    server answers on the configured port."""
+    lock = data / "postmaster.pid"
+    try:
+        pid = int(lock.read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return
+    proc = Path("/proc") / str(pid)
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        alive = state != "Z" and b"postgres" in (proc / "cmdline").read_bytes()
+    except OSError:  # no such process (or no /proc: leave the decision to PostgreSQL)
+        alive = not Path("/proc/self").exists()
+    if not alive:
+        lock.unlink(missing_ok=True)
 
 
 def _own(path: Path, user: str | None) -> None:

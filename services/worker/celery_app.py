@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import kombu.exceptions
+import redis
 from celery import Celery
 from kombu import Queue
 
+from docvl.errors import BrokerUnavailable
 from docvl.tasks import TaskKind
 
 PAGE_TASK = "docvl.page"
@@ -43,6 +48,16 @@ def make_celery(redis_url: str, *, visibility_timeout_s: int = 3600, time_limit_
     return app
 
 
+@contextmanager
+def broker_errors() -> Iterator[None]:
+    """The broker's client errors as BrokerUnavailable: an outage, retried or left to the reconciler, never a
+    job's failure."""
+    try:
+        yield
+    except (kombu.exceptions.OperationalError, redis.RedisError, ConnectionError) as exc:
+        raise BrokerUnavailable(f"the broker (Redis) did not answer: {exc}") from exc
+
+
 def celery_priority(job_priority: int) -> int:
     """Job priority 0..9, higher first; Redis serves lower numbers first."""
     return 9 - max(0, min(9, job_priority))
@@ -52,16 +67,18 @@ def request_starts(app: Celery, count: int = 1) -> None:
     """Ask the job runners to claim and start unstarted jobs. The message names no job: whichever runner
     takes it claims what is waiting (FOR UPDATE SKIP LOCKED), so a lost or doubled request costs nothing
     but a delay (the reconciler asks again) or a query. Fails fast when the broker is down."""
-    for _ in range(count):
-        app.send_task(
-            START_TASK,
-            queue=JOBS_QUEUE,
-            priority=0,
-            retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
-        )
+    with broker_errors():
+        for _ in range(count):
+            app.send_task(
+                START_TASK,
+                queue=JOBS_QUEUE,
+                priority=0,
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+            )
 
 
 def queue_webhook(app: Celery, job_id: uuid.UUID) -> None:
     """Queue the delivery of the job's end webhook (the task itself finds out whether one is wanted)."""
-    app.send_task(WEBHOOK_TASK, args=[str(job_id)], queue=WEBHOOK_QUEUE, task_id=f"webhook:{job_id}")
+    with broker_errors():
+        app.send_task(WEBHOOK_TASK, args=[str(job_id)], queue=WEBHOOK_QUEUE, task_id=f"webhook:{job_id}")
