@@ -39,6 +39,29 @@ class Running:
     api_url: str
     gateway: str
     key: str
+    env: dict[str, str]
+
+
+def make_run(root: Path, env: dict[str, str], output: Path) -> subprocess.Popen[bytes]:
+    """`make run` in its own session, as a terminal would start it; waits until it serves."""
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            ["make", "run"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def serving() -> bool:
+        text = output.read_text(errors="replace")
+        if process.poll() is not None or "Start-up failed" in text:
+            raise AssertionError(f"make run stopped:\n{text[-6000:]}")
+        return "\nServing. Ctrl-C stops every service." in text and (root / "var" / "api-key").is_file()
+
+    try:
+        wait_for(serving, 900, "make run to install, start and run its demo")
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+        raise
+    return process
 
 
 def fresh_copy(target: Path) -> Path:
@@ -75,27 +98,17 @@ def platform() -> Iterator[Running]:
         "DOCVL_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{ports['postgres']}/docvl",
         "DOCVL_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
     }
-    with output.open("wb") as out:
-        process = subprocess.Popen(
-            ["make", "run"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    running: Running | None = None
     try:
-
-        def serving() -> bool:
-            text = output.read_text(errors="replace")
-            if process.poll() is not None or "Start-up failed" in text:
-                raise AssertionError(f"make run stopped:\n{text[-6000:]}")
-            return "\nServing. Ctrl-C stops every service." in text and (root / "var" / "api-key").is_file()
-
-        wait_for(serving, 900, "make run to install, start and run its demo")
+        process = make_run(root, env, output)
         key = (root / "var" / "api-key").read_text().strip()
-        yield Running(
-            root, process, output, f"http://127.0.0.1:{ports['api']}", f"127.0.0.1:{ports['gateway']}", key
-        )
+        api_url, gateway = f"http://127.0.0.1:{ports['api']}", f"127.0.0.1:{ports['gateway']}"
+        running = Running(root, process, output, api_url, gateway, key, env)
+        yield running
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(30)
+        if running is not None and running.process.poll() is None:
+            os.killpg(running.process.pid, signal.SIGKILL)
+            running.process.wait(30)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -136,6 +149,45 @@ def test_the_corpus_over_rest_and_a_chart_over_grpc(platform: Running) -> None:
     assert {p for p, code in refused.items() if code == "encrypted_document"} == encrypted
     assert len(submitted) + len(refused) == len(catalogue)
     assert len(submitted) >= len(catalogue) - 2
+
+
+def test_a_power_cut_loses_no_job(platform: Running) -> None:
+    """Every process of the platform killed at once mid-run (SIGKILL), then `make run` again on the same
+    data: the jobs that were running finish, each with its page count, their results written once."""
+    mix = [
+        (CORPUS / "009-pdflatex-geotopo" / "GeoTopo-komprimiert.pdf", ["ocr"], 117),
+        (CORPUS / "026-latex-multicolumn" / "multicolumn.pdf", ["ocr", "qa"], 3),
+        (platform.root / "docvl" / "samples" / "page.png", ["qa"], 1),
+    ]
+    with Client(platform.api_url, platform.key, timeout=120) as client:
+        jobs = [
+            (client.submit(path, tasks, question="What?" if "qa" in tasks else None).id, pages)
+            for path, tasks, pages in mix
+        ]
+        wait_for(
+            lambda: client.get(jobs[0][0]).progress.pages_total >= 8, 300, "the big PDF to be mid-render"
+        )
+    everyone = [
+        *psutil.Process(platform.process.pid).children(recursive=True),
+        psutil.Process(platform.process.pid),
+    ]
+    for group in {os.getpgid(p.pid) for p in everyone if _alive(p)}:
+        os.killpg(group, signal.SIGKILL)
+    platform.process.wait(30)
+    wait_for(lambda: not [p for p in everyone if _alive(p)], 60, "every process to be gone")
+    platform.process = make_run(platform.root, platform.env, platform.output)
+    with Client(platform.api_url, platform.key, timeout=120) as client:
+        for job_id, pages in jobs:
+            done = client.wait(job_id, timeout_s=600)
+            assert done.status == "succeeded", done.error
+            assert (done.progress.pages_total, done.progress.pages_done) == (pages, pages)
+            result = client.result(job_id)
+            assert (
+                len(result.pages)
+                == len({(p.page, p.task) for p in result.pages})
+                == pages * len(result.job.tasks)
+            )
+    assert "Serving." in platform.output.read_text(errors="replace")
 
 
 def test_ctrl_c_stops_every_process(platform: Running) -> None:

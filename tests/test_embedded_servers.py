@@ -147,13 +147,15 @@ def test_a_lock_file_left_by_a_dead_server_is_cleared_and_a_live_ones_kept(tmp_p
     by now: docvl up removes it (PostgreSQL would refuse to start), but never a running server's."""
     import sys
 
-    lock = tmp_path / "postmaster.pid"
+    lock, socket_lock = tmp_path / "postmaster.pid", tmp_path / ".s.PGSQL.5432.lock"
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     for pid in (gone.pid, os.getpid()):  # no such process; a process that is not PostgreSQL
         lock.write_text(f"{pid}\n{tmp_path}\n")
+        socket_lock.write_text(f"{pid}\n{tmp_path}\n")
         embedded._clear_stale_lock(tmp_path)
         assert not lock.exists()
+        assert not socket_lock.exists()
     server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "postgres"])
     try:
         lock.write_text(f"{server.pid}\n{tmp_path}\n")

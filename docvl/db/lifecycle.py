@@ -18,27 +18,33 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from docvl.db import jobs
+
 UNFINISHED = "status IN ('queued', 'running')"
 
 
 def claim_starts(session: Session, *, limit: int, stale_s: float) -> list[uuid.UUID]:
     """Take up to `limit` jobs whose start or render nobody holds (never started, or their runner died),
-    highest priority and oldest first."""
+    highest priority and oldest first. Taking over a dead runner's render is a `recovered` job event."""
     rows = session.execute(
         text(
             f"""
-            UPDATE jobs SET claimed_at = now() WHERE id IN (
-                SELECT id FROM jobs
+            WITH picked AS (
+                SELECT id, claimed_at AS held_since FROM jobs
                 WHERE {UNFINISHED} AND rendered_at IS NULL
                   AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => :stale))
                 ORDER BY priority DESC, created_at
                 LIMIT :limit
                 FOR UPDATE SKIP LOCKED)
-            RETURNING id, priority, created_at
+            UPDATE jobs SET claimed_at = now() FROM picked WHERE jobs.id = picked.id
+            RETURNING jobs.id, jobs.priority, jobs.created_at, picked.held_since
             """
         ),
         {"limit": limit, "stale": stale_s},
     ).all()
+    for row in rows:
+        if row.held_since is not None:
+            jobs.add_event(session, row.id, "recovered", {"action": "resume_render", "by": "job runner"})
     return [row.id for row in sorted(rows, key=lambda r: (-r.priority, r.created_at))]
 
 

@@ -205,22 +205,27 @@ def _check_cluster_version(data: Path, major: int) -> None:
 
 
 def _clear_stale_lock(data: Path) -> None:
-    """Remove the lock file of a server that is gone: after a crash or a power cut its PID may be a zombie
-    or belong to another program by now, and PostgreSQL would then refuse to start. Only called when no
-    server answers on the configured port."""
-    lock = data / "postmaster.pid"
-    try:
-        pid = int(lock.read_text().split("\n", 1)[0])
-    except (OSError, ValueError):
-        return
+    """Remove the lock files (postmaster.pid, and the socket's .s.PGSQL.<port>.lock) of a server that is
+    gone: after a crash or a power cut their PID may be a zombie or belong to another program by now, and
+    PostgreSQL would then refuse to start. Only called when no server answers on the configured port."""
+    for lock in [data / "postmaster.pid", *data.glob(".s.PGSQL.*.lock")]:
+        try:
+            pid = int(lock.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            continue
+        if not _postgres_running(pid):
+            lock.unlink(missing_ok=True)
+
+
+def _postgres_running(pid: int) -> bool:
     proc = Path("/proc") / str(pid)
+    if not Path("/proc/self").exists():  # no /proc here: leave the decision to PostgreSQL
+        return True
     try:
         state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        alive = state != "Z" and b"postgres" in (proc / "cmdline").read_bytes()
-    except OSError:  # no such process (or no /proc: leave the decision to PostgreSQL)
-        alive = not Path("/proc/self").exists()
-    if not alive:
-        lock.unlink(missing_ok=True)
+        return state != "Z" and b"postgres" in (proc / "cmdline").read_bytes()
+    except OSError:  # no such process
+        return False
 
 
 def _own(path: Path, user: str | None) -> None:
