@@ -5,6 +5,7 @@ it started must be gone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -172,7 +173,8 @@ def test_a_power_cut_loses_no_job(platform: Running) -> None:
         psutil.Process(platform.process.pid),
     ]
     for group in {os.getpgid(p.pid) for p in everyone if _alive(p)}:
-        os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a group gone with one killed before it
+            os.killpg(group, signal.SIGKILL)
     platform.process.wait(30)
     wait_for(lambda: not [p for p in everyone if _alive(p)], 60, "every process to be gone")
     platform.process = make_run(platform.root, platform.env, platform.output)
