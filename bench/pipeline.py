@@ -296,7 +296,7 @@ def report(
         f"| model worker alone | {direct_s:.1f} | {pages / direct_s:.2f} | "
         f"{', '.join(f'{d:.1f}' for _, d in rounds)} |",
         "",
-        f"The pipeline keeps **{direct_s / pipeline_s:.0%}** of the model worker's throughput (target: 80%); "
+        f"The pipeline keeps **{direct_s / pipeline_s:.0%}** of the model worker's throughput (target: 90%); "
         f"per round: {', '.join(f'{d / p:.0%}' for p, d in rounds)}.",
         "",
         "Per stage of the last round's job (from its event and page timestamps in Postgres):",

@@ -85,7 +85,7 @@ def main() -> None:
         f"{HEADING}\n\n`bench/soak.py`: {args.jobs} single-image QA jobs through `docvl up` (embedded "
         f"Postgres and Valkey, tiny model) from {args.clients} clients in {wall:.0f} s "
         f"({args.jobs / wall:.1f} jobs/s), "
-        f"{failed} not succeeded; resident memory of each service (all its processes) sampled every "
+        f"{failed} not succeeded; memory (PSS) of each service (all its processes) sampled every "
         f"{SAMPLE_S:.0f} s, {len(samples)} samples; growth from the end of the warm-up ({args.jobs // 10} "
         f"jobs) to the end (goal: at most 10 %). {machine()}.\n\n"
         "| service | MiB at start | after warm-up | at the end | peak | growth after warm-up |\n"

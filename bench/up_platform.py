@@ -181,14 +181,20 @@ def cpu_seconds(root: int) -> dict[str, float]:
 
 
 def rss_mib(root: int) -> dict[str, float]:
-    """Resident memory (MiB) of each service of the `docvl up` at `root`, its processes summed."""
-    page = os.sysconf("SC_PAGE_SIZE") / 2**20
+    """Memory (MiB) of each service of the `docvl up` at `root`, its processes summed: their proportional
+    set size (PSS: shared pages, such as PostgreSQL's shared buffers, divided among the processes sharing
+    them, so a sum counts them once); the resident set size where PSS cannot be read."""
     totals: dict[str, float] = {}
     for pid in descendants(root):
+        proc = Path("/proc") / str(pid)
         try:
-            resident = int((Path("/proc") / str(pid) / "statm").read_text().split()[1])
-        except OSError:
-            continue
+            rollup = (proc / "smaps_rollup").read_text()
+            kib = next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+        except (OSError, StopIteration, ValueError):
+            try:
+                kib = int((proc / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+            except OSError:
+                continue
         role = role_of(pid, root)
-        totals[role] = totals.get(role, 0.0) + resident * page
+        totals[role] = totals.get(role, 0.0) + kib / 1024
     return totals

@@ -26,7 +26,8 @@ app.add_typer(flows_app, name="flows")
 
 @flows_app.command("serve")
 def flows_serve() -> None:
-    """Serve the process_document and nightly sweep deployments until Ctrl-C (the flow runner)."""
+    """The flow runner, until Ctrl-C: the reconciler every DOCVL_RECONCILE_INTERVAL_S, and the deployments
+    (the nightly sweep on its cron, the reconciler on demand)."""
     from workflows.flows import serve
 
     serve()

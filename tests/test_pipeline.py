@@ -530,3 +530,33 @@ def test_jobs_wait_while_prefect_is_away_and_start_when_it_is_back(platform: Pla
     with celery_worker(platform.env, platform.logs / "runner-with-prefect.log", queues="jobs"):
         request_starts(make_celery(platform.env["DOCVL_REDIS_URL"]))  # what the reconciler asks once back
         assert wait_finished(platform.db, job_id, 120) is JobStatus.SUCCEEDED
+
+
+def test_the_flow_runner_reconciles_on_its_own(platform: Platform) -> None:
+    """`docvl flows serve` runs a reconciler pass every DOCVL_RECONCILE_INTERVAL_S: a job whose page tasks
+    were all lost finishes with nobody calling the reconciler here."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, stop_process
+
+    job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+    _registered_without_dispatch(platform, job_id)
+    log = platform.logs / "flows-serve-reconciling.log"
+    env = {**os.environ, **platform.env, "DOCVL_RECONCILE_INTERVAL_S": "1", "DOCVL_REDISPATCH_AFTER_S": "1"}
+    with log.open("wb") as out:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "docvl", "flows", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert wait_finished(platform.db, job_id, 120) is JobStatus.SUCCEEDED
+        assert runner.poll() is None, log.read_text()
+    finally:
+        stop_process(runner)
+    assert {"action": "redispatch", "page_tasks": 4} in [
+        e.data for e in jobs_events(platform, job_id, "recovered")
+    ]

@@ -7,6 +7,7 @@ sweep_bucket are deployments served on schedules by `docvl flows serve`."""
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from contextlib import AbstractContextManager
 from functools import cache
@@ -261,13 +262,33 @@ def sweep_bucket(bucket: str | None = None, prefix: str | None = None, tasks: li
 
 
 def serve() -> None:
-    """Serve the scheduled deployments until interrupted: the reconciler every DOCVL_RECONCILE_INTERVAL_S,
-    the bucket sweep on DOCVL_SWEEP_CRON."""
+    """Until interrupted: run the reconciler every DOCVL_RECONCILE_INTERVAL_S in this process (each pass a
+    flow run of its own), and serve the deployments: the bucket sweep on DOCVL_SWEEP_CRON, and the
+    reconciler on demand (a run from the Prefect UI). Scheduled passes do not go through the reconciler's
+    deployment because Prefect runs each deployment run in a new Python process: seconds of CPU every
+    interval, on the same cores as the jobs (docs/lifecycle.md)."""
     from prefect import serve as prefect_serve
 
     s = settings()
-    prefect_serve(
-        reconcile.to_deployment(name="reconciler", interval=s.reconcile_interval_s),
-        sweep_bucket.to_deployment(name="nightly-sweep", cron=s.sweep_cron),
-        limit=None,
-    )
+    stop = threading.Event()
+    passes = threading.Thread(target=reconcile_every, args=(s.reconcile_interval_s, stop), daemon=True)
+    passes.start()
+    try:
+        prefect_serve(
+            reconcile.to_deployment(name="reconciler"),
+            sweep_bucket.to_deployment(name="nightly-sweep", cron=s.sweep_cron),
+            limit=None,
+        )
+    finally:
+        stop.set()
+
+
+def reconcile_every(interval_s: float, stop: threading.Event) -> None:
+    """A reconciler pass every `interval_s` until `stop`; a pass that fails (the database or Prefect away)
+    is logged, and the next one tries again."""
+    heartbeat_off()
+    while not stop.wait(interval_s):
+        try:
+            reconcile()
+        except Exception:  # whatever the outage, the next pass comes
+            log.exception("reconciler pass failed; the next one is in %.0f s", interval_s)
