@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from docvl.db.database import Database
 from docvl.job_service import JobService
@@ -39,7 +40,9 @@ def create_app(settings: ApiSettings | None = None, service: JobService | None =
         app.state.service.close()
         database.dispose()
 
-    app = FastAPI(title="docvl", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc (Swagger UI, ReDoc) with their JavaScript, CSS and favicon served from the installed
+    # fastapi-offline package under /static-offline-docs, not from a CDN: they work air-gapped.
+    app = FastAPIOffline(title="docvl", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = config
     if service is not None:
         app.state.service = service
