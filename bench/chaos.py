@@ -233,9 +233,10 @@ restarts a service that dies. "back": seconds from the fault until the component
 "ended": seconds from then until every job of the scenario has ended; the limit is the reconcile
 interval + 60 s = {LIMIT_S:.0f} s. "right": succeeded with its page count and exactly one result per
 (page, task). Each mix: PDFs of 117, 4, 3 and 1 pages and three images over the four tasks (the images
-over gRPC in the gateway scenario; a second mix submitted while Prefect is stopped).
+over gRPC in the gateway scenario; a second mix submitted while Prefect is stopped). A re-drive is the
+reconciler's, or a job runner's taking over the render of a runner that died.
 
-| fault | jobs | right | back (s) | ended (s) | within the limit | reconciler re-drives | problems |
+| fault | jobs | right | back (s) | ended (s) | within the limit | re-drives (`recovered` events) | problems |
 |---|---|---|---|---|---|---|---|
 """
         + "\n".join(rows)

@@ -110,7 +110,21 @@ def platform() -> Iterator[Running]:
         if running is not None and running.process.poll() is None:
             os.killpg(running.process.pid, signal.SIGKILL)
             running.process.wait(30)
+        _kill_everything_under(root)  # services left by a test that failed midway, whoever their parent
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _kill_everything_under(root: Path) -> None:
+    """SIGKILL every process running this copy's programs (its .venv, its files on the command line)."""
+    mine = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.pid != os.getpid() and any(str(root) in part for part in (p.info["cmdline"] or []))
+    ]
+    for process in mine:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(mine, timeout=30)
 
 
 def test_the_demo_ran_on_the_tiny_model(platform: Running) -> None:

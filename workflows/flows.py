@@ -284,11 +284,14 @@ def serve() -> None:
 
 
 def reconcile_every(interval_s: float, stop: threading.Event) -> None:
-    """A reconciler pass every `interval_s` until `stop`; a pass that fails (the database or Prefect away)
-    is logged, and the next one tries again."""
+    """A reconciler pass at once (after a restart, overdue jobs need not wait; and Prefect's first flow run
+    in a process costs seconds of CPU, better spent at start-up), then every `interval_s` until `stop`. A
+    pass that fails (the database or Prefect away) is logged, and the next one tries again."""
     heartbeat_off()
-    while not stop.wait(interval_s):
+    while True:
         try:
             reconcile()
         except Exception:  # whatever the outage, the next pass comes
             log.exception("reconciler pass failed; the next one is in %.0f s", interval_s)
+        if stop.wait(interval_s):
+            return
