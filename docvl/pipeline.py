@@ -67,14 +67,12 @@ class PageWork:
         return f"{self.job_id}:{self.page_index}:{self.task.value}"
 
 
-Send = Callable[[list[PageWork]], None]
+Send = Callable[[list[PageWork]], None]  # dispatches page tasks
+Notify = Callable[[uuid.UUID], None]  # queues a job's end webhook
 
 
 class JobEnded(Exception):
     """The job finished (was cancelled) while a step worked on it: the step stops."""
-
-
-Notify = Callable[[uuid.UUID], None]
 
 
 def _start(s: Session, job_id: uuid.UUID) -> Job | None:

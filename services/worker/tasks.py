@@ -77,16 +77,15 @@ def start_jobs() -> int:
 def run_page(self: Task, job_id: str, page_index: int, task: str, priority: int = 0) -> bool:
     """One page through one task. Retryable errors retry with backoff; the last failure is recorded. The
     task whose result completes the job finalises it; returns whether this one did."""
-    ctx, _ = _dependencies()
+    ctx, workers = _dependencies()
     work = PageWork(uuid.UUID(job_id), page_index, TaskKind(task), priority)
-    if _run_page(self, ctx, work):
+    if _run_page(self, ctx, workers, work):
         finalize(ctx, work.job_id, lambda job: queue_webhook(app, job))
         return True
     return False
 
 
-def _run_page(self: Task, ctx: Context, work: PageWork) -> bool:
-    _, workers = _dependencies()
+def _run_page(self: Task, ctx: Context, workers: ModelWorkers, work: PageWork) -> bool:
     attempt = self.request.retries + 1
     try:
         return process_page(
