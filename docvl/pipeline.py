@@ -205,7 +205,8 @@ def finalize(ctx: Context, job_id: uuid.UUID, notify: Notify) -> Job:
     the job's finalisation calls it (see lifecycle.claim_finalization); re-running it is safe."""
     assemble(ctx, job_id)
     job = finish(ctx, job_id)
-    notify_end(ctx, job_id, notify)
+    if job.status != JobStatus.CANCELLED:  # a cancel that came first has queued its own webhook
+        notify_end(ctx, job_id, notify)
     return job
 
 
