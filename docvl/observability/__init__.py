@@ -1,0 +1,1 @@
+"""Observability shared by every deployable: Prometheus metrics, OpenTelemetry traces, structured logs."""
