@@ -53,6 +53,19 @@ def register(app: typer.Typer) -> None:
 # -- submit ------------------------------------------------------------------------------------------------
 
 
+def _password(path: Path) -> str:
+    """The first line of the password file, without its line ending."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--password-file") from exc
+    if not lines or not lines[0]:
+        raise typer.BadParameter(
+            f"{path} is empty: put the password on its first line", param_hint="--password-file"
+        )
+    return lines[0]
+
+
 def submit(
     files: Annotated[
         list[str],
@@ -73,6 +86,18 @@ def submit(
         typer.Option(
             help="Submitting again with the same key returns the first job instead of a new one. With "
             "several files, file N (from 1) uses KEY:N."
+        ),
+    ] = None,
+    pages: Annotated[
+        str | None,
+        typer.Option(help="Only these pages, e.g. 1-3,7,12- (from 1; 12- runs to the last page)."),
+    ] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A file holding an encrypted PDF's password (its first line); never give a password on "
+            "the command line.",
+            metavar="FILE",
         ),
     ] = None,
     wait: Annotated[
@@ -103,6 +128,7 @@ def submit(
     for name in files:
         if not name.startswith("s3://") and not Path(name).is_file():
             raise typer.BadParameter(f"{name} is not a file", param_hint="FILE")
+    password = _password(password_file) if password_file is not None else None
     wait = wait or out is not None
     ok = True
     submitted: list[tuple[str, JobView]] = []
@@ -120,6 +146,8 @@ def submit(
                     priority=priority,
                     webhook_url=webhook_url,
                     idempotency_key=key,
+                    pages=pages,
+                    password=password,
                 )
             except DocvlError as exc:
                 ok = False

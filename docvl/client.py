@@ -120,16 +120,17 @@ class Client:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         filename: str | None = None,
+        pages: str | None = None,
+        password: str | None = None,
     ) -> JobView:
-        """Upload a document (a path, its bytes or an open binary file) with its tasks. A file on disk is
-        streamed, never read whole into memory."""
+        """Upload a document (a path, its bytes or an open binary file) with its tasks; `pages` picks pages
+        (e.g. "1-3,7,12-"), `password` opens an encrypted PDF. A file on disk is streamed, never read whole
+        into memory."""
         fields: dict[str, Any] = {"tasks": [str(t) for t in tasks]}
-        if question is not None:
-            fields["question"] = question
-        if priority is not None:
-            fields["priority"] = str(priority)
-        if webhook_url is not None:
-            fields["webhook_url"] = webhook_url
+        given = {"question": question, "priority": priority, "webhook_url": webhook_url, "pages": pages}
+        fields |= {name: str(value) for name, value in given.items() if value is not None}
+        if password is not None:
+            fields["password"] = password
         with _opened(path_or_bytes, filename) as (name, body):
             response = self._request(
                 "POST",
@@ -149,12 +150,19 @@ class Client:
         priority: int | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
+        pages: str | None = None,
+        password: str | None = None,
     ) -> JobView:
         """A job on a document already in object storage, named `s3://bucket/key`."""
         body: dict[str, Any] = {"source": uri, "tasks": [str(t) for t in tasks]}
-        for name, value in (("question", question), ("priority", priority), ("webhook_url", webhook_url)):
-            if value is not None:
-                body[name] = value
+        given = {
+            "question": question,
+            "priority": priority,
+            "webhook_url": webhook_url,
+            "pages": pages,
+            "password": password,
+        }
+        body |= {name: value for name, value in given.items() if value is not None}
         response = self._request("POST", "/v1/jobs", json=body, headers=_idempotency(idempotency_key))
         return _parse(JobView, response)
 

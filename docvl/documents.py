@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_raw
 from PIL import Image, UnidentifiedImageError
 
 from docvl.errors import InvalidInput
+from docvl.page_ranges import PageRanges
 
 PDF = "application/pdf"
 IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "TIFF": "image/tiff", "WEBP": "image/webp"}
@@ -36,6 +38,10 @@ class UnsupportedDocument(DocumentError):
 
 class EncryptedDocument(DocumentError):
     code = "encrypted_document"
+
+
+class WrongPassword(EncryptedDocument):
+    code = "wrong_password"
 
 
 class CorruptDocument(DocumentError):
@@ -81,15 +87,21 @@ def sniff_media_type(head: bytes) -> str:
 
 
 class OpenedDocument:
-    """A document's pages, rendered one at a time (a long PDF is never all in memory)."""
+    """A document's chosen pages, rendered one at a time (a long PDF is never all in memory)."""
 
-    def __init__(self, page_count: int, render: Callable[[frozenset[int]], Iterator[RenderedPage]]) -> None:
-        self.page_count = page_count
+    def __init__(
+        self,
+        page_count: int,
+        render: Callable[[frozenset[int]], Iterator[RenderedPage]],
+        chosen: list[int] | None = None,
+    ) -> None:
+        self.page_count = page_count  # the document's
+        self.chosen = chosen if chosen is not None else list(range(page_count))  # indices, in order
         self._render = render
 
     def pages(self, skip: frozenset[int] = frozenset()) -> Iterator[RenderedPage]:
-        """The pages in order, but those in `skip` (already rendered by an earlier run)."""
-        return self._render(skip)
+        """The chosen pages in order, but those in `skip` (already rendered by an earlier run)."""
+        return self._render(skip | (frozenset(range(self.page_count)) - frozenset(self.chosen)))
 
 
 @contextmanager
@@ -101,30 +113,58 @@ def open_document(
     max_pixels: int = 40_000_000,
     max_side: int | None = None,
     password: str | None = None,
+    pages: PageRanges | None = None,
 ) -> Iterator[OpenedDocument]:
-    """Open the document at `path`; raise a DocumentError naming the cause when it cannot be processed."""
+    """Open the document at `path`, its pages limited to `pages` when given; raise a DocumentError naming
+    the cause when it cannot be processed (PagesOutOfRange when `pages` goes past its end)."""
     with path.open("rb") as fh:
         media_type = sniff_media_type(fh.read(1024))
     if media_type == PDF:
         with _open_pdf(path, password) as pdf:
-            _check_count(len(pdf), max_pages)
-            yield OpenedDocument(len(pdf), lambda skip: _render_pdf(pdf, dpi, max_pixels, max_side, skip))
+            chosen = _chosen(len(pdf), max_pages, pages)
+            yield OpenedDocument(
+                len(pdf), lambda skip: _render_pdf(pdf, dpi, max_pixels, max_side, skip), chosen
+            )
     else:
         with _open_image(path) as image:
             frames = getattr(image, "n_frames", 1)
-            _check_count(frames, max_pages)
+            chosen = _chosen(frames, max_pages, pages)
             if _usable_as_is(image, frames, max_pixels):
                 page = RenderedPage(0, path.read_bytes(), image.width, image.height, media_type)
-                yield OpenedDocument(1, lambda skip: iter([] if 0 in skip else [page]))
+                yield OpenedDocument(1, lambda skip: iter([] if 0 in skip else [page]), chosen)
             else:
-                yield OpenedDocument(frames, lambda skip: _render_frames(image, frames, max_pixels, skip))
+                yield OpenedDocument(
+                    frames, lambda skip: _render_frames(image, frames, max_pixels, skip), chosen
+                )
 
 
-def _check_count(count: int, max_pages: int) -> None:
+def _chosen(count: int, max_pages: int, pages: PageRanges | None) -> list[int]:
+    """The indices of the pages to process; the page limit applies to those (a long document of which a
+    few pages are chosen is fine)."""
     if count == 0:
         raise EmptyDocument("the document has no pages")
-    if count > max_pages:
-        raise TooManyPages(f"the document has {count} pages, over the limit of {max_pages}: split it")
+    chosen = list(range(count)) if pages is None else pages.indices(count)
+    if len(chosen) > max_pages:
+        which = "has" if pages is None else f"has {count} pages; the ones chosen are"
+        raise TooManyPages(
+            f"the document {which} {len(chosen)} pages, over the limit of {max_pages}: split it"
+            + ("" if pages is not None else " or choose a page range")
+        )
+    return chosen
+
+
+def decrypt_pdf(path: Path, password: str, out: Path) -> bool:
+    """Write `path`, a PDF, to `out` without its encryption when it is encrypted and `password` opens it;
+    False (nothing written) when it is not encrypted. WrongPassword when the password does not open it."""
+    try:
+        pdfium.PdfDocument(str(path)).close()
+        return False  # opens without a password: not encrypted (or only against editing)
+    except pdfium.PdfiumError as exc:
+        if getattr(exc, "err_code", None) != _PDFIUM_PASSWORD_ERROR:
+            raise CorruptDocument(f"the PDF cannot be read; it is damaged or truncated ({exc})") from None
+    with _open_pdf(path, password) as pdf:
+        pdf.save(str(out), flags=pdfium_raw.FPDF_REMOVE_SECURITY)
+    return True
 
 
 @contextmanager
@@ -134,8 +174,10 @@ def _open_pdf(path: Path, password: str | None) -> Iterator[pdfium.PdfDocument]:
     except pdfium.PdfiumError as exc:
         if getattr(exc, "err_code", None) == _PDFIUM_PASSWORD_ERROR:
             if password:
-                raise EncryptedDocument("the PDF's password is wrong") from None
-            raise EncryptedDocument("the PDF is encrypted: send its password in the job options") from None
+                raise WrongPassword("the PDF's password is wrong: check it and submit again") from None
+            raise EncryptedDocument(
+                "the PDF is encrypted: send its password with the job (the `password` field)"
+            ) from None
         raise CorruptDocument(f"the PDF cannot be read; it is damaged or truncated ({exc})") from None
     try:
         yield pdf

@@ -12,18 +12,20 @@ import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-from docvl.documents import open_document, sniff_media_type
+from docvl.documents import PDF, decrypt_pdf, open_document, sniff_media_type
 from docvl.errors import InvalidInput
+from docvl.page_ranges import PageRanges
 from docvl.storage.base import INTERNAL_PREFIXES, HashingReader
 from docvl.tasks import TaskKind
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:\-]{1,255}")
 MAX_URL_CHARS = 2048
+MAX_PASSWORD_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -47,20 +49,28 @@ class JobRequest:
     priority: int = 5
     webhook_url: str | None = None
     idempotency_key: str | None = None
+    pages: PageRanges | None = None
+    # A PDF's password opens it once, at intake: the document is stored decrypted and the password is
+    # never stored, logged, returned, or part of the fingerprint below.
+    password: str | None = field(default=None, repr=False)
 
     def options(self) -> dict[str, str]:
-        given = {"question": self.question, "webhook_url": self.webhook_url}
+        given = {
+            "question": self.question,
+            "webhook_url": self.webhook_url,
+            "pages": None if self.pages is None else str(self.pages),
+        }
         return {key: value for key, value in given.items() if value is not None}
 
     def fingerprint(self, sha256: str) -> str:
-        """Same fields and same document content: the same request (for idempotency keys)."""
+        """Same fields and same document content (as uploaded): the same request (for idempotency keys)."""
         fields = {
             "tasks": sorted(t.value for t in self.tasks),
             "question": self.question,
             "priority": self.priority,
             "webhook_url": self.webhook_url,
             "document": sha256,
-        }
+        } | ({} if self.pages is None else {"pages": str(self.pages)})
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -72,6 +82,8 @@ def parse_request(
     priority: int | None = None,
     webhook_url: str | None = None,
     idempotency_key: str | None = None,
+    pages: str | None = None,
+    password: str | None = None,
 ) -> JobRequest:
     if not tasks:
         raise InvalidInput(f"name at least one task: {', '.join(t.value for t in TaskKind)}")
@@ -96,7 +108,17 @@ def parse_request(
         priority=priority,
         webhook_url=_checked_url(webhook_url, limits.webhook_allow_private),
         idempotency_key=_checked_key(idempotency_key),
+        pages=PageRanges.parse(pages) if pages is not None and pages.strip() else None,
+        password=_checked_password(password),
     )
+
+
+def _checked_password(password: str | None) -> str | None:
+    if password is None or password == "":
+        return None
+    if len(password) > MAX_PASSWORD_CHARS or "\0" in password:
+        raise InvalidInput(f"the password must be at most {MAX_PASSWORD_CHARS} characters, without NUL")
+    return password
 
 
 def _checked_url(url: str | None, allow_private: bool) -> str | None:
@@ -170,18 +192,24 @@ def parse_source(uri: str, limits: Limits) -> tuple[str, str]:
 class Spooled:
     """A document copied to a local file, hashed and inspected."""
 
-    path: Path
-    sha256: str
+    path: Path  # what is stored: the upload, or an encrypted PDF's decrypted copy
+    sha256: str  # of the upload as sent
     size: int
     media_type: str
-    page_count: int
+    page_count: int  # the document's
+    chosen_pages: int  # the pages that will be processed
 
 
 @contextmanager
-def spooled(stream: BinaryIO, limits: Limits, directory: Path | None = None) -> Iterator[Spooled]:
+def spooled(
+    stream: BinaryIO, limits: Limits, directory: Path | None = None, request: JobRequest | None = None
+) -> Iterator[Spooled]:
     """Copy the stream to a temporary file, cut off past the upload limit (TooLarge), then check that it is
-    a document this platform can process within the page limit (a DocumentError names the cause). The
-    file is removed afterwards."""
+    a document this platform can process within the page limit, with the request's page range (a
+    DocumentError names the cause). An encrypted PDF is decrypted with the request's password, and the
+    decrypted copy is what is stored. The files are removed afterwards."""
+    password = request.password if request is not None else None
+    pages = request.pages if request is not None else None
     with tempfile.TemporaryDirectory(prefix="docvl-intake-", dir=directory) as tmp:
         path = Path(tmp) / "document"
         reader = HashingReader(stream, max_bytes=limits.max_upload_bytes)
@@ -190,6 +218,9 @@ def spooled(stream: BinaryIO, limits: Limits, directory: Path | None = None) -> 
                 out.write(chunk)
         with path.open("rb") as fh:
             media_type = sniff_media_type(fh.read(1024))
-        with open_document(path, max_pages=limits.max_pages) as opened:
-            page_count = opened.page_count
-        yield Spooled(path, reader.hexdigest(), reader.size, media_type, page_count)
+        decrypted = Path(tmp) / "decrypted"
+        if media_type == PDF and password is not None and decrypt_pdf(path, password, decrypted):
+            path = decrypted
+        with open_document(path, max_pages=limits.max_pages, pages=pages) as opened:
+            page_count, chosen = opened.page_count, len(opened.chosen)
+        yield Spooled(path, reader.hexdigest(), reader.size, media_type, page_count, chosen)

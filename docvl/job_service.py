@@ -35,6 +35,7 @@ from docvl.errors import (
 )
 from docvl.intake import JobRequest, Limits, Spooled, parse_source, spooled
 from docvl.job_status import JobStatus
+from docvl.observability import logs, tracing
 from docvl.storage import ObjectStore
 from docvl.views import EventView, JobPage, JobView, OutputFile, PageResult, ResultView
 
@@ -99,7 +100,7 @@ class JobService:
         created). Nothing is stored or queued for a request that is refused."""
         if (document is None) == (source is None):
             raise InvalidInput("send the document as a file or name it with `source`, one of the two")
-        with self._spooled(document, source) as spool:
+        with self._spooled(request, document, source) as spool:
             existing = self._replay(caller, request, spool.sha256)
             if existing is not None:
                 return existing, False
@@ -125,18 +126,24 @@ class JobService:
                     options=request.options(),
                     priority=request.priority,
                     idempotency_key=request.idempotency_key,
-                    request_fingerprint=request.fingerprint(stored.sha256),
+                    request_fingerprint=request.fingerprint(spool.sha256),
                     api_key_id=caller.key_id,
+                    trace=tracing.current_ids(),  # the submission's span: the job's spans go under it
                 ),
             )
             view = JobView.of(job)
         if created:
+            tracing.annotate(job_id=view.id)
+            with logs.job_context(view.id):
+                log.info("job submitted by %s: %s", caller.owner, ", ".join(t.value for t in view.tasks))
             self._start(view.id)
         return view, created
 
-    def _spooled(self, document: BinaryIO | None, source: str | None) -> AbstractContextManager[Spooled]:
+    def _spooled(
+        self, request: JobRequest, document: BinaryIO | None, source: str | None
+    ) -> AbstractContextManager[Spooled]:
         if document is not None:
-            return spooled(document, self.limits, self.spool_dir)
+            return spooled(document, self.limits, self.spool_dir, request)
         assert source is not None
         bucket, key = parse_source(source, self.limits)
         try:
@@ -154,7 +161,7 @@ class JobService:
             raise TooLarge(
                 f"{source} is {found.size} bytes, over the limit of {self.limits.max_upload_bytes}"
             )
-        return _spooled_object(store, key, self.limits, self.spool_dir)
+        return _spooled_object(store, key, self.limits, self.spool_dir, request)
 
     def _replay(self, caller: Caller, request: JobRequest, sha256: str) -> JobView | None:
         """The job an earlier submission with the same idempotency key made, if the request is the same;
@@ -327,11 +334,11 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
 
 
 def _spooled_object(
-    store: ObjectStore, key: str, limits: Limits, directory: Path | None
+    store: ObjectStore, key: str, limits: Limits, directory: Path | None, request: JobRequest
 ) -> AbstractContextManager[Spooled]:
     @contextmanager
     def opened() -> Iterator[Spooled]:
-        with store.open(key) as stream, spooled(stream, limits, directory) as spool:
+        with store.open(key) as stream, spooled(stream, limits, directory, request) as spool:
             yield spool
 
     return opened()

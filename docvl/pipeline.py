@@ -13,7 +13,8 @@ import json
 import logging
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from docvl.db.models import Job, TaskResult
 from docvl.documents import DocumentError, DocumentTooLarge, open_document, sniff_media_type
 from docvl.errors import DocvlError
 from docvl.job_status import JobStatus
+from docvl.observability import tracing
+from docvl.page_ranges import PageRanges
 from docvl.postprocess import artifact
 from docvl.storage import ObjectStore
 from docvl.storage.base import output_key, page_key
@@ -90,7 +93,7 @@ class _Plan:
     object_key: str
     size_bytes: int
     document_id: uuid.UUID
-    password: str | None
+    pages: PageRanges | None
     tasks: list[TaskKind]
     priority: int
 
@@ -106,12 +109,15 @@ def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, send: Send) -> 
         registered = frozenset(p.index for p in jobs.pages(s, job_id))
         pending = unfinished_in(s, job_id) if registered else []
         plan = _plan(s, job)
+    log.info("job started: %d pages rendered before, %d page tasks sent again", len(registered), len(pending))
     if pending:
         send(pending)
     try:
         count = _render(ctx, job_id, plan, limits, send, registered)
     except JobEnded:
+        log.info("job ended while it rendered")
         return False
+    log.info("job rendered: %d pages, their tasks dispatched", count)
     with ctx.db.transaction() as s:
         jobs.set_page_count(s, plan.document_id, count)
         lifecycle.mark_rendered(s, job_id)
@@ -124,7 +130,7 @@ def _plan(s: Session, job: Job) -> _Plan:
         object_key=document.object_key,
         size_bytes=document.size_bytes,
         document_id=document.id,
-        password=job.options.get("password"),
+        pages=PageRanges.parse(job.options["pages"]) if job.options.get("pages") else None,
         tasks=[TaskKind(t) for t in job.tasks],
         priority=job.priority,
     )
@@ -147,7 +153,7 @@ def _render(
         raise DocumentTooLarge(
             f"the document is {plan.size_bytes} bytes, over the limit of {limits.max_bytes}: split it"
         )
-    tasks, priority, password = plan.tasks, plan.priority, plan.password
+    tasks, priority = plan.tasks, plan.priority
 
     def register(batch: list[jobs.NewPage]) -> None:
         if batch:
@@ -169,7 +175,7 @@ def _render(
             dpi=limits.dpi,
             max_pixels=limits.max_pixels,
             max_side=limits.max_side,
-            password=password,
+            pages=plan.pages,
         ) as opened:
             batch: list[jobs.NewPage] = []
             for page in opened.pages(skip):
@@ -227,22 +233,22 @@ def assemble(ctx: Context, job_id: uuid.UUID) -> dict[str, Any]:
         by_task: dict[str, list[TaskResult]] = {task: [] for task in job.tasks}
         for result in jobs.results(s, job_id):
             by_task[result.task].append(result)
-        total = job.pages_total
+        indices = [p.index for p in jobs.pages(s, job_id)]  # the document's own (a page range skips some)
     outputs: dict[str, Any] = {}
     for task, results in by_task.items():
-        outputs[task] = _assemble_task(ctx, job_id, TaskKind(task), results, total)
+        outputs[task] = _assemble_task(ctx, job_id, TaskKind(task), results, indices)
     with ctx.db.transaction() as s:
         jobs.set_outputs(s, job_id, outputs)
     return outputs
 
 
 def _assemble_task(
-    ctx: Context, job_id: uuid.UUID, task: TaskKind, results: list[TaskResult], total: int
+    ctx: Context, job_id: uuid.UUID, task: TaskKind, results: list[TaskResult], indices: list[int]
 ) -> str | list[str]:
     page = {r.page_index: r for r in results}
     if task is TaskKind.OCR:
         parts = []
-        for index in range(total):
+        for index in indices:
             r = page.get(index)
             if r is not None and r.output_text is not None:
                 parts.append(f"<!-- page {index + 1} -->\n\n{r.output_text}")
@@ -259,7 +265,7 @@ def _assemble_task(
                 "answer": page[i].output_text if i in page else None,
                 "error": _error(page.get(i)),
             }
-            for i in range(total)
+            for i in indices
         ]
         given = [a for a in answers if a["answer"]]
         combined = (
@@ -275,7 +281,7 @@ def _assemble_task(
         ("py", "text/x-python") if task is TaskKind.CHART2CODE else ("html", "text/html")
     )
     keys = []
-    for index in range(total):
+    for index in indices:
         r = page.get(index)
         if r is not None and r.output_text is not None:
             key = output_key(job_id, f"page-{index + 1:04d}.{extension}")
@@ -381,6 +387,7 @@ def take_in(ctx: Context, source: ObjectStore, key: str, request: SweepRequest) 
                 priority=request.priority,
                 idempotency_key=idempotency,
                 request_fingerprint=hashlib.sha256(idempotency.encode()).hexdigest(),
+                trace=tracing.current_ids(),
             ),
         )
     return job.id if created else None
@@ -417,6 +424,14 @@ def process_page(
     )
     result = generate(request)
     made = artifact(work.task, result.text)
+    log.info(
+        "page %d %s: %d tokens generated (%.0f ms queued, %.0f ms inference)",
+        work.page_index,
+        work.task.value,
+        result.generated_tokens,
+        result.timings.queued_ms,
+        result.timings.inference_ms,
+    )
     return _record(
         ctx,
         work,
@@ -444,5 +459,19 @@ def _record(ctx: Context, work: PageWork, attempt: int, **outcome: Any) -> bool:
     """Write the page's result for its task once (see jobs.record_result); True when that write completed
     the job and took its finalisation, in the same transaction (so exactly one writer does)."""
     result = jobs.NewResult(work.job_id, work.page_index, work.task, attempts=attempt, **outcome)
-    with ctx.db.transaction() as s:
+    with tracing.span("docvl.page.write"), ctx.db.transaction() as s:
         return jobs.record_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
+
+
+@contextmanager
+def in_job_trace(ctx: Context, job_id: uuid.UUID, name: str) -> Iterator[None]:
+    """A span `name` in the job's own trace (under its submission, kept on its row), whatever trace is
+    current: a job runner's flow run takes several jobs, the reconciler re-drives many. Nothing is read or
+    recorded when tracing is off."""
+    if not tracing.enabled():
+        yield
+        return
+    with ctx.db.transaction() as s:
+        traceparent = jobs.get_job(s, job_id).traceparent
+    with tracing.job_span(name, traceparent, job_id=job_id):
+        yield

@@ -14,7 +14,9 @@ from docvl.tasks import TaskKind
 
 
 class Progress(BaseModel):
-    pages_total: int = Field(description="Pages in the document (0 until it is rendered).")
+    pages_total: int = Field(
+        description="Pages to process: the document's, or those of the page range (0 until rendered)."
+    )
     pages_done: int = Field(description="Pages with every task's result.")
     pages_failed: int = Field(description="Pages where a task failed after its retries.")
 
@@ -33,6 +35,9 @@ class JobView(BaseModel):
     status: JobStatus
     tasks: list[TaskKind]
     question: str | None = None
+    pages: str | None = Field(
+        None, description="The page range processed (e.g. 1-3,7,12-); null: every page.", examples=["1-3,7"]
+    )
     priority: int
     progress: Progress
     error: ErrorInfo | None = Field(description="Why the job failed (or partly failed); null otherwise.")
@@ -41,6 +46,9 @@ class JobView(BaseModel):
     updated_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    trace_id: str | None = Field(
+        None, description="The OpenTelemetry trace of the job's whole path (null when tracing is off)."
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobView:
@@ -49,6 +57,7 @@ class JobView(BaseModel):
             status=JobStatus(job.status),
             tasks=[TaskKind(t) for t in job.tasks],
             question=job.options.get("question"),
+            pages=job.options.get("pages"),
             priority=job.priority,
             progress=Progress(
                 pages_total=job.pages_total, pages_done=job.pages_done, pages_failed=job.pages_failed
@@ -59,6 +68,7 @@ class JobView(BaseModel):
             updated_at=job.updated_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            trace_id=job.trace_id,
         )
 
 

@@ -243,6 +243,39 @@ def test_cli_refuses_a_non_document(frontdoor: FrontDoorPlatform, api_url: str, 
     assert "error (unauthenticated)" in wrong.stderr
 
 
+def test_cli_sends_a_password_from_a_file_and_a_page_range(
+    frontdoor: FrontDoorPlatform, api_url: str, tmp_path: Path
+) -> None:
+    encrypted = PDF.parent.parent / "005-libreoffice-writer-password" / "libreoffice-writer-password.pdf"
+    key = frontdoor.key(f"pw-{uuid.uuid4().hex[:8]}")
+    password_file = tmp_path / "password"
+    password_file.write_text("openpassword\n")
+    done = docvl(
+        "submit", str(encrypted), "--task", "ocr", "--password-file", str(password_file), "--wait",
+        url=api_url, key=key,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "succeeded" in done.stdout
+    password_file.write_text("wrong\n")
+    wrong = docvl(
+        "submit", str(encrypted), "--task", "ocr", "--password-file", str(password_file), url=api_url, key=key
+    )
+    assert wrong.returncode == 1
+    assert "error (wrong_password)" in wrong.stderr
+    assert (
+        "--password " not in docvl("submit", "--help", url=api_url, key=key).stdout
+    )  # never on the command line
+
+    ranged = docvl(
+        "submit", str(PDF), "--task", "ocr", "--pages", "2-3", "--json", "--wait", url=api_url, key=key
+    )
+    assert ranged.returncode == 0, ranged.stdout + ranged.stderr
+    with Client(api_url, key) as client:
+        job = client.jobs(limit=1).jobs[0]
+        assert (job.pages, job.progress.pages_total) == ("2-3", 2)
+        assert [p.page for p in client.result(job.id).pages] == [2, 3]
+
+
 class _NoEventStreams(httpx.HTTPTransport):
     """Breaks every event stream, as a proxy that cuts long responses would."""
 

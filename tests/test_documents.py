@@ -15,29 +15,42 @@ from docvl.documents import (
     EncryptedDocument,
     TooManyPages,
     UnsupportedDocument,
+    WrongPassword,
+    decrypt_pdf,
     open_document,
     sniff_media_type,
 )
+from docvl.page_ranges import PageRanges, PagesOutOfRange
 from tests.helpers import ROOT
 
 CORPUS = ROOT / "tests" / "corpus" / "pdf-samples"  # a copy of ../shared/corpus, with its LICENSE
 FILES = json.loads((CORPUS / "files.json").read_text())["data"]
 # Refused with the reason: PDFium (and pypdf) cannot parse this file's page tree ("Data format error").
 UNREADABLE = {"017-unreadable-meta-data/unreadablemetadata.pdf"}
+ENCRYPTED = CORPUS / "005-libreoffice-writer-password/libreoffice-writer-password.pdf"
+PASSWORD = "openpassword"  # the corpus's README gives it
 
 
 @pytest.mark.parametrize("entry", FILES, ids=[f["path"] for f in FILES])
-def test_every_corpus_pdf_renders_its_pages_or_is_refused_clearly(entry: dict[str, object]) -> None:
+def test_every_corpus_pdf_renders_its_pages_or_is_refused_clearly(
+    entry: dict[str, object], tmp_path: Path
+) -> None:
     path = CORPUS / str(entry["path"])
-    refusal: tuple[type[Exception], str] | None = None
-    if entry["encrypted"]:
-        refusal = (EncryptedDocument, "encrypted: send its password")
-    elif entry["path"] in UNREADABLE:
-        refusal = (CorruptDocument, "cannot be read; it is damaged")
-    if refusal is not None:
-        with pytest.raises(refusal[0], match=refusal[1]), open_document(path, max_pages=500):
+    if entry["path"] in UNREADABLE:
+        with (
+            pytest.raises(CorruptDocument, match="cannot be read; it is damaged"),
+            open_document(path, max_pages=500),
+        ):
             pass
         return
+    if entry["encrypted"]:  # refused without its password; decrypted with it, as intake does
+        with (
+            pytest.raises(EncryptedDocument, match="encrypted: send its password"),
+            open_document(path, max_pages=5),
+        ):
+            pass
+        assert decrypt_pdf(path, PASSWORD, tmp_path / "decrypted.pdf")
+        path = tmp_path / "decrypted.pdf"
     with open_document(path, max_pages=500, dpi=36) as document:
         assert document.page_count == entry["pages"]
         first = next(document.pages())
@@ -48,11 +61,45 @@ def test_every_corpus_pdf_renders_its_pages_or_is_refused_clearly(entry: dict[st
     assert first.height >= 1
 
 
-def test_the_encrypted_pdf_opens_with_its_password() -> None:
-    path = CORPUS / "005-libreoffice-writer-password/libreoffice-writer-password.pdf"
+def test_the_encrypted_pdf_opens_with_its_password_and_a_wrong_one_is_named(tmp_path: Path) -> None:
     with (
-        pytest.raises(EncryptedDocument, match="password is wrong"),
-        open_document(path, max_pages=5, password="x"),
+        pytest.raises(WrongPassword, match="password is wrong"),
+        open_document(ENCRYPTED, max_pages=5, password="x"),
+    ):
+        pass
+    with pytest.raises(WrongPassword, match="password is wrong"):
+        decrypt_pdf(ENCRYPTED, "not it", tmp_path / "out.pdf")
+    assert not (tmp_path / "out.pdf").exists()
+    with open_document(ENCRYPTED, max_pages=5, password=PASSWORD) as document:
+        assert document.page_count == 1
+    plain = CORPUS / "004-pdflatex-4-pages/pdflatex-4-pages.pdf"
+    assert not decrypt_pdf(plain, "any", tmp_path / "plain.pdf")  # not encrypted: used as it is
+    assert not (tmp_path / "plain.pdf").exists()
+    decrypted = tmp_path / "decrypted.pdf"
+    assert decrypt_pdf(ENCRYPTED, PASSWORD, decrypted)
+    assert PASSWORD.encode() not in decrypted.read_bytes()
+    with open_document(decrypted, max_pages=5) as document:  # no password needed any more
+        assert next(document.pages()).width > 0
+
+
+def test_a_page_range_renders_only_its_pages_with_their_own_indices() -> None:
+    path = CORPUS / "004-pdflatex-4-pages/pdflatex-4-pages.pdf"
+    with open_document(path, max_pages=10, dpi=36, pages=PageRanges.parse("2,4-")) as document:
+        assert document.page_count == 4
+        assert document.chosen == [1, 3]
+        assert [page.index for page in document.pages()] == [1, 3]
+        assert [page.index for page in document.pages(skip=frozenset({1}))] == [3]
+    with (
+        pytest.raises(PagesOutOfRange, match="which has 4 pages"),
+        open_document(path, max_pages=10, pages=PageRanges.parse("3-5")),
+    ):
+        pass
+    # The page limit applies to the pages chosen, not to the document.
+    with open_document(path, max_pages=2, pages=PageRanges.parse("1-2")) as document:
+        assert document.chosen == [0, 1]
+    with (
+        pytest.raises(TooManyPages, match="the ones chosen are 3 pages"),
+        open_document(path, max_pages=2, pages=PageRanges.parse("1-3")),
     ):
         pass
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64ocvl/v1/jobs.proto\x12\x08\x64ocvl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x01\n\x10SubmitJobRequest\x12\x11\n\x07\x63ontent\x18\x01 \x01(\x0cH\x00\x12\x14\n\nsource_uri\x18\x02 \x01(\tH\x00\x12\r\n\x05tasks\x18\x03 \x03(\t\x12\x15\n\x08question\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08priority\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x13\n\x0bwebhook_url\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\tB\n\n\x08\x64ocumentB\x0b\n\t_questionB\x0b\n\t_priority\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03\"@\n\x0fListJobsRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"D\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.docvl.v1.Job\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"I\n\x08Progress\x12\x13\n\x0bpages_total\x18\x01 \x01(\x05\x12\x12\n\npages_done\x18\x02 \x01(\x05\x12\x14\n\x0cpages_failed\x18\x03 \x01(\x05\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf0\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\r\n\x05tasks\x18\x03 \x03(\t\x12\x10\n\x08question\x18\x04 \x01(\t\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12$\n\x08progress\x18\x06 \x01(\x0b\x32\x12.docvl.v1.Progress\x12\x1e\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x0f.docvl.v1.Error\x12\x13\n\x0bwebhook_url\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb5\x01\n\tJobUpdate\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0c\x65vent_status\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x03job\x18\x05 \x01(\x0b\x32\r.docvl.v1.Job\x12\x17\n\npage_index\x18\x06 \x01(\x05H\x00\x88\x01\x01\x42\r\n\x0b_page_index\"B\n\nOutputFile\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"\x8a\x02\n\nPageResult\x12\x0c\n\x04page\x18\x01 \x01(\x05\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x11\n\x04text\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05valid\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0f\n\x07problem\x18\x05 \x01(\t\x12\x1e\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x0f.docvl.v1.Error\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\x16\n\x0emodel_revision\x18\x08 \x01(\t\x12\x1f\n\x17prompt_template_version\x18\t \x01(\t\x12\x18\n\x10generated_tokens\x18\n \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x42\x07\n\x05_textB\x08\n\x06_valid\"s\n\tJobResult\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.docvl.v1.Job\x12%\n\x07outputs\x18\x02 \x03(\x0b\x32\x14.docvl.v1.OutputFile\x12#\n\x05pages\x18\x03 \x03(\x0b\x32\x14.docvl.v1.PageResult2\xed\x02\n\nJobService\x12\x36\n\tSubmitJob\x12\x1a.docvl.v1.SubmitJobRequest\x1a\r.docvl.v1.Job\x12\x30\n\x06GetJob\x12\x17.docvl.v1.GetJobRequest\x1a\r.docvl.v1.Job\x12<\n\x08WatchJob\x12\x19.docvl.v1.WatchJobRequest\x1a\x13.docvl.v1.JobUpdate0\x01\x12\x36\n\tCancelJob\x12\x1a.docvl.v1.CancelJobRequest\x1a\r.docvl.v1.Job\x12\x41\n\x08ListJobs\x12\x19.docvl.v1.ListJobsRequest\x1a\x1a.docvl.v1.ListJobsResponse\x12<\n\x0cGetJobResult\x12\x17.docvl.v1.GetJobRequest\x1a\x13.docvl.v1.JobResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64ocvl/v1/jobs.proto\x12\x08\x64ocvl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x01\n\x10SubmitJobRequest\x12\x11\n\x07\x63ontent\x18\x01 \x01(\x0cH\x00\x12\x14\n\nsource_uri\x18\x02 \x01(\tH\x00\x12\r\n\x05tasks\x18\x03 \x03(\t\x12\x15\n\x08question\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08priority\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x13\n\x0bwebhook_url\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x15\n\x08password\x18\x08 \x01(\tH\x03\x88\x01\x01\x12\r\n\x05pages\x18\t \x01(\tB\n\n\x08\x64ocumentB\x0b\n\t_questionB\x0b\n\t_priorityB\x0b\n\t_password\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03\"@\n\x0fListJobsRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"D\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.docvl.v1.Job\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"I\n\x08Progress\x12\x13\n\x0bpages_total\x18\x01 \x01(\x05\x12\x12\n\npages_done\x18\x02 \x01(\x05\x12\x14\n\x0cpages_failed\x18\x03 \x01(\x05\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x91\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\r\n\x05tasks\x18\x03 \x03(\t\x12\x10\n\x08question\x18\x04 \x01(\t\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12$\n\x08progress\x18\x06 \x01(\x0b\x32\x12.docvl.v1.Progress\x12\x1e\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x0f.docvl.v1.Error\x12\x13\n\x0bwebhook_url\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\r \x01(\t\x12\r\n\x05pages\x18\x0e \x01(\t\"\xb5\x01\n\tJobUpdate\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0c\x65vent_status\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x03job\x18\x05 \x01(\x0b\x32\r.docvl.v1.Job\x12\x17\n\npage_index\x18\x06 \x01(\x05H\x00\x88\x01\x01\x42\r\n\x0b_page_index\"B\n\nOutputFile\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"\x8a\x02\n\nPageResult\x12\x0c\n\x04page\x18\x01 \x01(\x05\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x11\n\x04text\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05valid\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0f\n\x07problem\x18\x05 \x01(\t\x12\x1e\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x0f.docvl.v1.Error\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\x16\n\x0emodel_revision\x18\x08 \x01(\t\x12\x1f\n\x17prompt_template_version\x18\t \x01(\t\x12\x18\n\x10generated_tokens\x18\n \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x42\x07\n\x05_textB\x08\n\x06_valid\"s\n\tJobResult\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.docvl.v1.Job\x12%\n\x07outputs\x18\x02 \x03(\x0b\x32\x14.docvl.v1.OutputFile\x12#\n\x05pages\x18\x03 \x03(\x0b\x32\x14.docvl.v1.PageResult2\xed\x02\n\nJobService\x12\x36\n\tSubmitJob\x12\x1a.docvl.v1.SubmitJobRequest\x1a\r.docvl.v1.Job\x12\x30\n\x06GetJob\x12\x17.docvl.v1.GetJobRequest\x1a\r.docvl.v1.Job\x12<\n\x08WatchJob\x12\x19.docvl.v1.WatchJobRequest\x1a\x13.docvl.v1.JobUpdate0\x01\x12\x36\n\tCancelJob\x12\x1a.docvl.v1.CancelJobRequest\x1a\r.docvl.v1.Job\x12\x41\n\x08ListJobs\x12\x19.docvl.v1.ListJobsRequest\x1a\x1a.docvl.v1.ListJobsResponse\x12<\n\x0cGetJobResult\x12\x17.docvl.v1.GetJobRequest\x1a\x13.docvl.v1.JobResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,31 +33,31 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docvl.v1.jobs_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITJOBREQUEST']._serialized_start=67
-  _globals['_SUBMITJOBREQUEST']._serialized_end=271
-  _globals['_GETJOBREQUEST']._serialized_start=273
-  _globals['_GETJOBREQUEST']._serialized_end=304
-  _globals['_CANCELJOBREQUEST']._serialized_start=306
-  _globals['_CANCELJOBREQUEST']._serialized_end=340
-  _globals['_WATCHJOBREQUEST']._serialized_start=342
-  _globals['_WATCHJOBREQUEST']._serialized_end=399
-  _globals['_LISTJOBSREQUEST']._serialized_start=401
-  _globals['_LISTJOBSREQUEST']._serialized_end=465
-  _globals['_LISTJOBSRESPONSE']._serialized_start=467
-  _globals['_LISTJOBSRESPONSE']._serialized_end=535
-  _globals['_PROGRESS']._serialized_start=537
-  _globals['_PROGRESS']._serialized_end=610
-  _globals['_ERROR']._serialized_start=612
-  _globals['_ERROR']._serialized_end=650
-  _globals['_JOB']._serialized_start=653
-  _globals['_JOB']._serialized_end=1021
-  _globals['_JOBUPDATE']._serialized_start=1024
-  _globals['_JOBUPDATE']._serialized_end=1205
-  _globals['_OUTPUTFILE']._serialized_start=1207
-  _globals['_OUTPUTFILE']._serialized_end=1273
-  _globals['_PAGERESULT']._serialized_start=1276
-  _globals['_PAGERESULT']._serialized_end=1542
-  _globals['_JOBRESULT']._serialized_start=1544
-  _globals['_JOBRESULT']._serialized_end=1659
-  _globals['_JOBSERVICE']._serialized_start=1662
-  _globals['_JOBSERVICE']._serialized_end=2027
+  _globals['_SUBMITJOBREQUEST']._serialized_end=322
+  _globals['_GETJOBREQUEST']._serialized_start=324
+  _globals['_GETJOBREQUEST']._serialized_end=355
+  _globals['_CANCELJOBREQUEST']._serialized_start=357
+  _globals['_CANCELJOBREQUEST']._serialized_end=391
+  _globals['_WATCHJOBREQUEST']._serialized_start=393
+  _globals['_WATCHJOBREQUEST']._serialized_end=450
+  _globals['_LISTJOBSREQUEST']._serialized_start=452
+  _globals['_LISTJOBSREQUEST']._serialized_end=516
+  _globals['_LISTJOBSRESPONSE']._serialized_start=518
+  _globals['_LISTJOBSRESPONSE']._serialized_end=586
+  _globals['_PROGRESS']._serialized_start=588
+  _globals['_PROGRESS']._serialized_end=661
+  _globals['_ERROR']._serialized_start=663
+  _globals['_ERROR']._serialized_end=701
+  _globals['_JOB']._serialized_start=704
+  _globals['_JOB']._serialized_end=1105
+  _globals['_JOBUPDATE']._serialized_start=1108
+  _globals['_JOBUPDATE']._serialized_end=1289
+  _globals['_OUTPUTFILE']._serialized_start=1291
+  _globals['_OUTPUTFILE']._serialized_end=1357
+  _globals['_PAGERESULT']._serialized_start=1360
+  _globals['_PAGERESULT']._serialized_end=1626
+  _globals['_JOBRESULT']._serialized_start=1628
+  _globals['_JOBRESULT']._serialized_end=1743
+  _globals['_JOBSERVICE']._serialized_start=1746
+  _globals['_JOBSERVICE']._serialized_end=2111
 # @@protoc_insertion_point(module_scope)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
@@ -50,6 +50,12 @@ SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+PAGES_HELP = "Only these pages, e.g. 1-3,7,12- (from 1; 12- runs to the end); default: every page."
+PASSWORD_HELP = (
+    "An encrypted PDF's password: used once to decrypt it at submission, never stored or returned."
+)
+
+
 class SubmitFromStorage(BaseModel):
     """A job on a document already in object storage."""
 
@@ -60,6 +66,8 @@ class SubmitFromStorage(BaseModel):
     question: str | None = Field(None, description="Required with the qa task.")
     priority: int | None = Field(None, description="0 (lowest) to 9 (highest); default 5.")
     webhook_url: str | None = Field(None, description="POSTed to (signed) when the job ends.")
+    pages: str | None = Field(None, description=PAGES_HELP, examples=["1-3,7,12-"])
+    password: SecretStr | None = Field(None, description=PASSWORD_HELP, json_schema_extra={"writeOnly": True})
 
 
 _FORM_SCHEMA = {
@@ -71,6 +79,8 @@ _FORM_SCHEMA = {
         "question": {"type": "string", "description": "Required with the qa task."},
         "priority": {"type": "integer", "description": "0 (lowest) to 9 (highest); default 5."},
         "webhook_url": {"type": "string", "description": "POSTed to (signed) when the job ends."},
+        "pages": {"type": "string", "description": PAGES_HELP},
+        "password": {"type": "string", "format": "password", "writeOnly": True, "description": PASSWORD_HELP},
     },
 }
 SUBMIT_BODY = {
@@ -158,6 +168,8 @@ async def submit_job(
                 priority=_integer(_one(fields, "priority"), "priority"),
                 webhook_url=_one(fields, "webhook_url"),
                 idempotency_key=idempotency_key,
+                pages=_one(fields, "pages"),
+                password=_one(fields, "password"),
             )
             job, created = await run_in_threadpool(svc.submit, who, job_request, document=upload.file)
     elif content_type == "application/json":
@@ -177,6 +189,8 @@ async def submit_job(
             priority=body.priority,
             webhook_url=body.webhook_url,
             idempotency_key=idempotency_key,
+            pages=body.pages,
+            password=body.password.get_secret_value() if body.password is not None else None,
         )
         job, created = await run_in_threadpool(svc.submit, who, job_request, source=body.source)
     else:
@@ -189,7 +203,7 @@ async def submit_job(
     return job
 
 
-_FORM_SCHEMA_FIELDS = ("tasks", "question", "priority", "webhook_url")
+_FORM_SCHEMA_FIELDS = ("tasks", "question", "priority", "webhook_url", "pages", "password")
 
 
 def _one(fields: dict[str, list[str]], name: str) -> str | None:

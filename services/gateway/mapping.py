@@ -35,6 +35,8 @@ def submission_from_pb(limits: Limits, message: pb.SubmitJobRequest) -> Submissi
         priority=message.priority if message.HasField("priority") else None,
         webhook_url=message.webhook_url or None,
         idempotency_key=message.idempotency_key or None,
+        pages=message.pages or None,
+        password=message.password if message.HasField("password") else None,
     )
     if which == "content":
         return Submission(request, io.BytesIO(message.content), None)
@@ -74,6 +76,8 @@ def job_to_pb(job: JobView) -> pb.Job:
         ),
         error=_error(job.error),
         webhook_url=job.webhook_url or "",
+        pages=job.pages or "",
+        trace_id=job.trace_id or "",
         created_at=job.created_at,
         updated_at=job.updated_at,
         started_at=job.started_at,
