@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ app.add_typer(flows_app, name="flows")
 def flows_serve() -> None:
     """The flow runner, until Ctrl-C: the reconciler every DOCVL_RECONCILE_INTERVAL_S, and the deployments
     (the nightly sweep on its cron, the reconciler on demand)."""
+    _observe("docvl-flows", "info")
     from workflows.flows import serve
 
     serve()
@@ -63,10 +63,12 @@ def worker(
 ) -> None:
     """Run a Celery worker: page tasks (ocr, chart2code, web2html, qa queues), webhooks, and on the `jobs`
     queue the job runner (start requests: claim jobs, render and dispatch them in Prefect flow runs)."""
-    from services.worker.celery_app import ALL_QUEUES
+    from services.worker.celery_app import ALL_QUEUES, JOBS_QUEUE
     from services.worker.tasks import app as celery_app
 
     queues = ",".join(queue or ALL_QUEUES)
+    # Its logs and traces say which part of the pipeline it is (OTEL_SERVICE_NAME overrides).
+    os.environ.setdefault("OTEL_SERVICE_NAME", "docvl-job-runner" if queues == JOBS_QUEUE else "docvl-worker")
     celery_app.worker_main(
         ["worker", "-Q", queues, "-c", str(concurrency), "-l", log_level, "--without-gossip"]
     )
@@ -80,8 +82,12 @@ def _offline() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _observe(service: str, level: str) -> None:
+    """The process's logging (JSON lines off a terminal) and, when configured, its tracing."""
+    from docvl.observability import logs, tracing
+
+    logs.setup_logging(service, level)
+    tracing.setup_tracing(service)
 
 
 def _fail(error: DocvlError) -> None:
@@ -182,7 +188,7 @@ def model_worker(
 ) -> None:
     """Serve the model over gRPC (InferenceService, health, reflection) until SIGTERM or Ctrl-C."""
     _offline()
-    _logging(log_level)
+    _observe("docvl-model-worker", log_level)
     from pydantic import ValidationError
 
     from model_worker.settings import ModelWorkerSettings
@@ -214,7 +220,7 @@ def gateway(
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
     """Serve the gRPC JobService (health, reflection) until SIGTERM or Ctrl-C; waits for the database."""
-    _logging(log_level)
+    _observe("docvl-gateway", log_level)
     from pydantic import ValidationError
 
     from docvl.db.database import Database

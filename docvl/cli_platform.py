@@ -64,15 +64,19 @@ def api(
     """Serve the REST API (OpenAPI docs at /docs) until Ctrl-C."""
     import uvicorn
 
+    from docvl.observability import logs, tracing
     from services.api.app import create_app
     from services.api.settings import ApiSettings
 
+    logs.setup_logging("docvl-api", log_level)
+    tracing.setup_tracing("docvl-api")
     settings = ApiSettings()
     uvicorn.run(
         create_app(settings),
         host=host or settings.api_host,
         port=settings.api_port if port is None else port,
         log_level=log_level,
+        log_config=None,  # uvicorn's loggers go through docvl's logging setup
     )
 
 

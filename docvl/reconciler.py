@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 from docvl import pipeline
 from docvl.db import jobs, lifecycle
 from docvl.job_status import JobStatus
+from docvl.observability.metrics import jobs as job_metrics
+from docvl.observability import logs
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ def reconcile(
 
 def _recovered(s: Session, job_id: uuid.UUID, action: str, **data: object) -> None:
     jobs.add_event(s, job_id, "recovered", {"action": action, **data})
+    job_metrics.recovered.labels(action).inc()
 
 
 def _starts(ctx: pipeline.Context, limits: lifecycle.Limits, drivers: Drivers, batch: int) -> int:
@@ -73,8 +76,10 @@ def _redispatch(ctx: pipeline.Context, limits: lifecycle.Limits, drivers: Driver
         work = {job.job_id: pipeline.unfinished_in(s, job.job_id) for job in stalled}
         for job_id, items in work.items():
             _recovered(s, job_id, "redispatch", page_tasks=len(items))
-    for items in work.values():
-        drivers.send(items)  # same task ids: a page written twice stays one result
+    for job_id, items in work.items():
+        with pipeline.in_job_trace(ctx, job_id, "docvl.reconcile.redispatch"), logs.job_context(job_id):
+            log.info("re-dispatching %d page tasks", len(items))
+            drivers.send(items)  # same task ids: a page written twice stays one result
     return len(stalled)
 
 
@@ -86,7 +91,9 @@ def _finalize(ctx: pipeline.Context, limits: lifecycle.Limits, drivers: Drivers)
                 _recovered(s, job.job_id, "finalize")
                 taken.append(job.job_id)
     for job_id in taken:
-        pipeline.finalize(ctx, job_id, drivers.notify)
+        with pipeline.in_job_trace(ctx, job_id, "docvl.finalize"), logs.job_context(job_id):
+            finished = pipeline.finalize(ctx, job_id, drivers.notify)
+            log.info("job finished by the reconciler: %s", finished.status)
     return len(taken)
 
 

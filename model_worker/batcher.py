@@ -13,11 +13,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from docvl.errors import Cancelled, ResourceExhausted, Unavailable
+from docvl.observability import tracing
 from model_worker.decoding import RowControl
 from model_worker.engine import Engine, PreparedInput
 from model_worker.types import Generated, Timings, WorkerStats
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,8 @@ class _Pending:
     deadline: float | None
     on_delta: Callable[[str], None] | None
     cancelled: bool = field(default=False)
+    trace: Context | None = None  # the request's, when tracing is on: its wait and generate spans go there
+    enqueued_ns: int = 0
 
     def gone(self, now: float) -> bool:
         return self.cancelled or self.future.done() or (self.deadline is not None and now >= self.deadline)
@@ -83,6 +90,8 @@ class Batcher:
             enqueued_at=now,
             deadline=None if time_left is None else now + time_left,
             on_delta=on_delta,
+            trace=tracing.captured(),
+            enqueued_ns=time.time_ns(),
         )
         self._queue.put_nowait(pending)
         try:
@@ -138,12 +147,13 @@ class Batcher:
             for p in batch
         ]
         started = loop.time()
-        begun = time.perf_counter()
+        begun, begun_ns = time.perf_counter(), time.time_ns()
         outcomes = await loop.run_in_executor(
             self._model_thread, self.engine.run_isolated, [p.prepared for p in batch], rows
         )
         inference_ms = (time.perf_counter() - begun) * 1000
         self.stats.batches += 1
+        self._trace(batch, begun_ns, time.time_ns())
         for pending, outcome in zip(batch, outcomes, strict=True):
             if pending.future.done():
                 continue
@@ -160,6 +170,14 @@ class Batcher:
                 batch_size=len(batch),
             )
             pending.future.set_result((outcome, timings))
+
+    def _trace(self, batch: list[_Pending], begun_ns: int, ended_ns: int) -> None:
+        """Each request's own spans (when tracing is on): its wait for a batch, and the batch's generate
+        call, which served `docvl.batch_size` requests (the same `docvl.batch` number for each)."""
+        shared = {"docvl.batch_size": len(batch), "docvl.batch": self.stats.batches}
+        for pending in batch:
+            tracing.record("docvl.batch_wait", pending.trace, pending.enqueued_ns, begun_ns)
+            tracing.record("docvl.generate", pending.trace, begun_ns, ended_ns, shared)
 
     @staticmethod
     def _threadsafe(

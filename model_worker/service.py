@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from docvl.observability import logs, tracing
 from model_worker.batcher import Batcher
 from model_worker.engine import Engine
 from model_worker.settings import ModelWorkerSettings
 from model_worker.types import InferenceRequest, InferenceResult, ModelDescription, WorkerStats
+
+log = logging.getLogger(__name__)
 
 
 class InferenceService:
@@ -53,9 +57,31 @@ class InferenceService:
     ) -> InferenceResult:
         """Validate and preprocess off the event loop, then wait for a batch. Raises DocvlError subclasses."""
         request_id = request.request_id or uuid.uuid4().hex
+        fields = logs.task_fields(request_id)
+        if fields is not None:
+            tracing.annotate(job_id=fields[0], page=fields[1], task=fields[2])
+        with logs.request_context(request_id):
+            return await self._infer(request, request_id, time_left, on_delta)
+
+    async def _infer(
+        self,
+        request: InferenceRequest,
+        request_id: str,
+        time_left: float | None,
+        on_delta: Callable[[str], None] | None,
+    ) -> InferenceResult:
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._preprocess, self.engine.prepare, request)
+        with tracing.span("docvl.preprocess"):
+            prepared = await loop.run_in_executor(self._preprocess, self.engine.prepare, request)
         generated, timings = await self.batcher.submit(prepared, time_left=time_left, on_delta=on_delta)
+        log.info(
+            "request %s: %d tokens generated, %.0f ms queued, %.0f ms inference in a batch of %d",
+            request_id,
+            len(generated.token_ids),
+            timings.queued_ms,
+            timings.inference_ms,
+            timings.batch_size,
+        )
         d = self.engine.description
         return InferenceResult(
             request_id=request_id,

@@ -21,6 +21,7 @@ from docvl.settings import FrontDoorSettings
 from docvl.storage.s3 import S3ObjectStore
 from model_worker.transport.client import InferenceClient
 from tests.helpers import ROOT, model_worker_process, stop_process, wait_for
+from tests.otlp import OtlpReceiver, otlp_receiver
 from tests.services import celery_worker, ensure_redis, prefect_server, scratch_database
 
 MAX_NEW_TOKENS = 12
@@ -34,6 +35,7 @@ class FrontDoorPlatform:
     store: S3ObjectStore
     service: JobService
     logs: Path
+    traces: OtlpReceiver  # every process of the platform exports its spans here
 
     def key(self, owner: str) -> str:
         """A new API key of `owner`."""
@@ -95,8 +97,12 @@ def front_door_platform(
     with ExitStack() as stack:
         prefect_db = stack.enter_context(scratch_database("prefect_fd"))
         prefect_api = stack.enter_context(prefect_server(prefect_db, logs))
-        _, target = stack.enter_context(model_worker_process(model_dir, logs / "model-worker.log"))
+        traces = stack.enter_context(otlp_receiver())
+        _, target = stack.enter_context(
+            model_worker_process(model_dir, logs / "model-worker.log", env=traces.env())
+        )
         env = {
+            **traces.env(),
             "DOCVL_DATABASE_URL": database.url,
             "DOCVL_REDIS_URL": f"redis://127.0.0.1:6379/{1 + (os.getpid() + 7) % 14}",
             "DOCVL_OBJECT_STORE": "s3",
@@ -119,11 +125,13 @@ def front_door_platform(
         with InferenceClient(target) as model:
             model.wait_ready(120)
         stack.enter_context(celery_worker(env, logs / "celery.log"))
-        stack.enter_context(celery_worker(env, logs / "job-runner.log", queues="jobs"))
+        runner_env = {**env, "OTEL_SERVICE_NAME": "docvl-job-runner"}
+        stack.enter_context(celery_worker(runner_env, logs / "job-runner.log", queues="jobs"))
         stack.enter_context(flow_runner(env, logs / "flows-serve.log"))
         stack.enter_context(environment(env))
         settings = FrontDoorSettings()
-        yield FrontDoorPlatform(env, settings, database, store, job_service(settings, database), logs)
+        service = job_service(settings, database)
+        yield FrontDoorPlatform(env, settings, database, store, service, logs, traces)
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from docvl.db import lifecycle
 from docvl.db.database import Database
 from docvl.documents import DocumentError
 from docvl.errors import DocvlError, Unavailable
+from docvl.observability import logs, tracing
 from docvl.storage import ObjectStore, open_store
 from docvl.storage.factory import open_bucket
 from docvl.tasks import TaskKind
@@ -39,6 +40,7 @@ from workflows.settings import FlowSettings
 
 RETRY_DELAYS = [1, 5, 15, 30]
 log = logging.getLogger(__name__)
+logs.reclaim()  # importing Prefect configured logging its own way: docvl's handler takes the root back
 
 
 @cache
@@ -105,12 +107,15 @@ def revoke_page_tasks(ids: list[str]) -> None:
 @retried
 def drive_job(job_id: uuid.UUID) -> bool:
     """Start the job, render its pages and dispatch their tasks; True when it is ready to finalise."""
-    return pipeline.drive(context(), job_id, render_limits(), send)
+    with pipeline.in_job_trace(context(), job_id, "docvl.job.start"):
+        return pipeline.drive(context(), job_id, render_limits(), send)
 
 
 @retried
 def finalize_job(job_id: uuid.UUID) -> None:
-    pipeline.finalize(context(), job_id, notify)
+    with pipeline.in_job_trace(context(), job_id, "docvl.finalize"):
+        job = pipeline.finalize(context(), job_id, notify)
+    log.info("job finished: %s", job.status)
 
 
 @flow(name="start_jobs", persist_result=False, log_prints=False)
@@ -127,6 +132,11 @@ def start_jobs(job_ids: list[uuid.UUID]) -> int:
 def start_one(job_id: uuid.UUID) -> bool:
     """Drive one job inside the current flow run (and finalise it when its pages were faster than its
     render). A bad document fails the job; an outage leaves it to the reconciler. True when started."""
+    with logs.job_context(job_id):
+        return _start_one(job_id)
+
+
+def _start_one(job_id: uuid.UUID) -> bool:
     try:
         if drive_job.with_options(task_run_name=f"job-{job_id}")(job_id):
             finalize_job(job_id)
@@ -169,7 +179,8 @@ def run_claimed() -> int:
             return total
         try:
             heartbeat_off()
-            total += start_jobs(job_ids)
+            with tracing.detached():  # the batch's flow run: a trace of its own (each job has its own)
+                total += start_jobs(job_ids)
         except Exception:  # the flow run itself failed (Prefect away): the jobs wait, none is lost
             log.exception("could not start %d jobs; they wait for the next request", len(job_ids))
             with context().db.transaction() as tx:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from docvl.errors import DatabaseUnavailable
+from docvl.observability import tracing
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class Database:
             connect_args={"connect_timeout": connect_timeout_s},
         )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        tracing.instrument_engine(self.engine)  # when tracing is on
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

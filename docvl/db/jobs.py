@@ -33,6 +33,7 @@ class NewJob:
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
     api_key_id: uuid.UUID | None = None
+    trace: tuple[str, str] | None = None  # (trace id, traceparent) of the submission, when traced
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def create_job(session: Session, new: NewJob) -> tuple[Job, bool]:
             idempotency_key=new.idempotency_key,
             request_fingerprint=new.request_fingerprint,
             api_key_id=new.api_key_id,
+            trace_id=new.trace[0] if new.trace else None,
+            traceparent=new.trace[1] if new.trace else None,
         )
         .on_conflict_do_nothing(index_elements=[Job.owner, Job.idempotency_key])
         .returning(Job.id)

@@ -120,6 +120,10 @@ class Job(Base):
     recovered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    # The submission's trace (when tracing is on): its id, returned by the API, and its W3C traceparent, the
+    # parent of the job's spans in the runner, the reconciler and finalisation.
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    traceparent: Mapped[str | None] = mapped_column(String(64))
 
 
 class Page(Base):

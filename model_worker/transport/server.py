@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from docvl.observability import tracing
 from docvl.v1 import inference_pb2 as pb
 from docvl.v1 import inference_pb2_grpc as pb_grpc
 from model_worker.settings import ModelWorkerSettings
@@ -112,6 +113,7 @@ class ModelWorkerServer:
 
 async def serve(settings: ModelWorkerSettings) -> None:
     """Run until SIGTERM or SIGINT."""
+    tracing.instrument_grpc_server(aio=True)  # when tracing is on: a server span per request
     server = ModelWorkerServer(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

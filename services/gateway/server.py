@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from docvl.db.database import Database
 from docvl.errors import Unavailable
 from docvl.job_service import JobService
+from docvl.observability import tracing
 from docvl.v1 import jobs_pb2 as pb
 from docvl.v1 import jobs_pb2_grpc as pb_grpc
 from services.gateway.servicer import JobServicer
@@ -85,6 +86,7 @@ def serve(settings: GatewaySettings, db: Database | None = None) -> None:
     """Run the gateway until SIGTERM or SIGINT (call from the main thread)."""
     from services.frontdoor.wiring import job_service
 
+    tracing.instrument_grpc_server(aio=False)  # when tracing is on: a server span per call
     service = job_service(settings, db)
     stop = threading.Event()
 

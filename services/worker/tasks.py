@@ -13,11 +13,12 @@ from functools import cache
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from docvl import webhooks
 from docvl.db.database import Database
 from docvl.errors import DocvlError, InvalidInput, Unavailable
+from docvl.observability import logs, tracing
 from docvl.pipeline import Context, PageWork, finalize, process_page, record_failure
 from docvl.storage import open_store
 from docvl.tasks import TaskKind
@@ -59,9 +60,16 @@ def _dependencies() -> tuple[Context, ModelWorkers]:
     )
 
 
+@setup_logging.connect
+def _logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """docvl's logging instead of Celery's (in the main process and in each pool process)."""
+    logs.setup_logging("docvl-worker", loglevel)
+
+
 @worker_process_init.connect
 def _reset_after_fork(**_: Any) -> None:
     _dependencies.cache_clear()
+    tracing.setup_tracing("docvl-worker")  # per pool process, before its connections are made
 
 
 @app.task(name=START_TASK, acks_late=False)
@@ -79,9 +87,13 @@ def run_page(self: Task, job_id: str, page_index: int, task: str, priority: int 
     task whose result completes the job finalises it; returns whether this one did."""
     ctx, workers = _dependencies()
     work = PageWork(uuid.UUID(job_id), page_index, TaskKind(task), priority)
-    if _run_page(self, ctx, workers, work):
-        finalize(ctx, work.job_id, lambda job: queue_webhook(app, job))
-        return True
+    tracing.annotate(job_id=job_id, page=page_index, task=task)
+    with logs.job_context(job_id, page_index, task):
+        if _run_page(self, ctx, workers, work):
+            with tracing.span("docvl.finalize", job_id=job_id):
+                job = finalize(ctx, work.job_id, lambda job: queue_webhook(app, job))
+            log.info("job finished: %s", job.status)
+            return True
     return False
 
 

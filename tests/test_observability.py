@@ -1,0 +1,161 @@
+"""Traces and logs across real processes: one job submitted over REST to a `docvl api` process, run by the
+platform's job runner, Celery page worker and model worker, every one exporting its spans over OTLP/HTTP to
+the receiver in this process (tests/otlp.py) and writing JSON lines to its log file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from docvl.client import Client
+from docvl.views import JobView
+from tests.helpers import ROOT, png, stop_process, wait_for
+from tests.otlp import ReceivedSpan
+from tests.platform import FrontDoorPlatform
+from tests.services import free_port
+
+SERVICES = {"docvl-api", "docvl-job-runner", "docvl-worker", "docvl-model-worker"}
+TASKS = ["ocr", "qa"]
+
+
+@pytest.fixture(scope="module")
+def api_url(frontdoor: FrontDoorPlatform) -> Iterator[str]:
+    """`docvl api` in its own process, on the platform, tracing to its receiver."""
+    port = free_port()
+    log_path = frontdoor.logs / "api.log"
+    env = {**os.environ, **frontdoor.env, "OTEL_SERVICE_NAME": "docvl-api"}
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "docvl", "api", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the API exited:\n{log_path.read_text()}")
+        try:
+            urllib.request.urlopen(url + "/readyz", timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(ready, 60, "the API")
+        yield url
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def job(frontdoor: FrontDoorPlatform, api_url: str) -> JobView:
+    """A finished job of one page and two tasks (two page tasks), submitted over REST."""
+    with Client(api_url, frontdoor.key(f"traced-{uuid.uuid4().hex[:8]}")) as client:
+        submitted = client.submit(png(11), TASKS, question="What is shown?", filename="page.png")
+        done = client.wait(submitted.id, timeout_s=120)
+    assert done.status == "succeeded", done
+    return done
+
+
+def _whole(spans: list[ReceivedSpan]) -> bool:
+    """Every process's spans are in, the finalisation's too, and every parent has arrived."""
+    ids = {s.span_id for s in spans}
+    return (
+        {s.service for s in spans} >= SERVICES
+        and any(s.name == "docvl.finalize" for s in spans)
+        and sum(s.name == "docvl.generate" for s in spans) == len(TASKS)
+        and all(s.parent_id is None or s.parent_id in ids for s in spans)
+    )
+
+
+def test_one_trace_holds_the_job_across_every_process(frontdoor: FrontDoorPlatform, job: JobView) -> None:
+    assert job.trace_id is not None
+    assert len(job.trace_id) == 32
+    trace_id = job.trace_id
+
+    def arrived() -> list[ReceivedSpan] | None:
+        found = frontdoor.traces.trace(trace_id)
+        return found if _whole(found) else None
+
+    spans = wait_for(arrived, 30, "the job's spans from every process", interval=0.2)
+    by_id = {s.span_id: s for s in spans}
+    roots = [s for s in spans if s.parent_id is None]
+    assert len(roots) == 1, roots
+    submission = roots[0]
+    assert (submission.service, submission.name) == ("docvl-api", "POST /v1/jobs")
+    assert submission.attributes["docvl.job_id"] == str(job.id)
+
+    def ancestors(span: ReceivedSpan) -> list[ReceivedSpan]:
+        chain = []
+        while span.parent_id is not None:
+            span = by_id[span.parent_id]
+            chain.append(span)
+        return chain
+
+    start = next(s for s in spans if s.name == "docvl.job.start")
+    assert start.service == "docvl-job-runner"
+    assert start.links, "the job's start links its flow's task run"
+    pages = [s for s in spans if s.name == "run/docvl.page"]
+    assert {(s.service, s.attributes["docvl.page"], s.attributes["docvl.task"]) for s in pages} == {
+        ("docvl-worker", 0, task) for task in TASKS
+    }
+    for page in pages:
+        assert page.attributes["docvl.job_id"] == str(job.id)
+        chain = ancestors(page)
+        assert start in chain
+        assert chain[-1] == submission
+    for name in ("docvl.preprocess", "docvl.batch_wait", "docvl.generate"):
+        found = [s for s in spans if s.name == name]
+        assert len(found) == len(TASKS), name
+        for span in found:
+            chain = ancestors(span)
+            assert span.service == "docvl-model-worker"
+            assert chain[0].service == "docvl-model-worker"
+            assert chain[0].attributes["docvl.job_id"] == str(job.id)
+            assert any(s in pages for s in chain), f"{name} is not under a page task"
+    assert all(int(str(s.attributes["docvl.batch_size"])) >= 1 for s in spans if s.name == "docvl.generate")
+    assert {s.service for s in spans if s.name == "docvl.page.write"} == {"docvl-worker"}
+
+
+def _lines(path: Path, job_id: str) -> list[dict[str, object]]:
+    """Every line of the log naming the job, each of which must be a JSON object carrying its id."""
+    found = []
+    for line in path.read_text().splitlines():
+        if job_id in line:
+            record = json.loads(line)
+            assert record.get("job_id") == job_id, line
+            found.append(record)
+    return found
+
+
+def test_one_job_id_greps_its_whole_path_from_the_logs(frontdoor: FrontDoorPlatform, job: JobView) -> None:
+    job_id = str(job.id)
+    logs = frontdoor.logs
+
+    def messages(name: str) -> list[str]:
+        return [str(r["message"]) for r in _lines(logs / name, job_id)]
+
+    assert any(m.startswith("job submitted") for m in messages("api.log"))
+    runner = messages("job-runner.log")
+    assert any(m.startswith("job started") for m in runner)
+    assert any(m.startswith("job rendered") for m in runner)
+    page_lines = [r for r in _lines(logs / "celery.log", job_id) if str(r["message"]).startswith("page ")]
+    assert {(r["page"], r["task"]) for r in page_lines} == {(0, t) for t in TASKS}
+    assert all(r["trace_id"] == job.trace_id for r in page_lines)
+    model = [r for r in _lines(logs / "model-worker.log", job_id) if str(r["message"]).startswith("request")]
+    assert {(r["page"], r["task"], r["service"]) for r in model} == {
+        (0, t, "docvl-model-worker") for t in TASKS
+    }
+    finished = [m for name in ("celery.log", "job-runner.log") for m in messages(name)]
+    assert any(m.startswith("job finished: succeeded") for m in finished)
