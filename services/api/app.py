@@ -11,7 +11,7 @@ from fastapi_offline import FastAPIOffline
 from docvl.db.database import Database
 from docvl.job_service import JobService
 from docvl.observability import tracing
-from services.api import errors
+from services.api import console, errors
 from services.api.limits import UploadLimit
 from services.api.routes import router
 from services.api.settings import ApiSettings
@@ -49,6 +49,7 @@ def create_app(settings: ApiSettings | None = None, service: JobService | None =
         app.state.service = service
     errors.install(app)
     app.include_router(router)
+    console.install(app)  # last: its `/` and `/console/*` shadow no other route
     app.add_middleware(UploadLimit, path="/v1/jobs", max_bytes=config.max_upload_bytes)
     tracing.instrument_fastapi(app)  # when tracing is on: a server span per request
     return app

@@ -1,0 +1,65 @@
+"""The console's reads beyond the job service's: the job's pages with their results rendered, and a page's
+image. Ownership is checked exactly as the job service does (another owner's job is NotFound)."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AbstractContextManager
+from typing import BinaryIO
+
+from docvl.db import jobs
+from docvl.db.api_keys import Caller
+from docvl.job_service import JobService
+from docvl.tasks import TaskKind
+from docvl.views import PageResult
+from services.api.console import render
+from services.api.console.views import RenderedJob, RenderedPage, RenderedResult
+
+
+def rendered(svc: JobService, caller: Caller, job_id: uuid.UUID) -> RenderedJob:
+    result = svc.result(caller, job_id)  # checks the owner; the outputs with their links
+    with svc.db.transaction() as s:
+        pages = jobs.pages(s, job_id)
+    by_page: dict[int, list[RenderedResult]] = {}
+    for page_result in result.pages:
+        by_page.setdefault(page_result.page, []).append(_rendered(page_result))
+    return RenderedJob(
+        job=result.job,
+        outputs=result.outputs,
+        pages=[
+            RenderedPage(
+                page=p.index + 1,
+                width=p.width,
+                height=p.height,
+                image=f"/v1/jobs/{job_id}/pages/{p.index + 1}/image",
+                results=by_page.get(p.index + 1, []),
+            )
+            for p in pages
+        ],
+    )
+
+
+def _rendered(result: PageResult) -> RenderedResult:
+    text = result.text
+    html: str | None = None
+    if text is not None:
+        match result.task:
+            case TaskKind.OCR | TaskKind.QA:
+                html = render.markdown_html(text)
+            case TaskKind.CHART2CODE:
+                html = render.code_html(text)
+            case TaskKind.WEB2HTML:
+                html = render.page_document(text)
+    return RenderedResult(**result.model_dump(), html=html)
+
+
+def open_image(
+    svc: JobService, caller: Caller, job_id: uuid.UUID, page: int
+) -> tuple[str, AbstractContextManager[BinaryIO]]:
+    """(media type, stream) of the page's rendered image."""
+    with svc.db.transaction() as s:
+        jobs.get_job(s, job_id, owner=caller.owner)
+        key = jobs.page(s, job_id, page - 1).image_key
+    extension = key.rsplit(".", 1)[-1].lower()
+    media = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
+    return media.get(extension, "application/octet-stream"), svc.store.open(key)

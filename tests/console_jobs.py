@@ -1,0 +1,105 @@
+"""Jobs written straight into the record for the console's tests: a finished job with one page and the
+given text per task, as the page tasks would have stored it (docvl/db/jobs.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+
+from PIL import Image
+
+from docvl.db import jobs
+from docvl.job_status import JobStatus
+from docvl.storage.base import page_key
+from docvl.tasks import TaskKind
+from tests.platform import FrontDoorPlatform
+
+MARKUP = """<script>window.__pwned = "script"</script>
+<img src="http://evil.invalid/img.png" onerror="window.__pwned = 'img'; alert('img')">
+<svg onload="window.__pwned = 'svg'"><circle r="5"/></svg>
+<iframe src="http://evil.invalid/frame"></iframe>
+<object data="http://evil.invalid/object"></object>
+<style>@import url(http://evil.invalid/import.css); body { background: url(http://evil.invalid/bg) }</style>
+<link rel="stylesheet" href="http://evil.invalid/sheet.css">
+<div style="background-image: url(http://evil.invalid/inline)">styled</div>
+<meta http-equiv="refresh" content="0; url=http://evil.invalid/refresh">
+<base href="http://evil.invalid/">
+<a href="javascript:window.__pwned = 'a'">raw link</a>
+<form action="http://evil.invalid/form"><button>go</button></form>"""
+
+HOSTILE_MARKDOWN = f"""# Hostile heading
+
+{MARKUP}
+
+[markdown link](javascript:window.__pwned='markdown')
+[data link](data:text/html,<script>alert(1)</script>)
+
+![tracker](http://evil.invalid/pixel.png) [relative](/v1/jobs) [fine](https://example.org/)
+"""
+
+HOSTILE_CODE = f'''import matplotlib.pyplot as plt
+# </code></pre><script>window.__pwned = "code"</script><img src=x onerror="window.__pwned='code'">
+label = """{MARKUP}"""
+plt.title(label)
+'''
+
+HOSTILE_PAGE = f"""<!doctype html>
+<html><head><title>Hostile page</title>{MARKUP}
+<script src="http://evil.invalid/remote.js"></script></head>
+<body onload="window.__pwned = 'onload'"><h1>Hostile page</h1>{MARKUP}
+<p>Text that stays.</p></body></html>"""
+
+HOSTILE = {
+    TaskKind.OCR: HOSTILE_MARKDOWN,
+    TaskKind.CHART2CODE: HOSTILE_CODE,
+    TaskKind.WEB2HTML: HOSTILE_PAGE,
+    TaskKind.QA: HOSTILE_MARKDOWN,
+}
+
+
+def stored_job(
+    frontdoor: FrontDoorPlatform,
+    owner: str,
+    image: Path,
+    outputs: dict[TaskKind, str],
+    *,
+    question: str | None = None,
+) -> uuid.UUID:
+    """A succeeded job of `owner` with one page (`image`) and `outputs[task]` as each task's result."""
+    data = image.read_bytes()
+    with Image.open(image) as opened:
+        width, height = opened.size
+    with frontdoor.db.transaction() as s:
+        document = jobs.get_or_create_document(
+            s,
+            sha256=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),  # a document of its own
+            size_bytes=len(data),
+            media_type="image/png",
+            object_key=f"inputs/{uuid.uuid4().hex}",
+        )
+        options = {"question": question} if question else {}
+        job, _ = jobs.create_job(
+            s, jobs.NewJob(owner=owner, document_id=document.id, tasks=list(outputs), options=options)
+        )
+        key = page_key(job.id, 0)
+        frontdoor.store.put(key, data, content_type="image/png")
+        jobs.transition(s, job.id, JobStatus.RUNNING)
+        jobs.add_pages(s, job.id, [jobs.NewPage(0, key, width, height, len(data))])
+        for task, text in outputs.items():
+            jobs.record_result(
+                s,
+                jobs.NewResult(
+                    job_id=job.id,
+                    page_index=0,
+                    task=task,
+                    output_text=text,
+                    output_valid=True,
+                    generated_tokens=len(text.split()),
+                    model_id="deepseek-ai/deepseek-vl-1.3b-chat",
+                    model_revision="written-by-test",
+                    prompt_template_version="v1",
+                ),
+            )
+        jobs.transition(s, job.id, JobStatus.SUCCEEDED)
+        return job.id

@@ -1,0 +1,314 @@
+"""The web console in a real headless Chromium (Debian's, driven by Playwright) against a real API process
+in front of the running platform (tests/platform.py): sign in, submit a PDF through the form by keyboard,
+watch it finish, look at every task's view; hostile model output that must not run or reach anywhere;
+accessible names, landmarks, and a phone-sized viewport. With DOCVL_CONSOLE_SCREENSHOTS=DIR, the tests
+also save the screenshots the README shows (`make console-screenshots`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
+
+from docvl.db import jobs
+from docvl.tasks import TaskKind
+from tests.console_jobs import HOSTILE, stored_job
+from tests.helpers import ROOT, stop_process, wait_for
+from tests.platform import FrontDoorPlatform
+from tests.services import free_port
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/lib/chromium/chromium"  # the real binary (/usr/bin/chromium is a wrapper script)
+SAMPLES = ROOT / "docvl" / "samples"
+SCREENSHOTS = os.environ.get("DOCVL_CONSOLE_SCREENSHOTS")
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+# What no rendered result may hold (the page image and the one sandboxed frame are the console's own).
+FORBIDDEN = (
+    "script, style, link, base, object, embed, svg, form, [style], [onerror], [onload], [onclick], "
+    "a[href^='javascript'], a[href^='data'], a[href^='/']"
+)
+
+
+@pytest.fixture(scope="module")
+def console_url(frontdoor: FrontDoorPlatform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`docvl api` as its own process on a free loopback port, configured like the platform."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("console") / "api.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "docvl", "api", "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT,
+            env={**os.environ, **frontdoor.env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the API exited:\n{log.read_text()[-4000:]}")
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(ready, 90, "the API process")
+        yield url
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else [], headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Console:
+    """A browser tab on the console, with everything it asked of other origins and every dialog."""
+
+    page: Page
+    origin: str
+    foreign_requests: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    def dismiss(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def watch(self, url: str) -> None:
+        own = url.startswith(f"{self.origin}/") or url.startswith(f"blob:{self.origin}/")
+        if not (own or url.startswith("data:") or url.startswith("about:")):
+            self.foreign_requests.append(url)
+
+
+def console_tab(browser: Browser, origin: str, viewport: dict[str, int]) -> Iterator[Console]:
+    context = browser.new_context(base_url=origin, viewport=viewport)  # type: ignore[arg-type]
+    page = context.new_page()
+    console = Console(page, origin)
+    page.on("request", lambda request: console.watch(request.url))
+    page.on("dialog", console.dismiss)
+    try:
+        yield console
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def desktop(browser: Browser, console_url: str) -> Iterator[Console]:
+    yield from console_tab(browser, console_url, DESKTOP)
+
+
+@pytest.fixture
+def phone(browser: Browser, console_url: str) -> Iterator[Console]:
+    yield from console_tab(browser, console_url, PHONE)
+
+
+def screenshot(target: Page | Locator, name: str) -> None:
+    if SCREENSHOTS:
+        path = Path(SCREENSHOTS) / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(target, Page):
+            target.screenshot(path=path, full_page=True)
+        else:
+            target.screenshot(path=path)
+
+
+def sign_in(page: Page, key: str) -> None:
+    """By keyboard: the key field has the focus, Enter submits."""
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Sign in", level=1)).to_be_visible()
+    expect(page.get_by_label("API key")).to_be_focused()
+    page.keyboard.type(key)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Jobs", level=1)).to_be_visible()
+
+
+def every_control_is_named(page: Page) -> int:
+    """Every visible form control, button, frame and focusable code block has an accessible name (as
+    the browser's accessibility tree computes it)."""
+    controls = page.locator("input, select, textarea, button, progress, iframe, [tabindex='0']")
+    checked = 0
+    for control in controls.all():
+        if control.is_visible():
+            expect(control).to_have_accessible_name(re.compile(r"\S"))
+            checked += 1
+    return checked
+
+
+def landmarks(page: Page) -> None:
+    expect(page.get_by_role("banner")).to_have_count(1)
+    expect(page.get_by_role("navigation")).to_have_count(1)
+    expect(page.get_by_role("main")).to_have_count(1)
+    expect(page.get_by_role("heading", level=1)).to_have_count(1)
+
+
+def no_horizontal_scroll(page: Page) -> None:
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow} px"
+
+
+def nothing_ran(console: Console) -> None:
+    console.page.wait_for_load_state("networkidle")
+    assert console.page.evaluate("window.__pwned") is None
+    assert console.dialogs == []
+    assert console.foreign_requests == []
+
+
+def test_sign_in_submit_by_keyboard_watch_and_open_every_view(
+    desktop: Console, frontdoor: FrontDoorPlatform
+) -> None:
+    page, owner = desktop.page, f"console-{uuid.uuid4().hex[:8]}"
+    page.goto("/")
+    expect(page.get_by_label("API key")).to_be_focused()
+    page.keyboard.type("dvl_not-a-key")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("not accepted")
+    landmarks(page)
+    assert every_control_is_named(page) >= 2
+    page.get_by_label("API key").fill("")
+    screenshot(page, "sign-in")
+
+    sign_in(page, frontdoor.key(owner))
+    landmarks(page)
+    assert every_control_is_named(page) >= 8
+    # The form by keyboard: Tab from the top of the content through every field, Space ticks, Enter submits.
+    page.locator("#main").focus()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Documents: PDF, PNG, JPEG, TIFF or WebP")).to_be_focused()
+    page.get_by_label("Documents: PDF, PNG, JPEG, TIFF or WebP").set_input_files(SAMPLES / "page.pdf")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("OCR to Markdown")).to_be_focused()
+    expect(page.get_by_label("OCR to Markdown")).to_be_checked()
+    for task in ("Chart to code", "Webpage to HTML", "Question answering"):
+        checkbox = page.get_by_role("checkbox", name=task)
+        page.keyboard.press("Tab")
+        expect(checkbox).to_be_focused()
+        page.keyboard.press("Space")
+        expect(checkbox).to_be_checked()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Question (for question answering)")).to_be_focused()
+    page.keyboard.type("What is the title?")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Priority (0 to 9)")).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    expect(page.get_by_label("Priority (0 to 9)")).to_have_value("6")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Submit")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    # The job page follows the job live (its event stream): nothing reloads it.
+    expect(page).to_have_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
+    job_id = uuid.UUID(page.url.rsplit("/", 1)[-1])
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=180_000)
+    expect(page.locator("#job-progress-text")).to_have_text("1 of 1 done")
+    expect(page.get_by_role("button", name="Cancel job")).to_be_disabled()
+    with frontdoor.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        assert job.owner == owner
+        assert job.priority == 6
+        assert job.options["question"] == "What is the title?"
+        results = {TaskKind(r.task): r for r in jobs.results(s, job_id)}
+    assert set(results) == set(TaskKind)
+
+    page_one = page.get_by_role("region", name="Page 1")
+    expect(page_one.get_by_role("img", name="Page 1 of the document")).to_be_visible()
+    page.wait_for_function("document.querySelector('.page-image img').naturalWidth > 0")
+    for task, article in (
+        (TaskKind.OCR, page_one.locator(".result-ocr")),
+        (TaskKind.CHART2CODE, page_one.locator(".result-chart2code")),
+        (TaskKind.WEB2HTML, page_one.locator(".result-web2html")),
+        (TaskKind.QA, page_one.locator(".result-qa")),
+    ):
+        expect(article).to_be_visible()
+        meta = article.locator(".meta")
+        for fact in (
+            results[task].model_id,
+            results[task].model_revision,
+            results[task].prompt_template_version,
+        ):
+            assert fact
+            expect(meta).to_contain_text(fact)
+    expect(page_one.locator(".result-ocr .markdown")).to_be_visible()
+    expect(page_one.locator(".result-chart2code pre.code code")).to_have_text(
+        (results[TaskKind.CHART2CODE].output_text or "").strip("\n")
+    )
+    frame = page_one.locator(".result-web2html iframe")
+    expect(frame).to_have_attribute("sandbox", "")
+    expect(page_one.locator(".result-qa .question")).to_have_text("Q: What is the title?")
+    every_control_is_named(page)
+
+    downloads = page.get_by_role("region", name="Downloads")
+    for name in ("document.md", "answers.json", "page-0001.py", "page-0001.html"):
+        expect(downloads.get_by_role("button", name=re.compile(re.escape(name)))).to_be_visible()
+    with page.expect_download() as download:
+        downloads.get_by_role("button", name=re.compile("document.md")).click()
+    with frontdoor.db.transaction() as s:
+        markdown_key = jobs.get_job(s, job_id).outputs["ocr"]
+    assert Path(download.value.path()).read_bytes() == frontdoor.store.get(markdown_key)
+
+    page.get_by_role("link", name="Jobs").click()
+    first = page.locator("#jobs-list li").first
+    expect(first.get_by_role("link")).to_have_text(str(job_id)[:8])
+    expect(first.locator(".status")).to_have_text("succeeded")
+    screenshot(page, "jobs")
+    nothing_ran(desktop)
+
+
+def test_hostile_results_run_nothing_and_load_nothing(desktop: Console, frontdoor: FrontDoorPlatform) -> None:
+    owner = f"console-{uuid.uuid4().hex[:8]}"
+    question = "<img src=x onerror=\"window.__pwned = 'question'\"> <script>window.__pwned = 1</script>"
+    job_id = stored_job(frontdoor, owner, SAMPLES / "page.png", HOSTILE, question=question)
+    page = desktop.page
+    sign_in(page, frontdoor.key(owner))
+    page.goto(f"/#/jobs/{job_id}")
+
+    results = page.get_by_role("region", name="Page 1")
+    expect(results.locator(".result-ocr .markdown h1")).to_have_text("Hostile heading")
+    expect(results.locator(".result-qa .markdown h1")).to_have_text("Hostile heading")
+    expect(results.locator(".result-qa .question")).to_have_text(f"Q: {question}")  # as text
+    expect(results.locator(".result-ocr .markdown")).to_contain_text(
+        '<script>window.__pwned = "script"</script>'
+    )
+    code = results.locator(".result-chart2code pre.code code")
+    expect(code).to_contain_text('</code></pre><script>window.__pwned = "code"</script>')
+    frame = page.frame_locator(".result-web2html iframe")
+    expect(frame.locator("h1")).to_have_text("Hostile page")
+    expect(frame.locator("body")).to_contain_text("Text that stays.")
+    page.wait_for_function("document.querySelector('.page-image img').naturalWidth > 0")
+    frame.get_by_text("raw link").first.click()  # an anchor without its javascript: href
+
+    nothing_ran(desktop)
+    assert page.locator(f"#pages :is({FORBIDDEN}, meta)").count() == 0
+    assert page.locator("#pages img").evaluate_all("images => images.map(i => i.src.split(':')[0])") == [
+        "blob"
+    ]
+    assert page.locator("#pages iframe").count() == 1
+    expect(page.locator("#pages iframe")).to_have_attribute("sandbox", "")
+    links = page.locator("#pages .markdown a[href]")
+    assert (
+        links.evaluate_all("links => links.map(a => [a.href, a.rel])")
+        == [["https://example.org/", "noopener noreferrer nofollow"]] * 2
+    )
+    assert frame.locator(f":is({FORBIDDEN}, img, iframe, meta[http-equiv=refresh])").count() == 0
+    expect(frame.locator("meta[http-equiv=Content-Security-Policy]")).to_have_attribute(
+        "content", re.compile("^default-src 'none'")
+    )
+    background = page.evaluate("getComputedStyle(document.body).backgroundImage")
+    assert background == "none"
