@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings
 
 from docvl.cli_jobs import register as register_jobs
 from docvl.cli_platform import register as register_platform
+from docvl.observability.logs import LogSettings
+from docvl.observability.tracing import TracingSettings
 from docvl.settings import CoreSettings, FrontDoorSettings
 from docvl.up.settings import UpSettings
 from model_worker.settings import ModelWorkerSettings
@@ -41,6 +43,8 @@ SETTINGS: list[type[BaseSettings]] = [
     WorkerSettings,
     ModelWorkerSettings,
     UpSettings,
+    TracingSettings,
+    LogSettings,
 ]
 # Read by the libraries themselves, not by a docvl Settings class.
 LIBRARY_VARIABLES = {
@@ -123,11 +127,13 @@ def test_compose_services_wait_for_healthy_dependencies(compose: dict[str, Any])
             "flow-runner",
             "job-runner",
             "worker",
+            "otel-collector",
+            "jaeger",
         )
     }
     assert expected | {"model-worker"} == set(services)
     for name, service in services.items():
-        if name != "migrate":
+        if name not in ("migrate", "otel-collector"):  # the collector's image has nothing to probe with
             assert "test" in service["healthcheck"], name
         for needed, condition in service.get("depends_on", {}).items():
             assert needed in services, (name, needed)
@@ -169,11 +175,35 @@ def test_compose_names_only_what_exists(compose: dict[str, Any]) -> None:
             assert container_port in " ".join(map(str, service.get("command", []))) or name in (
                 "minio",
                 "prefect",
+                "jaeger",
             ), (name, port)
     api = compose["services"]["api"]
     assert api["command"][-1] == str(ApiSettings().api_port)
     gateway = compose["services"]["gateway"]
     assert gateway["command"][-1] == str(GatewaySettings().port)
+
+
+def test_compose_services_trace_to_the_collector_and_jaeger(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    docvl = {n: s for n, s in services.items() if s["image"].startswith("docvl/") and n != "migrate"}
+    assert set(docvl) == {"api", "gateway", "flow-runner", "job-runner", "worker", "model-worker"}
+    names = set()
+    for name, service in docvl.items():
+        env = service["environment"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith("-http://otel-collector:4318}"), name
+        names.add(env["OTEL_SERVICE_NAME"])
+        assert "otel-collector" not in service.get("depends_on", {}), name  # spans are best effort
+    assert len(names) == len(docvl), "each service has its own name"
+    assert services["otel-collector"]["image"].startswith("otel/opentelemetry-collector:")
+    assert services["jaeger"]["image"].startswith("jaegertracing/jaeger:2.")
+    mount = services["otel-collector"]["volumes"][0].split(":")
+    assert services["otel-collector"]["command"] == [f"--config={mount[1]}"]
+    collector = yaml.safe_load((ROOT / mount[0]).read_text())
+    assert collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+    pipeline = collector["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"]
+    assert [collector["exporters"][e]["endpoint"] for e in pipeline["exporters"]] == ["jaeger:4317"]
+    assert set(pipeline["processors"]) <= set(collector["processors"])
 
 
 def test_dockerfiles_are_multi_stage_non_root_and_pinned() -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -34,10 +34,8 @@ class TracingSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    endpoint: str | None = Field(
-        None,
-        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
-    )
+    endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    traces_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     service_name: str | None = Field(None, validation_alias="OTEL_SERVICE_NAME")
     sdk_disabled: bool = Field(False, validation_alias="OTEL_SDK_DISABLED")
     sql: bool = Field(True, validation_alias="DOCVL_TRACE_SQL", description="A span per SQL statement.")
@@ -57,7 +55,7 @@ def setup_tracing(default_service: str) -> bool:
     tracing is on. Call once per process, before its engines, channels and servers are made."""
     global _enabled, _sql
     settings = TracingSettings()
-    if _enabled or not settings.endpoint or settings.sdk_disabled:
+    if _enabled or not (settings.endpoint or settings.traces_endpoint) or settings.sdk_disabled:
         return _enabled
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
