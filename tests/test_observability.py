@@ -13,10 +13,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from docvl.client import Client
+from docvl.v1 import jobs_pb2 as pb
+from docvl.v1 import jobs_pb2_grpc as pb_grpc
 from docvl.views import JobView
+from services.gateway.server import start
+from services.gateway.settings import GatewaySettings
 from tests.helpers import ROOT, png, stop_process, wait_for
 from tests.otlp import ReceivedSpan
 from tests.platform import FrontDoorPlatform
@@ -59,9 +64,14 @@ def api_url(frontdoor: FrontDoorPlatform) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def job(frontdoor: FrontDoorPlatform, api_url: str) -> JobView:
+def key(frontdoor: FrontDoorPlatform) -> str:
+    return frontdoor.key(f"traced-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def job(api_url: str, key: str) -> JobView:
     """A finished job of one page and two tasks (two page tasks), submitted over REST."""
-    with Client(api_url, frontdoor.key(f"traced-{uuid.uuid4().hex[:8]}")) as client:
+    with Client(api_url, key) as client:
         submitted = client.submit(png(11), TASKS, question="What is shown?", filename="page.png")
         done = client.wait(submitted.id, timeout_s=120)
     assert done.status == "succeeded", done
@@ -126,6 +136,18 @@ def test_one_trace_holds_the_job_across_every_process(frontdoor: FrontDoorPlatfo
             assert any(s in pages for s in chain), f"{name} is not under a page task"
     assert all(int(str(s.attributes["docvl.batch_size"])) >= 1 for s in spans if s.name == "docvl.generate")
     assert {s.service for s in spans if s.name == "docvl.page.write"} == {"docvl-worker"}
+
+
+def test_the_gateway_returns_the_trace_id_too(frontdoor: FrontDoorPlatform, job: JobView, key: str) -> None:
+    gateway, port = start(GatewaySettings(host="127.0.0.1", port=0), frontdoor.service)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            found = pb_grpc.JobServiceStub(channel).GetJob(
+                pb.GetJobRequest(job_id=str(job.id)), metadata=(("x-api-key", key),), timeout=30
+            )
+    finally:
+        gateway.stop(0)
+    assert found.trace_id == job.trace_id
 
 
 def _lines(path: Path, job_id: str) -> list[dict[str, object]]:

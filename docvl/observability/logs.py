@@ -128,6 +128,8 @@ class TextFormatter(logging.Formatter):
         return f"{text} [{extra}]" if extra else text
 
 
+# Clients that log every request at INFO (Prefect's API calls, webhooks): their warnings only.
+QUIET = ("httpx", "httpcore")
 _handler: logging.Handler | None = None
 _level = logging.INFO
 
@@ -157,7 +159,10 @@ def reclaim() -> None:
         root.removeHandler(existing)
     root.addHandler(_handler)
     root.setLevel(_level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "fastapi"):
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "fastapi", "prefect._internal"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(_level, logging.WARNING))
+    logging.captureWarnings(True)  # Python's warnings as log lines too
