@@ -60,9 +60,18 @@ def worker(
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Pool processes.")] = 2,
     log_level: Annotated[str, typer.Option()] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of /metrics (every pool process, summed); default: "
+            "DOCVL_WORKER_METRICS_PORT (9104); 0: off."
+        ),
+    ] = None,
 ) -> None:
     """Run a Celery worker: page tasks (ocr, chart2code, web2html, qa queues), webhooks, and on the `jobs`
     queue the job runner (start requests: claim jobs, render and dispatch them in Prefect flow runs)."""
+    if metrics_port is not None:  # read by the worker's settings, made when its tasks are imported
+        os.environ["DOCVL_WORKER_METRICS_PORT"] = str(metrics_port)
     from services.worker.celery_app import ALL_QUEUES, JOBS_QUEUE
     from services.worker.tasks import app as celery_app
 

@@ -64,13 +64,14 @@ def api(
     """Serve the REST API (OpenAPI docs at /docs) until Ctrl-C."""
     import uvicorn
 
-    from docvl.observability import logs, tracing
+    from docvl.observability import logs, metrics, tracing
     from services.api.app import create_app
     from services.api.settings import ApiSettings
 
     logs.setup_logging("docvl-api", log_level)
     tracing.setup_tracing("docvl-api")
     settings = ApiSettings()
+    metrics.serve(settings.api_metrics_port, settings.metrics_host)
     uvicorn.run(
         create_app(settings),
         host=host or settings.api_host,

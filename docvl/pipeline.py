@@ -28,6 +28,8 @@ from docvl.documents import DocumentError, DocumentTooLarge, open_document, snif
 from docvl.errors import DocvlError
 from docvl.job_status import JobStatus
 from docvl.observability import tracing
+from docvl.observability.metrics import jobs as job_metrics
+from docvl.observability.metrics import worker as worker_metrics
 from docvl.page_ranges import PageRanges
 from docvl.postprocess import artifact
 from docvl.storage import ObjectStore
@@ -302,19 +304,25 @@ def finish(ctx: Context, job_id: uuid.UUID) -> Job:
         job = jobs.get_job(s, job_id, lock=True)
         if JobStatus(job.status).finished:
             return job
-        if job.pages_failed == 0:
-            return jobs.transition(s, job_id, JobStatus.SUCCEEDED)
-        if job.pages_done == 0:
-            return jobs.transition(
-                s, job_id, JobStatus.FAILED, error_code="all_pages_failed", error_message="every page failed"
-            )
+        job = _conclude(s, job)
+    job_metrics.finished.labels(job.status).inc()
+    return job
+
+
+def _conclude(s: Session, job: Job) -> Job:
+    if job.pages_failed == 0:
+        return jobs.transition(s, job.id, JobStatus.SUCCEEDED)
+    if job.pages_done == 0:
         return jobs.transition(
-            s,
-            job_id,
-            JobStatus.PARTIALLY_SUCCEEDED,
-            error_code="some_pages_failed",
-            error_message=f"{job.pages_failed} of {job.pages_total} pages failed; the others are kept",
+            s, job.id, JobStatus.FAILED, error_code="all_pages_failed", error_message="every page failed"
         )
+    return jobs.transition(
+        s,
+        job.id,
+        JobStatus.PARTIALLY_SUCCEEDED,
+        error_code="some_pages_failed",
+        error_message=f"{job.pages_failed} of {job.pages_total} pages failed; the others are kept",
+    )
 
 
 def fail(ctx: Context, job_id: uuid.UUID, code: str, message: str, notify: Notify | None = None) -> Job:
@@ -325,6 +333,7 @@ def fail(ctx: Context, job_id: uuid.UUID, code: str, message: str, notify: Notif
         if JobStatus(job.status).finished:
             return job
         job = jobs.transition(s, job_id, JobStatus.FAILED, error_code=code, error_message=message)
+    job_metrics.finished.labels(JobStatus.FAILED.value).inc()
     if notify is not None:
         notify_end(ctx, job_id, notify)
     return job
@@ -344,6 +353,7 @@ def cancel(
             for page in jobs.pages(s, job_id)
             for task in outcome.job.tasks
         ]
+    job_metrics.finished.labels(JobStatus.CANCELLED.value).inc()
     if ids:
         revoke(ids)
     return outcome
@@ -411,6 +421,7 @@ def process_page(
     with ctx.db.transaction() as s:
         job = jobs.get_job(s, work.job_id)
         if JobStatus(job.status).finished or jobs.has_result(s, work.job_id, work.page_index, work.task):
+            worker_metrics.page_tasks.labels(work.task.value, "skipped").inc()
             return False
         image_key = jobs.page(s, work.job_id, work.page_index).image_key
         question = job.options.get("question")
@@ -432,7 +443,7 @@ def process_page(
         result.timings.queued_ms,
         result.timings.inference_ms,
     )
-    return _record(
+    completed = _record(
         ctx,
         work,
         attempt,
@@ -449,10 +460,14 @@ def process_page(
         model_revision=result.model_revision,
         prompt_template_version=result.prompt_template_version,
     )
+    worker_metrics.page_tasks.labels(work.task.value, "succeeded").inc()
+    return completed
 
 
 def record_failure(ctx: Context, work: PageWork, error: DocvlError, attempt: int) -> bool:
-    return _record(ctx, work, attempt, error_code=error.code, error_message=error.message)
+    completed = _record(ctx, work, attempt, error_code=error.code, error_message=error.message)
+    worker_metrics.page_tasks.labels(work.task.value, "failed").inc()
+    return completed
 
 
 def _record(ctx: Context, work: PageWork, attempt: int, **outcome: Any) -> bool:

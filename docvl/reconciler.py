@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from docvl import pipeline
 from docvl.db import jobs, lifecycle
 from docvl.job_status import JobStatus
-from docvl.observability.metrics import jobs as job_metrics
 from docvl.observability import logs
+from docvl.observability.metrics import jobs as job_metrics
 
 log = logging.getLogger(__name__)
 

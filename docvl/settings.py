@@ -39,6 +39,10 @@ class CoreSettings(BaseSettings):
         description="Model workers (HOST:PORT, comma-separated), used round-robin.",
     )
     presign_expiry_s: int = Field(3600, ge=1, le=7 * 24 * 3600, description="Lifetime of result links.")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address each process's /metrics (Prometheus) listens on (0.0.0.0 in containers).",
+    )
     webhook_allow_private: bool = Field(
         False,
         description="Let webhooks go to loopback, private and link-local addresses (one machine, tests).",

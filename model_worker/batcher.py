@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from docvl.errors import Cancelled, ResourceExhausted, Unavailable
 from docvl.observability import tracing
+from docvl.observability.metrics import model as metrics
 from model_worker.decoding import RowControl
 from model_worker.engine import Engine, PreparedInput
 from model_worker.types import Generated, Timings, WorkerStats
@@ -52,6 +53,7 @@ class Batcher:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
         self._task: asyncio.Task[None] | None = None
+        metrics.watch_queue(self._queue.qsize)
 
     @property
     def queue_depth(self) -> int:
@@ -126,6 +128,7 @@ class Batcher:
         for pending in batch:
             if pending.gone(now):
                 self.stats.requests_dropped += 1
+                metrics.requests.labels("dropped").inc()
                 if pending.cancelled:
                     pending.future.cancel()  # nobody waits for it any more
                 elif not pending.future.done():
@@ -153,16 +156,22 @@ class Batcher:
         )
         inference_ms = (time.perf_counter() - begun) * 1000
         self.stats.batches += 1
+        metrics.batch_size.observe(len(batch))
         self._trace(batch, begun_ns, time.time_ns())
         for pending, outcome in zip(batch, outcomes, strict=True):
             if pending.future.done():
                 continue
             if isinstance(outcome, Exception):
                 self.stats.requests_failed += 1
+                metrics.requests.labels("failed").inc()
                 pending.future.set_exception(outcome)
                 continue
             self.stats.requests_completed += 1
             self.stats.generated_tokens += len(outcome.token_ids)
+            metrics.requests.labels("completed").inc()
+            metrics.generated_tokens.inc(len(outcome.token_ids))
+            metrics.image_tokens.inc(outcome.image_tokens)
+            metrics.queue_wait.observe(started - pending.enqueued_at)
             timings = Timings(
                 queued_ms=(started - pending.enqueued_at) * 1000,
                 preprocessing_ms=pending.prepared.preprocessing_ms,

@@ -19,6 +19,7 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from docvl.errors import InvalidInput, ResourceExhausted
+from docvl.observability.metrics import model as metrics
 from docvl.tasks import TaskKind
 from model_worker.checkpoint import LoadedModel
 from model_worker.decoding import RowControl, RowSampler, RowStop, RowStreamer
@@ -79,6 +80,11 @@ class Engine:
         self.limits = limits
         self.description = loaded.description
         self.vision_batch_size = vision_batch_size or (8 if loaded.device.type == "cuda" else 1)
+        if loaded.device.type == "cuda":
+            device = loaded.device
+            metrics.watch_gpu_memory(
+                lambda: torch.cuda.memory_allocated(device), lambda: torch.cuda.memory_reserved(device)
+            )
         eos = self.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id]
         self.eos_ids = {int(e) for e in eos_ids}
@@ -175,7 +181,11 @@ class Engine:
         if any(row.on_delta is not None for row in rows):
             kwargs["streamer"] = RowStreamer(rows, self._decode, self.eos_ids)
         with torch.inference_mode():
+            started = time.perf_counter()
             features = self.encode_images({k: tensors[k] for k in pixel_keys})
+            if self.loaded.device.type == "cuda":  # kernels run asynchronously: time their end
+                torch.cuda.synchronize(self.loaded.device)
+            encoded = time.perf_counter()
             output = self.model.generate(
                 input_ids=tensors["input_ids"].to(self.loaded.device),
                 attention_mask=tensors["attention_mask"].to(self.loaded.device),
@@ -187,7 +197,13 @@ class Engine:
                 **kwargs,
             )
         new_tokens = output[:, prompt_length:].tolist()
-        return [self._finish(p, row, tokens) for p, row, tokens in zip(batch, rows, new_tokens, strict=True)]
+        finished = [
+            self._finish(p, row, tokens) for p, row, tokens in zip(batch, rows, new_tokens, strict=True)
+        ]
+        metrics.record_generate(
+            encoded - started, time.perf_counter() - encoded, sum(len(g.token_ids) for g in finished)
+        )
+        return finished
 
     def _finish(self, prepared: PreparedInput, row: RowControl, tokens: list[int]) -> Generated:
         reason = FinishReason.LENGTH

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from docvl.observability import logs, tracing
+from docvl.observability.metrics import model as metrics
 from model_worker.batcher import Batcher
 from model_worker.engine import Engine
 from model_worker.settings import ModelWorkerSettings
@@ -60,7 +61,7 @@ class InferenceService:
         fields = logs.task_fields(request_id)
         if fields is not None:
             tracing.annotate(job_id=fields[0], page=fields[1], task=fields[2])
-        with logs.request_context(request_id):
+        with logs.request_context(request_id), metrics.errors_counted():
             return await self._infer(request, request_id, time_left, on_delta)
 
     async def _infer(
@@ -73,6 +74,7 @@ class InferenceService:
         loop = asyncio.get_running_loop()
         with tracing.span("docvl.preprocess"):
             prepared = await loop.run_in_executor(self._preprocess, self.engine.prepare, request)
+        metrics.preprocessing.observe(prepared.preprocessing_ms / 1000)
         generated, timings = await self.batcher.submit(prepared, time_left=time_left, on_delta=on_delta)
         log.info(
             "request %s: %d tokens generated, %.0f ms queued, %.0f ms inference in a batch of %d",

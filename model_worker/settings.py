@@ -23,6 +23,8 @@ class ModelWorkerSettings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(50061, ge=0, le=65535)
+    metrics_host: str = Field("127.0.0.1", description="Address /metrics (Prometheus) listens on.")
+    metrics_port: int = Field(9103, ge=0, le=65535, description="Port of /metrics; 0: no metrics.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(0, ge=0, description="torch threads on the CPU; 0 keeps torch's default.")
 

@@ -13,6 +13,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# The processes the tests start serve no /metrics on the default ports (tests that scrape choose free ones).
+os.environ.setdefault("DOCVL_API_METRICS_PORT", "0")
+os.environ.setdefault("DOCVL_GATEWAY_METRICS_PORT", "0")
+os.environ.setdefault("DOCVL_MODEL_WORKER_METRICS_PORT", "0")
+os.environ.setdefault("DOCVL_WORKER_METRICS_PORT", "0")
+os.environ.setdefault("DOCVL_FLOWS_METRICS_PORT", "0")
 
 from docvl.db import migrate
 from docvl.db.database import Database

@@ -22,9 +22,10 @@ from docvl.storage.s3 import S3ObjectStore
 from model_worker.transport.client import InferenceClient
 from tests.helpers import ROOT, model_worker_process, stop_process, wait_for
 from tests.otlp import OtlpReceiver, otlp_receiver
-from tests.services import celery_worker, ensure_redis, prefect_server, scratch_database
+from tests.services import celery_worker, ensure_redis, free_port, prefect_server, scratch_database
 
 MAX_NEW_TOKENS = 12
+METRICS = ("model-worker", "worker", "job-runner", "flows")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class FrontDoorPlatform:
     service: JobService
     logs: Path
     traces: OtlpReceiver  # every process of the platform exports its spans here
+    metrics: dict[str, str]  # the /metrics URL of each process started here (see METRICS)
 
     def key(self, owner: str) -> str:
         """A new API key of `owner`."""
@@ -98,8 +100,10 @@ def front_door_platform(
         prefect_db = stack.enter_context(scratch_database("prefect_fd"))
         prefect_api = stack.enter_context(prefect_server(prefect_db, logs))
         traces = stack.enter_context(otlp_receiver())
+        ports = {name: free_port() for name in METRICS}  # each process's /metrics (tests/test_metrics.py)
+        model_env = {**traces.env(), "DOCVL_MODEL_WORKER_METRICS_PORT": str(ports["model-worker"])}
         _, target = stack.enter_context(
-            model_worker_process(model_dir, logs / "model-worker.log", env=traces.env())
+            model_worker_process(model_dir, logs / "model-worker.log", env=model_env)
         )
         env = {
             **traces.env(),
@@ -124,14 +128,26 @@ def front_door_platform(
         store.ensure_ready()
         with InferenceClient(target) as model:
             model.wait_ready(120)
-        stack.enter_context(celery_worker(env, logs / "celery.log"))
-        runner_env = {**env, "OTEL_SERVICE_NAME": "docvl-job-runner"}
+        worker_env = {
+            **env,
+            "DOCVL_WORKER_METRICS_PORT": str(ports["worker"]),
+            "DOCVL_WORKER_METRICS_DIR": str(logs / "worker-metrics"),
+        }
+        stack.enter_context(celery_worker(worker_env, logs / "celery.log"))
+        runner_env = {
+            **env,
+            "OTEL_SERVICE_NAME": "docvl-job-runner",
+            "DOCVL_WORKER_METRICS_PORT": str(ports["job-runner"]),
+            "DOCVL_WORKER_METRICS_DIR": str(logs / "job-runner-metrics"),
+        }
         stack.enter_context(celery_worker(runner_env, logs / "job-runner.log", queues="jobs"))
-        stack.enter_context(flow_runner(env, logs / "flows-serve.log"))
+        flows_env = {**env, "DOCVL_FLOWS_METRICS_PORT": str(ports["flows"])}
+        stack.enter_context(flow_runner(flows_env, logs / "flows-serve.log"))
         stack.enter_context(environment(env))
         settings = FrontDoorSettings()
         service = job_service(settings, database)
-        yield FrontDoorPlatform(env, settings, database, store, service, logs, traces)
+        metrics = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+        yield FrontDoorPlatform(env, settings, database, store, service, logs, traces, metrics)
 
 
 @contextmanager

@@ -23,12 +23,15 @@ from docvl.db import lifecycle
 from docvl.db.database import Database
 from docvl.documents import DocumentError
 from docvl.errors import DocvlError, Unavailable
-from docvl.observability import logs, tracing
+from docvl.observability import logs, metrics, tracing
+from docvl.observability.metrics import jobs as job_metrics
+from docvl.observability.metrics import platform as platform_metrics
 from docvl.storage import ObjectStore, open_store
 from docvl.storage.factory import open_bucket
 from docvl.tasks import TaskKind
 from model_worker.transport.client import InferenceClient
 from services.worker.celery_app import (
+    ALL_QUEUES,
     PAGE_TASK,
     broker_errors,
     celery_priority,
@@ -140,17 +143,21 @@ def _start_one(job_id: uuid.UUID) -> bool:
     try:
         if drive_job.with_options(task_run_name=f"job-{job_id}")(job_id):
             finalize_job(job_id)
+        job_metrics.starts.labels("started").inc()
         return True
     except DocumentError as exc:
         pipeline.fail(context(), job_id, exc.code, exc.message, notify)
     except Unavailable as exc:  # an outage outlasted the retries: the reconciler resumes the job
         log.warning("job %s left for the reconciler: %s", job_id, exc.message)
+        job_metrics.starts.labels("deferred").inc()
+        return False
     except DocvlError as exc:
         log.exception("job %s failed", job_id)
         pipeline.fail(context(), job_id, exc.code, f"the pipeline failed: {exc.message}", notify)
     except Exception as exc:  # a bug: fail this job once, rather than start it again and again
         log.exception("job %s failed", job_id)
         pipeline.fail(context(), job_id, "internal", f"the pipeline failed: {type(exc).__name__}", notify)
+    job_metrics.starts.labels("failed").inc()
     return False
 
 
@@ -281,6 +288,8 @@ def serve() -> None:
     from prefect import serve as prefect_serve
 
     s = settings()
+    if metrics.serve(s.flows_metrics_port, s.metrics_host) is not None:
+        platform_metrics.register(s.database_url, s.redis_url, ALL_QUEUES, s.platform_metrics_timeout_s)
     stop = threading.Event()
     passes = threading.Thread(target=reconcile_every, args=(s.reconcile_interval_s, stop), daemon=True)
     passes.start()

@@ -13,6 +13,16 @@ from docvl.settings import CoreSettings, split_list
 class FlowSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="ignore")
 
+    flows_metrics_port: int = Field(
+        9106,
+        ge=0,
+        le=65535,
+        description="Port of /metrics of `docvl flows serve` (the reconciler's and the platform's gauges); 0: "
+        "no metrics.",
+    )
+    platform_metrics_timeout_s: float = Field(
+        2.0, gt=0, description="How long a scrape waits for the database and the broker."
+    )
     render_dpi: int = Field(
         110,
         ge=36,

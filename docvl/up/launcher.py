@@ -118,6 +118,7 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
             "DOCVL_API_PORT": str(settings.api_port),
             "DOCVL_GATEWAY_HOST": HOST,
             "DOCVL_GATEWAY_PORT": str(settings.gateway_port),
+            **metrics_env(settings),
             "PREFECT_API_URL": prefect_api,
             "PREFECT_HOME": str(data / "prefect"),
             "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db,
@@ -157,7 +158,7 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
     supervisor.start(
         "job-runner",
         [python, "-m", "docvl", "worker", "--concurrency", str(settings.job_runner_concurrency),
-         f"--queue={JOBS_QUEUE}"],
+         f"--queue={JOBS_QUEUE}", f"--metrics-port={settings.job_runner_metrics_port}"],
         log_contains(" ready."),
         timeout,
     )  # fmt: skip
@@ -187,7 +188,8 @@ docvl is up on this machine:
   model worker   {model_target}  ({"the TINY RANDOM model" if tiny else model_dir})
   API key        {key}
                  (also in {data / "api-key"}; use it as DOCVL_API_KEY or `Authorization: Bearer`)
-  logs           {data / "logs"}"""
+  logs           {data / "logs"}
+  metrics        {metrics_where(settings)}"""
     )
     if tiny:
         say(TINY_WARNING.format(tokens=settings.tiny_max_new_tokens))
@@ -198,6 +200,33 @@ docvl is up on this machine:
         say("\nSubmitting the bundled samples over REST:")
         with Client(api_url, key) as client:
             demo.run(client, say)
+
+
+METRICS = (  # (process, its UpSettings port field, the variable its own settings read)
+    ("api", "api_metrics_port", "DOCVL_API_METRICS_PORT"),
+    ("gateway", "gateway_metrics_port", "DOCVL_GATEWAY_METRICS_PORT"),
+    ("model-worker", "model_worker_metrics_port", "DOCVL_MODEL_WORKER_METRICS_PORT"),
+    ("celery-worker", "worker_metrics_port", "DOCVL_WORKER_METRICS_PORT"),
+    ("job-runner", "job_runner_metrics_port", None),  # given on its command line
+    ("flow-runner", "flows_metrics_port", "DOCVL_FLOWS_METRICS_PORT"),
+)
+
+
+def metrics_env(settings: UpSettings) -> dict[str, str]:
+    """Each process's /metrics port, on loopback."""
+    env = {"DOCVL_METRICS_HOST": HOST, "DOCVL_MODEL_WORKER_METRICS_HOST": HOST}
+    env.update({variable: str(getattr(settings, field)) for _, field, variable in METRICS if variable})
+    return env
+
+
+def metrics_where(settings: UpSettings) -> str:
+    """Where each process serves its Prometheus metrics, one per line."""
+    lines = [
+        f"{name:<13} http://{HOST}:{getattr(settings, field)}/metrics"
+        for name, field, _ in METRICS
+        if getattr(settings, field)
+    ]
+    return "\n                 ".join(lines) or "off"
 
 
 def _prefect_database(database_url: str, data: Path) -> str:

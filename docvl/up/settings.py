@@ -24,6 +24,15 @@ class UpSettings(CoreSettings):
     gateway_port: int = Field(50051, ge=1, le=65535, description="gRPC JobService.")
     prefect_port: int = Field(4200, ge=1, le=65535, description="Prefect server and UI.")
     model_worker_port: int = Field(50061, ge=1, le=65535)
+    # Each process's /metrics (Prometheus); 0: off for that process.
+    api_metrics_port: int = Field(9101, ge=0, le=65535)
+    gateway_metrics_port: int = Field(9102, ge=0, le=65535, validation_alias="DOCVL_GATEWAY_METRICS_PORT")
+    model_worker_metrics_port: int = Field(
+        9103, ge=0, le=65535, validation_alias="DOCVL_MODEL_WORKER_METRICS_PORT"
+    )
+    worker_metrics_port: int = Field(9104, ge=0, le=65535, description="The page workers' pool, summed.")
+    job_runner_metrics_port: int = Field(9105, ge=0, le=65535, description="The job runners' pool, summed.")
+    flows_metrics_port: int = Field(9106, ge=0, le=65535, description="The flow runner and platform gauges.")
     worker_concurrency: int = Field(2, ge=1, description="Celery page-task processes.")
     job_runner_concurrency: int = Field(
         2, ge=1, description="Job runner processes (Celery on the jobs queue: render and dispatch)."

@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from docvl.observability import tracing
+from docvl.observability import metrics, tracing
 from docvl.v1 import inference_pb2 as pb
 from docvl.v1 import inference_pb2_grpc as pb_grpc
 from model_worker.settings import ModelWorkerSettings
@@ -114,6 +114,7 @@ class ModelWorkerServer:
 async def serve(settings: ModelWorkerSettings) -> None:
     """Run until SIGTERM or SIGINT."""
     tracing.instrument_grpc_server(aio=True)  # when tracing is on: a server span per request
+    exported = metrics.serve(settings.metrics_port, settings.metrics_host)
     server = ModelWorkerServer(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -132,3 +133,5 @@ async def serve(settings: ModelWorkerSettings) -> None:
         loading.cancel()
         stopping.cancel()
         await server.stop()
+        if exported is not None:
+            exported.close()

@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 from docvl.db.database import Database
 from docvl.job_service import JobService
 from docvl.observability import tracing
+from docvl.observability.metrics.api import RequestMetrics
 from services.api import console, errors
 from services.api.limits import UploadLimit
 from services.api.routes import router
@@ -51,5 +52,6 @@ def create_app(settings: ApiSettings | None = None, service: JobService | None =
     app.include_router(router)
     console.install(app)  # last: its `/` and `/console/*` shadow no other route
     app.add_middleware(UploadLimit, path="/v1/jobs", max_bytes=config.max_upload_bytes)
+    app.add_middleware(RequestMetrics)  # outside the upload limit: its 413s are counted too
     tracing.instrument_fastapi(app)  # when tracing is on: a server span per request
     return app

@@ -13,4 +13,5 @@ class ApiSettings(FrontDoorSettings):
 
     api_host: str = Field("127.0.0.1", description="Address the REST API listens on.")
     api_port: int = Field(8000, ge=0, le=65535, description="Port of the REST API.")
+    api_metrics_port: int = Field(9101, ge=0, le=65535, description="Port of /metrics; 0: no metrics.")
     sse_keepalive_s: float = Field(15.0, gt=0, description="Idle event streams get a comment this often.")

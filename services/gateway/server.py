@@ -21,7 +21,8 @@ from grpc_reflection.v1alpha import reflection
 from docvl.db.database import Database
 from docvl.errors import Unavailable
 from docvl.job_service import JobService
-from docvl.observability import tracing
+from docvl.observability import metrics, tracing
+from docvl.observability.metrics.gateway import CallMetrics
 from docvl.v1 import jobs_pb2 as pb
 from docvl.v1 import jobs_pb2_grpc as pb_grpc
 from services.gateway.servicer import JobServicer
@@ -58,6 +59,7 @@ def start(settings: GatewaySettings, service: JobService) -> tuple[Gateway, int]
     """Listen on settings.host:settings.port (0: a free port) and serve; returns the gateway and its port."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="gateway"),
+        interceptors=[CallMetrics()],
         options=grpc_options(settings),
     )
     servicer = JobServicer(
@@ -88,6 +90,7 @@ def serve(settings: GatewaySettings, db: Database | None = None) -> None:
 
     tracing.instrument_grpc_server(aio=False)  # when tracing is on: a server span per call
     service = job_service(settings, db)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -21,6 +21,13 @@ class GatewaySettings(FrontDoorSettings):
     port: int = Field(
         50051, ge=0, le=65535, validation_alias="DOCVL_GATEWAY_PORT", description="0: any free port."
     )
+    metrics_port: int = Field(
+        9102,
+        ge=0,
+        le=65535,
+        validation_alias="DOCVL_GATEWAY_METRICS_PORT",
+        description="Port of /metrics; 0: no metrics.",
+    )
     max_workers: int = Field(
         32,
         ge=1,

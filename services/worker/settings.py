@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -12,6 +14,14 @@ class WorkerSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="ignore")
 
     inference_timeout_s: float = Field(600.0, gt=0)
+    worker_metrics_port: int = Field(
+        9104, ge=0, le=65535, description="Port of /metrics, for every pool process together; 0: no metrics."
+    )
+    worker_metrics_dir: Path | None = Field(
+        None,
+        description="Where the pool processes keep their metrics (emptied at start; one per worker); "
+        "default: docvl-worker-metrics-PORT in the temporary directory.",
+    )
     max_new_tokens: int = Field(0, ge=0, description="Per page; 0 lets the model worker choose its default.")
     task_retries: int = Field(5, ge=0, description="Retries of a page on a retryable error before it fails.")
     retry_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles each retry (max 60 s).")

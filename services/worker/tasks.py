@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import uuid
 from functools import cache
 from typing import Any
 
 from celery import Task
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_process_shutdown
 
 from docvl import webhooks
 from docvl.db.database import Database
 from docvl.errors import DocvlError, InvalidInput, Unavailable
 from docvl.observability import logs, tracing
+from docvl.observability.metrics import worker as worker_metrics
 from docvl.pipeline import Context, PageWork, finalize, process_page, record_failure
 from docvl.storage import open_store
 from docvl.tasks import TaskKind
@@ -66,6 +68,18 @@ def _logging(loglevel: int | str | None = None, **_: Any) -> None:
     logs.setup_logging("docvl-worker", loglevel)
 
 
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    """In the worker's main process, before the pool forks: the pool processes' metrics, summed, on one
+    port (multiprocess mode)."""
+    worker_metrics.prepare(settings.worker_metrics_port, settings.metrics_host, settings.worker_metrics_dir)
+
+
+@worker_process_shutdown.connect
+def _pool_process_exited(pid: int | None = None, **_: Any) -> None:
+    worker_metrics.process_exited(pid or os.getpid())
+
+
 @worker_process_init.connect
 def _reset_after_fork(**_: Any) -> None:
     _dependencies.cache_clear()
@@ -100,9 +114,10 @@ def run_page(self: Task, job_id: str, page_index: int, task: str, priority: int 
 def _run_page(self: Task, ctx: Context, workers: ModelWorkers, work: PageWork) -> bool:
     attempt = self.request.retries + 1
     try:
-        return process_page(
-            ctx, workers.generate, work, max_new_tokens=settings.max_new_tokens, attempt=attempt
-        )
+        with worker_metrics.timed(work.task.value):
+            return process_page(
+                ctx, workers.generate, work, max_new_tokens=settings.max_new_tokens, attempt=attempt
+            )
     except InvalidInput as exc:
         return record_failure(ctx, work, exc, attempt)
     except DocvlError as exc:
@@ -111,6 +126,7 @@ def _run_page(self: Task, ctx: Context, workers: ModelWorkers, work: PageWork) -
             log.warning(
                 "page %s attempt %d failed (%s): retrying in %.0f s", work.id, attempt, exc.code, delay
             )
+            worker_metrics.page_tasks.labels(work.task.value, "retried").inc()
             raise self.retry(exc=exc, countdown=delay) from exc
         return record_failure(ctx, work, exc, attempt)
 
@@ -132,12 +148,16 @@ def deliver_webhook(self: Task, job_id: str) -> bool:
         except DocvlError as exc:
             webhooks.record(ctx.db, uuid.UUID(job_id), attempt, status_code=None, error=exc.message)
             if isinstance(exc, InvalidInput):
+                worker_metrics.webhooks.labels("failed").inc()
                 return False
             raise
         webhooks.record(ctx.db, uuid.UUID(job_id), attempt, status_code=code, error=None)
+        worker_metrics.webhooks.labels("delivered").inc()
         return True
     except Unavailable as exc:
         if self.request.retries >= settings.webhook_retries:
             log.error("webhook of job %s given up after %d attempts: %s", job_id, attempt, exc.message)
+            worker_metrics.webhooks.labels("failed").inc()
             return False
+        worker_metrics.webhooks.labels("retried").inc()
         raise self.retry(countdown=min(settings.retry_backoff_s * 2**self.request.retries, 300.0)) from exc
