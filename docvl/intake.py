@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-from docvl.documents import PDF, decrypt_pdf, open_document, sniff_media_type
+from docvl.documents import PDF, UnsupportedDocument, decrypt_pdf, open_document, sniff_media_type
 from docvl.errors import InvalidInput
+from docvl.office import is_office_head, office_type
 from docvl.page_ranges import PageRanges
 from docvl.storage.base import INTERNAL_PREFIXES, HashingReader
 from docvl.tasks import TaskKind
@@ -38,6 +39,8 @@ class Limits:
     retry_after_s: int
     webhook_allow_private: bool = False
     source_buckets: tuple[str, ...] = ()
+    office_off: str | None = "Office input is not configured"  # why Office documents are refused; None: taken
+    max_unpacked_bytes: int = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -196,8 +199,8 @@ class Spooled:
     sha256: str  # of the upload as sent
     size: int
     media_type: str
-    page_count: int  # the document's
-    chosen_pages: int  # the pages that will be processed
+    page_count: int  # the document's; 0 for an Office document (known once it is converted)
+    chosen_pages: int  # the pages that will be processed (likewise)
 
 
 @contextmanager
@@ -217,7 +220,14 @@ def spooled(
             while chunk := reader.read():
                 out.write(chunk)
         with path.open("rb") as fh:
-            media_type = sniff_media_type(fh.read(1024))
+            head = fh.read(1024)
+        if is_office_head(head):  # converted to PDF by the job runner; checked here as far as it can be
+            media_type = office_type(path, max_unpacked_bytes=limits.max_unpacked_bytes)
+            if limits.office_off is not None:
+                raise UnsupportedDocument(f"this is an Office document, not taken here: {limits.office_off}")
+            yield Spooled(path, reader.hexdigest(), reader.size, media_type, 0, 0)
+            return
+        media_type = sniff_media_type(head)
         decrypted = Path(tmp) / "decrypted"
         if media_type == PDF and password is not None and decrypt_pdf(path, password, decrypted):
             path = decrypted

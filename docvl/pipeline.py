@@ -24,12 +24,14 @@ from sqlalchemy.orm import Session
 from docvl.db import jobs, lifecycle
 from docvl.db.database import Database
 from docvl.db.models import Job, TaskResult
-from docvl.documents import DocumentError, DocumentTooLarge, open_document, sniff_media_type
+from docvl.documents import PDF, DocumentError, DocumentTooLarge, open_document, sniff_media_type
 from docvl.errors import DocvlError
 from docvl.job_status import JobStatus
 from docvl.observability import tracing
 from docvl.observability.metrics import jobs as job_metrics
 from docvl.observability.metrics import worker as worker_metrics
+from docvl.office import EXTENSIONS as OFFICE_EXTENSIONS
+from docvl.office import ConversionFailed, OfficeConverter
 from docvl.page_ranges import PageRanges
 from docvl.postprocess import artifact
 from docvl.storage import ObjectStore
@@ -54,6 +56,7 @@ class RenderLimits:
 class Context:
     db: Database
     store: ObjectStore
+    converter: OfficeConverter | None = None  # None: Office documents fail with conversion_failed
 
 
 # -- the flow's steps -------------------------------------------------------------------------------------
@@ -95,6 +98,8 @@ class _Plan:
     object_key: str
     size_bytes: int
     document_id: uuid.UUID
+    media_type: str
+    converted_key: str | None
     pages: PageRanges | None
     tasks: list[TaskKind]
     priority: int
@@ -132,6 +137,8 @@ def _plan(s: Session, job: Job) -> _Plan:
         object_key=document.object_key,
         size_bytes=document.size_bytes,
         document_id=document.id,
+        media_type=document.media_type,
+        converted_key=document.converted_key,
         pages=PageRanges.parse(job.options["pages"]) if job.options.get("pages") else None,
         tasks=[TaskKind(t) for t in job.tasks],
         priority=job.priority,
@@ -168,9 +175,9 @@ def _render(
 
     with tempfile.TemporaryDirectory(prefix="docvl-render-") as tmp:
         path = Path(tmp) / "document"
-        with ctx.store.open(plan.object_key) as source, path.open("wb") as out:
-            while chunk := source.read(1024 * 1024):
-                out.write(chunk)
+        _download(ctx, plan.object_key, path)
+        if plan.media_type in OFFICE_EXTENSIONS:
+            path = _as_pdf(ctx, job_id, plan, path)
         with open_document(
             path,
             max_pages=limits.max_pages,
@@ -189,6 +196,38 @@ def _render(
                     batch = []
             register(batch)
             return opened.page_count
+
+
+def _download(ctx: Context, key: str, path: Path) -> None:
+    with ctx.store.open(key) as source, path.open("wb") as out:
+        while chunk := source.read(1024 * 1024):
+            out.write(chunk)
+
+
+def _as_pdf(ctx: Context, job_id: uuid.UUID, plan: _Plan, path: Path) -> Path:
+    """An Office document's PDF: the one stored beside it by an earlier render, or converted now (and then
+    stored, and recorded on the document and as a job event). ConversionFailed says why it cannot be."""
+    pdf = path.with_name(path.name + ".pdf")
+    if plan.converted_key is not None:
+        _download(ctx, plan.converted_key, pdf)
+        return pdf
+    if ctx.converter is None:
+        raise ConversionFailed(
+            "Office documents cannot be converted here: this job runner has no LibreOffice"
+        )
+    conversion = ctx.converter.convert(path, plan.media_type)
+    key = plan.object_key + ".pdf"
+    ctx.store.put(key, conversion.pdf.read_bytes(), content_type=PDF)
+    with ctx.db.transaction() as s:
+        jobs.set_converted(s, plan.document_id, key)
+        jobs.add_event(
+            s,
+            job_id,
+            "converted",
+            {"from": plan.media_type, "pdf_key": key, "seconds": round(conversion.seconds, 3)},
+        )
+    log.info("converted job %s's %s to PDF in %.2f s", job_id, plan.media_type, conversion.seconds)
+    return conversion.pdf
 
 
 def unfinished_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:

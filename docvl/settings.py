@@ -47,6 +47,19 @@ class CoreSettings(BaseSettings):
         False,
         description="Let webhooks go to loopback, private and link-local addresses (one machine, tests).",
     )
+    office_input: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Office documents (docx, pptx, xlsx, odt, doc, rtf, ...), converted to PDF by "
+        "LibreOffice: auto takes them when LibreOffice is installed and can be contained here; on refuses "
+        "to start without it; off refuses them.",
+    )
+    soffice_path: str = Field("soffice", description="LibreOffice's soffice (a name on PATH or a path).")
+    office_timeout_s: float = Field(120, gt=0, description="A conversion running longer is killed.")
+    office_memory_mb: int = Field(2048, ge=256, description="Address space a conversion may use.")
+    office_concurrency: int = Field(2, ge=1, description="Conversions at once in one job runner process.")
+    office_max_unpacked_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="An Office file that expands to more is refused (zip bombs)."
+    )
 
     @field_validator("model_worker_targets", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 from prefect.settings import temporary_settings
 
-from docvl import pipeline, reconciler
+from docvl import office, pipeline, reconciler
 from docvl.db import lifecycle
 from docvl.db.database import Database
 from docvl.documents import DocumentError
@@ -56,7 +56,8 @@ def context() -> pipeline.Context:
     s = settings()
     store = open_store(s)
     store.ensure_ready()
-    return pipeline.Context(Database(s.database_url), store)
+    converter = office.converter_for(s) if office.office_off(s) is None else None
+    return pipeline.Context(Database(s.database_url), store, converter)
 
 
 @cache

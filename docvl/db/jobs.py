@@ -320,6 +320,13 @@ def set_page_count(session: Session, document_id: uuid.UUID, count: int) -> None
     )
 
 
+def set_converted(session: Session, document_id: uuid.UUID, key: str) -> None:
+    """Record where an Office document's PDF is stored."""
+    session.execute(
+        text("UPDATE documents SET converted_key = :key WHERE id = :id"), {"key": key, "id": document_id}
+    )
+
+
 def set_outputs(session: Session, job_id: uuid.UUID, outputs: dict[str, Any]) -> None:
     job = get_job(session, job_id, lock=True)
     job.outputs = outputs

@@ -66,6 +66,7 @@ class Document(Base):
     media_type: Mapped[str] = mapped_column(String(255), nullable=False)
     object_key: Mapped[str] = mapped_column(String(1024), nullable=False)
     page_count: Mapped[int | None] = mapped_column(Integer)
+    converted_key: Mapped[str | None] = mapped_column(String(1024))  # an Office document's PDF
     created_at: Mapped[datetime] = _now()
 
 

@@ -17,6 +17,7 @@ import httpx
 from docvl.db import api_keys, migrate
 from docvl.db.database import Database
 from docvl.errors import DocvlError
+from docvl.office import office_off
 from docvl.probes import grpc_serving
 from docvl.up import embedded
 from docvl.up.settings import UpSettings
@@ -31,6 +32,17 @@ TINY_WARNING = """
 │ It exists so that every path can be tried without a GPU or a download; generation is     │
 │ capped at {tokens} tokens. For real results: DOCVL_MODEL=/path/to/deepseek-vl-7b-chat.    │
 └──────────────────────────────────────────────────────────────────────────────────────────┘"""
+
+
+def office_state(settings: UpSettings) -> str:
+    """Whether Office documents are taken, and why not (then PDFs and images still are)."""
+    try:
+        off = office_off(settings)
+    except ValueError as exc:
+        return f"OFF: {exc}"
+    if off is not None:
+        return f"OFF: {off}"
+    return "on (LibreOffice converts docx, pptx, xlsx, odt, doc, rtf, ... to PDF)"
 
 
 def say(text: str) -> None:
@@ -189,7 +201,8 @@ docvl is up on this machine:
   API key        {key}
                  (also in {data / "api-key"}; use it as DOCVL_API_KEY or `Authorization: Bearer`)
   logs           {data / "logs"}
-  metrics        {metrics_where(settings)}"""
+  metrics        {metrics_where(settings)}
+  Office input   {office_state(settings)}"""
     )
     if tiny:
         say(TINY_WARNING.format(tokens=settings.tiny_max_new_tokens))

@@ -18,6 +18,13 @@ COPY workflows ./workflows
 RUN pip install . && pip uninstall -y torchvision || true
 
 FROM ${PYTHON_IMAGE} AS runtime
+# Headless LibreOffice converts Office documents to PDF in the job runners; unshare (util-linux, in the
+# base image) gives each conversion a network namespace of its own. Without user namespaces in the
+# container runtime, Office input is reported off and PDFs and images still work.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        libreoffice-writer-nogui libreoffice-impress-nogui libreoffice-calc-nogui \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 docvl && useradd --system --uid 10001 --gid docvl --home /home/docvl --create-home docvl
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1

@@ -16,6 +16,7 @@ from docvl.db.notifications import EventNotifier
 from docvl.errors import InvalidInput
 from docvl.intake import Limits
 from docvl.job_service import Hooks, JobService
+from docvl.office import office_off
 from docvl.settings import FrontDoorSettings
 from docvl.storage import open_store
 from docvl.storage.factory import open_bucket
@@ -32,6 +33,8 @@ def limits(settings: FrontDoorSettings) -> Limits:
         retry_after_s=settings.retry_after_s,
         webhook_allow_private=settings.webhook_allow_private,
         source_buckets=tuple(settings.source_buckets),
+        office_off=office_off(settings),
+        max_unpacked_bytes=settings.office_max_unpacked_bytes,
     )
 
 
@@ -78,6 +81,8 @@ def readiness(settings: FrontDoorSettings, service: JobService) -> dict[str, str
         check("prefect", lambda: httpx.get(prefect.rstrip("/") + "/health", timeout=2).raise_for_status())
     else:
         checks["prefect"] = "PREFECT_API_URL is not set"
+    off = service.limits.office_off  # reported, never a reason to be unready: PDFs and images still work
+    checks["office"] = "ok" if off is None else f"off: {off}"
     return checks
 
 
