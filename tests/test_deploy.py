@@ -61,6 +61,19 @@ LIBRARY_VARIABLES = {
     "POSTGRES_DB",
     "MINIO_ROOT_USER",
     "MINIO_ROOT_PASSWORD",
+    "GF_SECURITY_ADMIN_PASSWORD",
+    "GF_USERS_ALLOW_SIGN_UP",
+    "GF_ANALYTICS_REPORTING_ENABLED",
+    "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH",
+}
+# The port each deployable serves /metrics on by default, by compose service / k8s component.
+METRICS_PORTS = {
+    "api": ApiSettings.model_fields["api_metrics_port"].default,
+    "gateway": GatewaySettings.model_fields["metrics_port"].default,
+    "model-worker": ModelWorkerSettings.model_fields["metrics_port"].default,
+    "worker": WorkerSettings.model_fields["worker_metrics_port"].default,
+    "job-runner": WorkerSettings.model_fields["worker_metrics_port"].default,
+    "flow-runner": FlowSettings.model_fields["flows_metrics_port"].default,
 }
 
 
@@ -129,6 +142,8 @@ def test_compose_services_wait_for_healthy_dependencies(compose: dict[str, Any])
             "worker",
             "otel-collector",
             "jaeger",
+            "prometheus",
+            "grafana",
         )
     }
     assert expected | {"model-worker"} == set(services)
@@ -176,6 +191,7 @@ def test_compose_names_only_what_exists(compose: dict[str, Any]) -> None:
                 "minio",
                 "prefect",
                 "jaeger",
+                "grafana",
             ), (name, port)
     api = compose["services"]["api"]
     assert api["command"][-1] == str(ApiSettings().api_port)
@@ -281,3 +297,108 @@ def test_keda_scaling_targets_the_worker_deployments() -> None:
         assert trigger["type"] == "redis"
         assert trigger["metadata"]["listName"] in ALL_QUEUES
         assert int(trigger["metadata"]["listLength"]) > 0
+
+
+# -- metrics: Prometheus and Grafana in compose, scrape annotations in k8s ---------------------------
+
+
+def exported_metric_names() -> set[str]:
+    """Every sample name docvl's processes can export, from the metric families themselves (imported here,
+    as the processes import them), the platform gauges and the CUDA-only GPU gauges included."""
+    from prometheus_client import REGISTRY
+
+    from docvl.observability.metrics import api, gateway, jobs, model, worker  # noqa: F401  (registers them)
+    from docvl.observability.metrics.platform import PlatformCollector
+
+    families = [
+        *REGISTRY.collect(),
+        *PlatformCollector(CoreSettings().database_url, "redis://127.0.0.1:1/0", ["ocr"], 1.0).describe(),
+        *model.GpuMemory(lambda: 0, lambda: 0).describe(),
+    ]
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    return {
+        f"{family.name}{suffix}"
+        for family in families
+        if family.name.startswith("docvl_")
+        for suffix in suffixes[family.type]
+    }
+
+
+def test_prometheus_scrapes_every_docvl_service_on_its_metrics_port(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:v3")
+    source, target = prometheus["volumes"][0].split(":")[:2]
+    assert f"--config.file={target}" in prometheus["command"]
+    config = yaml.safe_load((ROOT / source).read_text())
+    scraped = {}
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            for address in static["targets"]:
+                host, port = address.split(":")
+                assert host in services, address
+                scraped[host] = int(port)
+    assert scraped == METRICS_PORTS  # every docvl service, each on its own setting's default port
+    for name in METRICS_PORTS:
+        env = services[name]["environment"]
+        host = env["DOCVL_MODEL_WORKER_METRICS_HOST" if name == "model-worker" else "DOCVL_METRICS_HOST"]
+        assert host == "0.0.0.0", name  # reachable from the prometheus container
+        assert not [v for v in env if v.endswith("METRICS_PORT")], name  # the defaults above hold
+
+
+def test_grafana_provisions_prometheus_and_a_dashboard_of_real_metrics(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert grafana["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
+    mounts = dict(volume.split(":")[:2] for volume in grafana["volumes"] if volume.startswith("./"))
+    by_target = {target: ROOT / source for source, target in mounts.items()}
+    datasources = yaml.safe_load(by_target["/etc/grafana/provisioning/datasources/docvl.yaml"].read_text())
+    (prometheus,) = datasources["datasources"]
+    assert prometheus["type"] == "prometheus"
+    assert prometheus["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load(by_target["/etc/grafana/provisioning/dashboards/docvl.yaml"].read_text())
+    folder = providers["providers"][0]["options"]["path"]
+    dashboards = [path for target, path in by_target.items() if target.startswith(folder + "/")]
+    assert len(dashboards) == 1
+    assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] in by_target
+
+    dashboard = json.loads(dashboards[0].read_text())
+    titles = " | ".join(panel["title"] for panel in dashboard["panels"]).lower()
+    for topic in ("throughput", "latency", "queue depth", "errors", "gpu memory"):
+        assert topic in titles, topic
+    exported = exported_metric_names()
+    used = set()
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == prometheus["uid"], panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            names = set(re.findall(r"\bdocvl_[a-z_]+\b", target["expr"]))
+            assert names, target["expr"]
+            assert names <= exported, (panel["title"], names - exported)
+            used |= names
+    assert "docvl_model_gpu_memory_allocated_bytes" in used
+    assert "docvl_platform_queue_length" in used
+
+
+def test_kubernetes_pods_are_scraped_on_their_metrics_ports() -> None:
+    docs = manifests()
+    config = next(d for _, d in docs if d["kind"] == "ConfigMap")
+    assert config["data"]["DOCVL_METRICS_HOST"] == "0.0.0.0"
+    for _, doc in docs:
+        if doc["kind"] != "Deployment":
+            continue
+        name = doc["metadata"]["name"]
+        template = doc["spec"]["template"]
+        component = "worker" if name.startswith("worker-") else name
+        annotations = template["metadata"]["annotations"]
+        port = METRICS_PORTS[component]
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }, name
+        container = template["spec"]["containers"][0]
+        assert {"name": "metrics", "containerPort": port} in container["ports"], name
+        if name == "model-worker":
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["DOCVL_MODEL_WORKER_METRICS_HOST"] == "0.0.0.0"

@@ -16,12 +16,14 @@ import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from docvl.db.models import Job
 from docvl.job_status import JobStatus
 from docvl.observability import metrics
+from docvl.observability.metrics import model
 from docvl.observability.metrics.platform import PlatformCollector, queue_keys
 from docvl.v1 import jobs_pb2 as pb
 from docvl.v1 import jobs_pb2_grpc as pb_grpc
@@ -236,3 +238,15 @@ def test_platform_gauges_sum_every_priority_and_survive_a_dead_database(frontdoo
     assert samples[("docvl_platform_up", ("database",))] == 0
     assert samples[("docvl_platform_up", ("broker",))] == 0
     assert not any(name == "docvl_platform_jobs" for name, _ in samples)
+
+
+def test_gpu_memory_gauges_read_their_callbacks_at_scrape_time() -> None:
+    """What the model worker registers on CUDA (no GPU here: the callbacks stand in for torch.cuda's)."""
+    readings = iter([(1000, 4000), (1500, 4000)])
+    current = next(readings)
+    registry = CollectorRegistry()
+    registry.register(model.GpuMemory(lambda: current[0], lambda: current[1]))
+    assert registry.get_sample_value("docvl_model_gpu_memory_allocated_bytes") == 1000
+    current = next(readings)
+    assert registry.get_sample_value("docvl_model_gpu_memory_allocated_bytes") == 1500
+    assert registry.get_sample_value("docvl_model_gpu_memory_reserved_bytes") == 4000

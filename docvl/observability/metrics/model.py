@@ -59,14 +59,18 @@ class GpuMemory(Collector):
         self.allocated = allocated
         self.reserved = reserved
 
+    FAMILIES = (
+        ("allocated", "GPU memory held by tensors."),
+        ("reserved", "GPU memory reserved by torch's caching allocator."),
+    )
+
     def describe(self) -> Iterable[GaugeMetricFamily]:
-        return []  # nothing is read at registration
+        """The families, without reading the GPU (registration calls this)."""
+        for name, text in self.FAMILIES:
+            yield GaugeMetricFamily(f"{NAMESPACE}_model_gpu_memory_{name}_bytes", text)
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        for name, read, text in (
-            ("allocated", self.allocated, "GPU memory held by tensors."),
-            ("reserved", self.reserved, "GPU memory reserved by torch's caching allocator."),
-        ):
+        for (name, text), read in zip(self.FAMILIES, (self.allocated, self.reserved), strict=True):
             yield GaugeMetricFamily(f"{NAMESPACE}_model_gpu_memory_{name}_bytes", text, value=read())
 
 
