@@ -95,6 +95,10 @@ def platform() -> Iterator[Running]:
         "DOCVL_GATEWAY_PORT": str(ports["gateway"]),
         "DOCVL_PREFECT_PORT": str(ports["prefect"]),
         "DOCVL_MODEL_WORKER_PORT": str(ports["model"]),
+        **{  # each process's /metrics on a free port, not on the defaults another run may hold
+            f"DOCVL_{name}_METRICS_PORT": str(free_port())
+            for name in ("API", "GATEWAY", "MODEL_WORKER", "WORKER", "JOB_RUNNER", "FLOWS")
+        },
         # Nothing answers on these ports: `docvl up` starts its embedded Postgres and Redis there.
         "DOCVL_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{ports['postgres']}/docvl",
         "DOCVL_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
