@@ -39,6 +39,13 @@ def _attributes(pairs: list[KeyValue]) -> dict[str, object]:
     return {pair.key: _value(pair.value) for pair in pairs}
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = (
+        128  # a dozen processes export at once: none may be refused (its spans would be lost)
+    )
+    daemon_threads = True
+
+
 class OtlpReceiver:
     def __init__(self) -> None:
         self._spans: list[ReceivedSpan] = []
@@ -46,12 +53,15 @@ class OtlpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # each exporter keeps its connection
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 if self.path != "/v1/traces":
                     self.send_response(404)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 receiver.add(ExportTraceServiceRequest.FromString(body))
@@ -65,7 +75,7 @@ class OtlpReceiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def add(self, request: ExportTraceServiceRequest) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -78,28 +79,47 @@ def job(api_url: str, key: str) -> JobView:
     return done
 
 
-def _whole(spans: list[ReceivedSpan]) -> bool:
+def _whole(spans: list[ReceivedSpan], services: set[str], generated: int) -> bool:
     """Every process's spans are in, the finalisation's too, and every parent has arrived."""
     ids = {s.span_id for s in spans}
     return (
-        {s.service for s in spans} >= SERVICES
+        {s.service for s in spans} >= services
         and any(s.name == "docvl.finalize" for s in spans)
-        and sum(s.name == "docvl.generate" for s in spans) == len(TASKS)
+        and sum(s.name == "docvl.generate" for s in spans) == generated
         and all(s.parent_id is None or s.parent_id in ids for s in spans)
     )
+
+
+def _trace(
+    frontdoor: FrontDoorPlatform, trace_id: str, services: set[str], generated: int
+) -> list[ReceivedSpan]:
+    def arrived() -> list[ReceivedSpan] | None:
+        found = frontdoor.traces.trace(trace_id)
+        return found if _whole(found, services, generated) else None
+
+    try:
+        return wait_for(arrived, 60, "the job's spans from every process", interval=0.2)
+    except AssertionError:
+        spans = frontdoor.traces.trace(trace_id)
+        ids = {s.span_id for s in spans}
+        orphans = [(s.service, s.name) for s in spans if s.parent_id and s.parent_id not in ids]
+        seen = sorted({(s.service, s.name) for s in spans})
+        raise AssertionError(f"trace {trace_id} incomplete: orphans {orphans}, spans {seen}") from None
+
+
+def _ancestors(span: ReceivedSpan, spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+    by_id = {s.span_id: s for s in spans}
+    chain = []
+    while span.parent_id is not None:
+        span = by_id[span.parent_id]
+        chain.append(span)
+    return chain
 
 
 def test_one_trace_holds_the_job_across_every_process(frontdoor: FrontDoorPlatform, job: JobView) -> None:
     assert job.trace_id is not None
     assert len(job.trace_id) == 32
-    trace_id = job.trace_id
-
-    def arrived() -> list[ReceivedSpan] | None:
-        found = frontdoor.traces.trace(trace_id)
-        return found if _whole(found) else None
-
-    spans = wait_for(arrived, 30, "the job's spans from every process", interval=0.2)
-    by_id = {s.span_id: s for s in spans}
+    spans = _trace(frontdoor, job.trace_id, SERVICES, len(TASKS))
     roots = [s for s in spans if s.parent_id is None]
     assert len(roots) == 1, roots
     submission = roots[0]
@@ -107,11 +127,7 @@ def test_one_trace_holds_the_job_across_every_process(frontdoor: FrontDoorPlatfo
     assert submission.attributes["docvl.job_id"] == str(job.id)
 
     def ancestors(span: ReceivedSpan) -> list[ReceivedSpan]:
-        chain = []
-        while span.parent_id is not None:
-            span = by_id[span.parent_id]
-            chain.append(span)
-        return chain
+        return _ancestors(span, spans)
 
     start = next(s for s in spans if s.name == "docvl.job.start")
     assert start.service == "docvl-job-runner"
@@ -136,6 +152,45 @@ def test_one_trace_holds_the_job_across_every_process(frontdoor: FrontDoorPlatfo
             assert any(s in pages for s in chain), f"{name} is not under a page task"
     assert all(int(str(s.attributes["docvl.batch_size"])) >= 1 for s in spans if s.name == "docvl.generate")
     assert {s.service for s in spans if s.name == "docvl.page.write"} == {"docvl-worker"}
+
+
+def test_a_grpc_submission_roots_its_job_trace_in_the_gateway(frontdoor: FrontDoorPlatform, key: str) -> None:
+    log_path = frontdoor.logs / "gateway.log"
+    env = {**os.environ, **frontdoor.env, "OTEL_SERVICE_NAME": "docvl-gateway"}
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "docvl", "gateway", "--port", "0"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def bound_port() -> int | None:
+            if process.poll() is not None:
+                raise AssertionError(f"the gateway exited:\n{log_path.read_text()}")
+            found = re.search(r"JobService on [\d.]+:(\d+)", log_path.read_text())
+            return int(found.group(1)) if found else None
+
+        port = wait_for(bound_port, 60, "the gateway to listen")
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.JobServiceStub(channel)
+            request = pb.SubmitJobRequest(content=png(12), tasks=["ocr"])
+            submitted = stub.SubmitJob(request, metadata=(("x-api-key", key),), timeout=60)
+            frontdoor.wait_finished(uuid.UUID(submitted.id))
+            done = stub.GetJob(
+                pb.GetJobRequest(job_id=submitted.id), metadata=(("x-api-key", key),), timeout=30
+            )
+    finally:
+        stop_process(process)
+    assert done.trace_id == submitted.trace_id
+    services = {"docvl-gateway", "docvl-job-runner", "docvl-worker", "docvl-model-worker"}
+    spans = _trace(frontdoor, done.trace_id, services, 1)
+    (root,) = [s for s in spans if s.parent_id is None]
+    assert (root.service, root.name) == ("docvl-gateway", "/docvl.v1.JobService/SubmitJob")
+    (page,) = [s for s in spans if s.name == "run/docvl.page"]
+    assert _ancestors(page, spans)[-1] == root
 
 
 def test_the_gateway_returns_the_trace_id_too(frontdoor: FrontDoorPlatform, job: JobView, key: str) -> None:
