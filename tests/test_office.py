@@ -37,6 +37,7 @@ from docvl.office import (
     office_type,
 )
 from services.api.app import create_app
+from services.api.settings import ApiSettings
 from tests import office_files
 from tests.platform import FrontDoorPlatform
 
@@ -171,7 +172,7 @@ class _Counter(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def image_server() -> Iterator[tuple[str, list[str]]]:
-    hits: ClassVar[list[str]] = []
+    hits: list[str] = []
     handler = type("Counter", (_Counter,), {"hits": hits})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -296,3 +297,18 @@ def test_damaged_and_oversized_office_files_are_refused_or_failed_with_their_rea
     status, good = post(api, key, office_files.sheet(tmp_path / "after.xlsx"))
     assert status == 202
     assert frontdoor.wait_finished(uuid.UUID(str(good["id"]))) is JobStatus.SUCCEEDED
+
+
+@slow
+def test_with_office_input_off_the_api_says_so_and_stays_ready(
+    frontdoor: FrontDoorPlatform, tmp_path: Path
+) -> None:
+    with TestClient(create_app(ApiSettings(office_input="off"))) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["office"] == "off: Office input is turned off (DOCVL_OFFICE_INPUT=off)"
+        status, body = post(client, frontdoor.key("office-off"), office_files.word(tmp_path / "a.docx", 1))
+        assert status == 415
+        assert "Office document, not taken here" in str(body)
+    with TestClient(create_app()) as client:
+        assert client.get("/readyz").json()["checks"]["office"] == "ok"
