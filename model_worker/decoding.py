@@ -10,7 +10,7 @@ import torch
 from transformers import LogitsProcessor, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
-from model_worker.types import GenerationParams
+from model_worker.types import GenerationParams, RepeatGuard
 
 
 @dataclass
@@ -51,6 +51,31 @@ class RowSampler(LogitsProcessor):  # type: ignore[misc]
             token = int(torch.multinomial(probs, 1, generator=row.sampler).item())
             scores[i] = float("-inf")
             scores[i, token] = 0.0
+        return scores
+
+
+class NoRepeatWindow(LogitsProcessor):  # type: ignore[misc]
+    """Bans, for each row, every token that would complete an n-gram already generated in its window."""
+
+    def __init__(self, guard: RepeatGuard, prompt_length: int) -> None:
+        self.guard = guard
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        n, window = self.guard.ngram, self.guard.window
+        generated = input_ids[:, self.prompt_length :].tolist()
+        for row, tokens in enumerate(generated):
+            recent = tokens[-window:]
+            if len(recent) < n:
+                continue
+            prefix = tuple(recent[len(recent) - (n - 1) :])
+            banned = {
+                recent[i + n - 1]
+                for i in range(len(recent) - n + 1)
+                if tuple(recent[i : i + n - 1]) == prefix
+            }
+            if banned:
+                scores[row, list(banned)] = float("-inf")
         return scores
 
 

@@ -15,18 +15,18 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import LogitsProcessorList, StoppingCriteriaList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from docvl.errors import InvalidInput, ResourceExhausted
 from docvl.observability.metrics import model as metrics
 from docvl.tasks import TaskKind
 from model_worker.checkpoint import LoadedModel
-from model_worker.decoding import RowControl, RowSampler, RowStop, RowStreamer
+from model_worker.decoding import NoRepeatWindow, RowControl, RowSampler, RowStop, RowStreamer
 from model_worker.images import decode_image
 from model_worker.prompts import build_prompt
 from model_worker.settings import ModelWorkerSettings
-from model_worker.types import FinishReason, Generated, GenerationParams, InferenceRequest
+from model_worker.types import FinishReason, Generated, GenerationParams, InferenceRequest, RepeatGuard
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,15 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 class Engine:
-    def __init__(self, loaded: LoadedModel, limits: Limits, vision_batch_size: int = 0) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        limits: Limits,
+        vision_batch_size: int = 0,
+        repeat_guard: RepeatGuard | None = None,
+    ) -> None:
         self.loaded = loaded
+        self.repeat_guard = repeat_guard
         self.model = loaded.model
         self.processor = loaded.processor
         self.tokenizer = loaded.processor.tokenizer
@@ -139,7 +146,8 @@ class Engine:
             pixels=pixels,
             params=params,
             image_tokens=len(images) * self.description.image_tokens_per_image,
-            prompt_version=prompt.version,
+            prompt_version=prompt.version
+            + ("" if self.repeat_guard is None else "+" + self.repeat_guard.version),
             preprocessing_ms=(time.perf_counter() - started) * 1000,
         )
 
@@ -176,8 +184,13 @@ class Engine:
         prompt_length = tensors["input_ids"].shape[1]
         pixel_keys = [k for k in tensors if k not in ("input_ids", "attention_mask")]
         kwargs: dict[str, Any] = {}
+        processors: list[LogitsProcessor] = []
+        if self.repeat_guard is not None:  # before sampling: a banned token is never drawn
+            processors.append(NoRepeatWindow(self.repeat_guard, prompt_length))
         if any(row.sampler is not None for row in rows):
-            kwargs["logits_processor"] = LogitsProcessorList([RowSampler(rows)])
+            processors.append(RowSampler(rows))
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         if any(row.on_delta is not None for row in rows):
             kwargs["streamer"] = RowStreamer(rows, self._decode, self.eos_ids)
         with torch.inference_mode():

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model_worker.types import RepeatGuard
+
 MiB = 1024 * 1024
 
 
@@ -42,12 +44,26 @@ class ModelWorkerSettings(BaseSettings):
     max_image_bytes: int = Field(32 * MiB, ge=1)
     max_image_pixels: int = Field(50_000_000, ge=1)
     max_prompt_chars: int = Field(8192, ge=1)
+    no_repeat_ngram: int = Field(
+        0,
+        ge=0,
+        description="Repetition guard: no n-gram of this many generated tokens repeats within the last "
+        "DOCVL_MODEL_WORKER_NO_REPEAT_WINDOW tokens (DeepSeek-OCR ships 30 and 90); 0: off. Recorded with "
+        "the prompt version of every answer.",
+    )
+    no_repeat_window: int = Field(90, ge=2, description="The repetition guard's window, in tokens.")
 
     @model_validator(mode="after")
     def _check_limits(self) -> ModelWorkerSettings:
         if self.default_max_new_tokens > self.max_new_tokens_limit:
             raise ValueError("default_max_new_tokens must not exceed max_new_tokens_limit")
         return self
+
+    @property
+    def repeat_guard(self) -> RepeatGuard | None:
+        if self.no_repeat_ngram == 0:
+            return None
+        return RepeatGuard(self.no_repeat_ngram, max(self.no_repeat_window, self.no_repeat_ngram))
 
     @property
     def grpc_message_limit(self) -> int:

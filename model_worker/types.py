@@ -90,3 +90,18 @@ class WorkerStats:
     requests_dropped: int = 0
     batches: int = 0
     generated_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class RepeatGuard:
+    """No n-gram of `ngram` generated tokens may repeat within the last `window` generated tokens (the
+    guard against loops that DeepSeek-OCR ships, with its defaults of 30 and 90). Only generated tokens
+    count: the prompt and its image tokens never ban anything."""
+
+    ngram: int
+    window: int
+
+    @property
+    def version(self) -> str:
+        """Recorded with the prompt version of every answer it shaped."""
+        return f"norepeat{self.ngram}w{self.window}"

@@ -49,7 +49,7 @@ def small_model(tiny_small_dir: Path) -> LoadedModel:
 
 def make_engine(loaded: LoadedModel, **overrides: object) -> Engine:
     settings = ModelWorkerSettings(model_dir=Path("unused"), **overrides)  # type: ignore[arg-type]
-    return Engine(loaded, Limits.from_settings(settings), settings.vision_batch_size)
+    return Engine(loaded, Limits.from_settings(settings), settings.vision_batch_size, settings.repeat_guard)
 
 
 @pytest.fixture(scope="session")

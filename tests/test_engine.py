@@ -8,9 +8,10 @@ import torch
 from docvl.errors import InvalidInput, ResourceExhausted
 from docvl.tasks import TaskKind
 from model_worker.checkpoint import LoadedModel
-from model_worker.decoding import RowControl
+from model_worker.decoding import NoRepeatWindow, RowControl
 from model_worker.engine import Engine, PreparedInput
-from model_worker.types import FinishReason, Generated, GenerationParams, InferenceRequest
+from model_worker.types import FinishReason, Generated, GenerationParams, InferenceRequest, RepeatGuard
+from tests.conftest import make_engine
 from tests.helpers import png
 from tests.reference import direct_generate
 
@@ -186,3 +187,38 @@ def test_an_unexpected_failure_in_a_batch_stays_with_its_request(small_engine: E
     assert not isinstance(results[1], Generated)
     assert results[0] == run_one(small_engine, good[0])
     assert results[2] == run_one(small_engine, good[2])
+
+
+def repeated_ngrams(tokens: list[int], n: int, window: int) -> int:
+    """How many times an n-gram recurs within `window` tokens of its last occurrence."""
+    last: dict[tuple[int, ...], int] = {}
+    repeats = 0
+    for i in range(len(tokens) - n + 1):
+        gram = tuple(tokens[i : i + n])
+        if gram in last and i + n - last[gram] <= window:
+            repeats += 1
+        last[gram] = i
+    return repeats
+
+
+def test_no_repeat_window_bans_only_generated_ngrams_inside_the_window() -> None:
+    guard = RepeatGuard(ngram=3, window=6)
+    prompt = [5, 6, 7, 5, 6]  # the prompt's own n-grams never ban anything
+    processor = NoRepeatWindow(guard, prompt_length=len(prompt))
+    scores = processor(torch.tensor([[*prompt, 1, 2, 3, 1, 2]]), torch.zeros(1, 10))
+    assert [int(i) for i in torch.nonzero(scores[0] == float("-inf"))] == [3]  # (1, 2) was followed by 3
+    scores = processor(torch.tensor([[*prompt, 1, 2, 3, 9, 9, 9, 9, 1, 2]]), torch.zeros(1, 10))
+    assert not torch.isinf(scores).any()  # 1 2 3 fell out of the window
+    assert guard.version == "norepeat3w6"
+
+
+def test_the_repetition_guard_stops_loops_and_is_recorded(small_model: LoadedModel) -> None:
+    plain = make_engine(small_model)
+    guarded = make_engine(small_model, no_repeat_ngram=2, no_repeat_window=64)
+    req = request(4, max_new=48)
+    loose_input, tight_input = plain.prepare(req), guarded.prepare(req)
+    loose, tight = run_one(plain, loose_input), run_one(guarded, tight_input)
+    # The tiny random model loops at once; the guard leaves no 2-gram repeated within 64 tokens.
+    assert repeated_ngrams(loose.token_ids, 2, 64) > 0
+    assert repeated_ngrams(tight.token_ids, 2, 64) == 0
+    assert tight_input.prompt_version == loose_input.prompt_version + "+norepeat2w64"

@@ -46,7 +46,7 @@ def load_service(settings: ModelWorkerSettings) -> InferenceService:
         model_id=settings.model_id,
         revision=settings.model_revision,
     )
-    engine = Engine(loaded, Limits.from_settings(settings), settings.vision_batch_size)
+    engine = Engine(loaded, Limits.from_settings(settings), settings.vision_batch_size, settings.repeat_guard)
     engine.warm_up()
     return InferenceService(engine, settings)
 
