@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from prometheus_client.parser import text_string_to_metric_families
 
 from docvl.v1 import jobs_pb2 as pb
 from docvl.v1 import jobs_pb2_grpc as pb_grpc
@@ -28,6 +30,7 @@ from services.gateway.server import SERVICE_NAME, Gateway, start
 from services.gateway.settings import GatewaySettings
 from tests.helpers import ROOT, stop_process, wait_for
 from tests.platform import FrontDoorPlatform
+from tests.services import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -338,11 +341,12 @@ def test_health_answers_serving_and_reflection_lists_the_service(channel: grpc.C
 
 def test_the_gateway_command_serves_until_sigterm(frontdoor: FrontDoorPlatform, tmp_path: Path) -> None:
     log_path = tmp_path / "gateway.log"
+    metrics_port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "docvl", "gateway", "--port", "0"],
             cwd=ROOT,
-            env={**os.environ, **frontdoor.env},
+            env={**os.environ, **frontdoor.env, "DOCVL_GATEWAY_METRICS_PORT": str(metrics_port)},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -361,6 +365,16 @@ def test_the_gateway_command_serves_until_sigterm(frontdoor: FrontDoorPlatform, 
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
             stub = pb_grpc.JobServiceStub(channel)
             assert listed(stub, frontdoor.key(owner())) == []
+        # Its own /metrics: this process's calls, by method and code.
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        calls = {
+            (s.labels["method"], s.labels["code"]): s.value
+            for family in text_string_to_metric_families(scraped)
+            for s in family.samples
+            if s.name == "docvl_gateway_calls_total"
+        }
+        assert calls[("docvl.v1.JobService/ListJobs", "OK")] == 1
+        assert calls[("grpc.health.v1.Health/Check", "OK")] == 1
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(30) == 0, log_path.read_text()
     finally:
