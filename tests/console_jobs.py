@@ -103,3 +103,45 @@ def stored_job(
             )
         jobs.transition(s, job.id, JobStatus.SUCCEEDED)
         return job.id
+
+
+DEMO_MARKDOWN = """# Quarterly Report
+
+Line 1: revenue grew in every region; costs stayed flat.
+
+Line 2: revenue grew in every region; costs stayed flat.
+
+Line 3: revenue grew in every region; costs stayed flat.
+
+| Region | Revenue |
+|:-------|--------:|
+| North  | 1,200   |
+| South  | 950     |
+| West   | 700     |
+"""
+
+DEMO_CODE = """import matplotlib.pyplot as plt
+
+years = ["2021", "2022", "2023", "2024"]
+sales = [120, 200, 260, 310]
+
+fig, ax = plt.subplots(figsize=(6.4, 4.8))
+ax.bar(years, sales, color="#1f77b4", width=0.6)
+ax.set_title("Sales by year")
+ax.spines[["top", "right"]].set_visible(False)
+ax.set_yticks([])
+plt.show()
+"""
+
+DEMO_PAGE = """<!doctype html>
+<html><head><title>Acme Docs</title></head>
+<body>
+<header><nav><strong>Acme Docs</strong>
+<ul><li><a href="https://acme.example/">Home</a></li><li><a href="https://acme.example/guides">Guides</a></li>
+<li><a href="https://acme.example/api">API</a></li><li><a href="https://acme.example/pricing">Pricing</a></li></ul>
+</nav></header>
+<main><h1>Turn documents into data</h1><button>Get started</button>
+<section><h2>Fast</h2></section><section><h2>Accurate</h2></section><section><h2>Open</h2></section>
+</main></body></html>"""
+
+DEMO_ANSWER = "The North region, with **1,200** in revenue."

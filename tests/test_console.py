@@ -6,6 +6,7 @@ also save the screenshots the README shows (`make console-screenshots`)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -20,8 +21,16 @@ import pytest
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 
 from docvl.db import jobs
+from docvl.job_status import JobStatus
 from docvl.tasks import TaskKind
-from tests.console_jobs import HOSTILE, stored_job
+from tests.console_jobs import (
+    DEMO_ANSWER,
+    DEMO_CODE,
+    DEMO_MARKDOWN,
+    DEMO_PAGE,
+    HOSTILE,
+    stored_job,
+)
 from tests.helpers import ROOT, stop_process, wait_for
 from tests.platform import FrontDoorPlatform
 from tests.services import free_port
@@ -164,6 +173,10 @@ def no_horizontal_scroll(page: Page) -> None:
     assert overflow <= 0, f"the page scrolls sideways by {overflow} px"
 
 
+def page_image_loaded(page: Page) -> None:
+    page.wait_for_function("() => document.querySelector('.page-image img')?.naturalWidth > 0")
+
+
 def nothing_ran(console: Console) -> None:
     console.page.wait_for_load_state("networkidle")
     assert console.page.evaluate("window.__pwned") is None
@@ -216,7 +229,8 @@ def test_sign_in_submit_by_keyboard_watch_and_open_every_view(
     # The job page follows the job live (its event stream): nothing reloads it.
     expect(page).to_have_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
     job_id = uuid.UUID(page.url.rsplit("/", 1)[-1])
-    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=180_000)
+    assert frontdoor.wait_finished(job_id, 180) is JobStatus.SUCCEEDED  # the platform did its part
+    expect(page.locator("#job-status")).to_have_text("succeeded")  # and the page saw it, by its stream
     expect(page.locator("#job-progress-text")).to_have_text("1 of 1 done")
     expect(page.get_by_role("button", name="Cancel job")).to_be_disabled()
     with frontdoor.db.transaction() as s:
@@ -229,7 +243,7 @@ def test_sign_in_submit_by_keyboard_watch_and_open_every_view(
 
     page_one = page.get_by_role("region", name="Page 1")
     expect(page_one.get_by_role("img", name="Page 1 of the document")).to_be_visible()
-    page.wait_for_function("document.querySelector('.page-image img').naturalWidth > 0")
+    page_image_loaded(page)
     for task, article in (
         (TaskKind.OCR, page_one.locator(".result-ocr")),
         (TaskKind.CHART2CODE, page_one.locator(".result-chart2code")),
@@ -267,7 +281,6 @@ def test_sign_in_submit_by_keyboard_watch_and_open_every_view(
     first = page.locator("#jobs-list li").first
     expect(first.get_by_role("link")).to_have_text(str(job_id)[:8])
     expect(first.locator(".status")).to_have_text("succeeded")
-    screenshot(page, "jobs")
     nothing_ran(desktop)
 
 
@@ -291,7 +304,7 @@ def test_hostile_results_run_nothing_and_load_nothing(desktop: Console, frontdoo
     frame = page.frame_locator(".result-web2html iframe")
     expect(frame.locator("h1")).to_have_text("Hostile page")
     expect(frame.locator("body")).to_contain_text("Text that stays.")
-    page.wait_for_function("document.querySelector('.page-image img').naturalWidth > 0")
+    page_image_loaded(page)
     frame.get_by_text("raw link").first.click()  # an anchor without its javascript: href
 
     nothing_ran(desktop)
@@ -312,3 +325,91 @@ def test_hostile_results_run_nothing_and_load_nothing(desktop: Console, frontdoo
     )
     background = page.evaluate("getComputedStyle(document.body).backgroundImage")
     assert background == "none"
+
+
+def demo_jobs(frontdoor: FrontDoorPlatform, owner: str) -> dict[str, uuid.UUID]:
+    """Three finished jobs with the outputs a full-size model gives for the samples."""
+    question = "Which region had the most revenue?"
+    return {
+        "web2html": stored_job(frontdoor, owner, SAMPLES / "webpage.png", {TaskKind.WEB2HTML: DEMO_PAGE}),
+        "chart2code": stored_job(frontdoor, owner, SAMPLES / "chart.png", {TaskKind.CHART2CODE: DEMO_CODE}),
+        "ocr": stored_job(
+            frontdoor,
+            owner,
+            SAMPLES / "page.png",
+            {TaskKind.OCR: DEMO_MARKDOWN, TaskKind.QA: DEMO_ANSWER},
+            question=question,
+        ),
+    }
+
+
+def test_each_page_image_beside_its_results(desktop: Console, frontdoor: FrontDoorPlatform) -> None:
+    owner = f"console-{uuid.uuid4().hex[:8]}"
+    demos = demo_jobs(frontdoor, owner)
+    page = desktop.page
+    sign_in(page, frontdoor.key(owner))
+    listed = page.locator("#jobs-list li .job-link")
+    expect(listed).to_have_text([str(demos[task])[:8] for task in ("ocr", "chart2code", "web2html")])
+    screenshot(page, "jobs")
+
+    views = {
+        "ocr": (page.locator(".result-ocr .markdown table td").first, "North"),
+        "chart2code": (page.locator(".result-chart2code pre.code .kn").first, "import"),
+        "web2html": (page.frame_locator("iframe").locator("h1"), "Turn documents into data"),
+    }
+    for task, (shown, text) in views.items():
+        page.goto(f"/#/jobs/{demos[task]}")
+        expect(shown).to_have_text(text)
+        expect(page.locator("#job-status")).to_have_text("succeeded")
+        page_image_loaded(page)
+        image = page.locator(".page-image img").bounding_box()
+        results = page.locator(".results").bounding_box()
+        assert image is not None
+        assert results is not None
+        assert image["x"] + image["width"] <= results["x"], "the image is beside its results"
+        assert abs(image["y"] - results["y"]) < 40
+        every_control_is_named(page)
+        screenshot(page, f"job-{task}")
+    expect(page.locator(".result-qa .markdown strong")).to_have_count(0)  # the last job has no qa
+    page.goto(f"/#/jobs/{demos['ocr']}")
+    expect(page.locator(".result-qa .markdown strong")).to_have_text("1,200")
+    nothing_ran(desktop)
+
+
+def test_phone_sized_viewport_has_no_sideways_scroll(phone: Console, frontdoor: FrontDoorPlatform) -> None:
+    owner = f"console-{uuid.uuid4().hex[:8]}"
+    demos = demo_jobs(frontdoor, owner)
+    page = phone.page
+    page.goto("/")
+    no_horizontal_scroll(page)
+    sign_in(page, frontdoor.key(owner))
+    landmarks(page)
+    every_control_is_named(page)
+    no_horizontal_scroll(page)
+
+    # Documents dropped on the form land in its file field.
+    pdf = base64.b64encode((SAMPLES / "page.pdf").read_bytes()).decode()
+    dropped = page.evaluate_handle(
+        """(data) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "page.pdf", { type: "application/pdf" }));
+            return transfer;
+        }""",
+        pdf,
+    )
+    page.locator("#drop-zone").dispatch_event("drop", {"dataTransfer": dropped})
+    names = page.get_by_label("Documents: PDF, PNG, JPEG, TIFF or WebP").evaluate(
+        "input => Array.from(input.files).map((file) => file.name)"
+    )
+    assert names == ["page.pdf"]
+
+    for task in ("ocr", "chart2code", "web2html"):
+        page.goto(f"/#/jobs/{demos[task]}")
+        expect(page.locator("#job-status")).to_have_text("succeeded")
+        expect(page.locator(f".result-{task}")).to_be_visible()
+        page_image_loaded(page)
+        no_horizontal_scroll(page)
+        if task == "ocr":
+            screenshot(page, "phone")
+    nothing_ran(phone)

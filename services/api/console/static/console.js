@@ -317,8 +317,8 @@ async function showJob(jobId, signal) {
     if (pending === null) pending = loadJob(jobId, signal).finally(() => { pending = null; });
     return pending;
   };
-  await refresh();
-  if (signal.aborted) return;
+  const job = await refresh();
+  if (signal.aborted || (job && finished(job.status))) return; // a finished job has nothing more to say
   streamEvents(jobId, (event) => {
     if (event.name === "end") {
       refresh();
@@ -345,8 +345,17 @@ async function loadJob(jobId, signal) {
   showSummary(view.job);
   showDownloads(jobId, view.outputs);
   $("pages-empty").hidden = view.pages.length > 0;
-  const sections = view.pages.map((page) => pageSection(view.job, page, signal));
-  $("pages").replaceChildren(...sections);
+  // Only pages whose results changed are rebuilt: the others (their frames, their images) stay as they are.
+  for (const page of view.pages) {
+    const signature = JSON.stringify(page.results);
+    const shown = $(`page-${page.page}`);
+    if (shown !== null && shown.dataset.signature === signature) continue;
+    const section = pageSection(view.job, page, signal);
+    section.dataset.signature = signature;
+    if (shown === null) $("pages").append(section);
+    else shown.replaceWith(section);
+  }
+  return view.job;
 }
 
 function showSummary(job) {
