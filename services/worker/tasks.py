@@ -135,6 +135,12 @@ def _run_page(self: Task, ctx: Context, workers: ModelWorkers, work: PageWork) -
 def deliver_webhook(self: Task, job_id: str) -> bool:
     """POST the job's end to its webhook URL; retried with backoff while the receiver (or the database)
     is unavailable. Every attempt is recorded in the job's events."""
+    tracing.annotate(job_id=job_id)
+    with logs.job_context(job_id):
+        return _deliver_webhook(self, job_id)
+
+
+def _deliver_webhook(self: Task, job_id: str) -> bool:
     ctx, _ = _dependencies()
     attempt = self.request.retries + 1
     try:
