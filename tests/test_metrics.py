@@ -21,12 +21,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from docvl.db.models import Job
+from docvl.errors import InvalidInput
 from docvl.job_status import JobStatus
 from docvl.observability import metrics
 from docvl.observability.metrics import model
 from docvl.observability.metrics.platform import PlatformCollector, queue_keys
+from docvl.tasks import TaskKind
 from docvl.v1 import jobs_pb2 as pb
 from docvl.v1 import jobs_pb2_grpc as pb_grpc
+from model_worker.transport.client import InferenceClient
+from model_worker.types import InferenceRequest
 from services.api.app import create_app
 from services.gateway.server import start
 from services.gateway.settings import GatewaySettings
@@ -250,3 +254,16 @@ def test_gpu_memory_gauges_read_their_callbacks_at_scrape_time() -> None:
     current = next(readings)
     assert registry.get_sample_value("docvl_model_gpu_memory_allocated_bytes") == 1500
     assert registry.get_sample_value("docvl_model_gpu_memory_reserved_bytes") == 4000
+
+
+def test_model_worker_errors_are_counted_by_code(frontdoor: FrontDoorPlatform) -> None:
+    url = frontdoor.metrics["model-worker"]
+    errors = "docvl_model_errors_total"
+    before = Scrape(url)
+    with InferenceClient(frontdoor.env["DOCVL_MODEL_WORKER_TARGETS"]) as client:
+        with pytest.raises(InvalidInput):
+            client.generate(InferenceRequest(task=TaskKind.OCR, images=[]), timeout=30)
+        with pytest.raises(InvalidInput):
+            client.generate(InferenceRequest(task=TaskKind.OCR, images=[b"not an image"]), timeout=30)
+    after = Scrape(url)
+    assert after.value(errors, code="invalid_input") - before.value(errors, code="invalid_input") == 2
