@@ -17,8 +17,8 @@ class FlowSettings(CoreSettings):
         9106,
         ge=0,
         le=65535,
-        description="Port of /metrics of `docvl flows serve` (the reconciler's and the platform's gauges); 0: "
-        "no metrics.",
+        description="Port of /metrics of `docvl flows serve` (the reconciler's and the platform's "
+        "gauges); 0: no metrics.",
     )
     platform_metrics_timeout_s: float = Field(
         2.0, gt=0, description="How long a scrape waits for the database and the broker."
