@@ -308,7 +308,9 @@ def infer(
 
 def main() -> None:
     from docvl import cli_jobs, cli_platform
+    from docvl.eval import cli as cli_eval
 
     cli_platform.register(app)
     cli_jobs.register(app)
+    cli_eval.register(app)
     app()

@@ -1,0 +1,89 @@
+"""Unit-cost edit distance (Levenshtein) and approximate substring search, bit-parallel.
+
+Both follow Myers' bit-vector algorithm ("A fast bit-vector algorithm for approximate string matching
+based on dynamic programming", J. ACM 1999) in Hyyrö's formulation: one column of the dynamic-programming
+matrix is held as two bit vectors (vertical +1 and -1 deltas), so each character of the text costs a
+handful of integer operations on Python's arbitrary-length integers whatever the pattern's length.
+`levenshtein_dp` is the textbook table, kept as the reference the fast one is tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def levenshtein_dp(a: Sequence[str], b: Sequence[str]) -> int:
+    """The textbook O(len(a) * len(b)) dynamic programme (two rows)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def _peq(pattern: Sequence[str]) -> dict[str, int]:
+    """For each symbol, the bit mask of the pattern positions holding it."""
+    masks: dict[str, int] = {}
+    for i, symbol in enumerate(pattern):
+        masks[symbol] = masks.get(symbol, 0) | (1 << i)
+    return masks
+
+
+def levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
+    """The least number of single-symbol insertions, deletions and substitutions turning `a` into `b`."""
+    pattern, text = (a, b) if len(a) <= len(b) else (b, a)
+    m = len(pattern)
+    if m == 0:
+        return len(text)
+    peq = _peq(pattern)
+    full = (1 << m) - 1
+    top = 1 << (m - 1)
+    pv, mv, score = full, 0, m
+    for symbol in text:
+        eq = peq.get(symbol, 0)
+        xv = eq | mv
+        xh = (((eq & pv) + pv) ^ pv) | eq
+        ph = mv | ~(xh | pv)
+        mh = pv & xh
+        if ph & top:
+            score += 1
+        elif mh & top:
+            score -= 1
+        ph = (ph << 1) | 1  # row 0 of the table grows by one per text symbol
+        mh <<= 1
+        pv = (mh | ~(xv | ph)) & full
+        mv = ph & xv & full
+    return score
+
+
+def find_approximate(needle: Sequence[str], haystack: Sequence[str], max_edits: int) -> int | None:
+    """The end (exclusive index into `haystack`) of the first substring of `haystack` within `max_edits`
+    edits of `needle`, or None. An empty needle matches at 0."""
+    m = len(needle)
+    if m == 0:
+        return 0
+    if max_edits >= m:
+        return 0
+    peq = _peq(needle)
+    full = (1 << m) - 1
+    top = 1 << (m - 1)
+    pv, mv, score = full, 0, m
+    for j, symbol in enumerate(haystack):
+        eq = peq.get(symbol, 0)
+        xv = eq | mv
+        xh = (((eq & pv) + pv) ^ pv) | eq
+        ph = mv | ~(xh | pv)
+        mh = pv & xh
+        if ph & top:
+            score += 1
+        elif mh & top:
+            score -= 1
+        if score <= max_edits:
+            return j + 1
+        ph <<= 1  # a match may start anywhere: row 0 stays 0
+        mh <<= 1
+        pv = (mh | ~(xv | ph)) & full
+        mv = ph & xv & full
+    return None

@@ -1,0 +1,80 @@
+"""Text normalisation shared by the metrics: Markdown to plain text, answers, numbers."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_FENCE = re.compile(r"^\s*(```|~~~).*$", re.MULTILINE)
+_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+", re.MULTILINE)
+_QUOTE = re.compile(r"^\s*>\s?", re.MULTILINE)
+_BULLET = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])\s+", re.MULTILINE)
+_RULE = re.compile(r"^\s*(?:[-*_]\s*){3,}$", re.MULTILINE)
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$", re.MULTILINE)
+_EMPHASIS = re.compile(r"(\*{1,3}|_{1,3}|~~)(?=\S)(.+?)(?<=\S)\1", re.DOTALL)
+_CODE = re.compile(r"`+([^`]*)`+")
+_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>])")
+_SPACE = re.compile(r"\s+")
+
+_DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"), "-")
+_QUOTES = {
+    **dict.fromkeys(map(ord, "\u201c\u201d\u201e\u201f\u00ab\u00bb"), '"'),
+    **dict.fromkeys(map(ord, "\u2018\u2019\u201a\u201b\u2032"), "'"),
+}
+
+
+def collapse_whitespace(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def markdown_to_text(markdown: str) -> str:
+    """The plain text of a Markdown page: comments, fences, headings, emphasis, links, images (their alt
+    text stays), HTML tags, list and quote markers and table rules removed, table pipes made spaces."""
+    text = _COMMENT.sub(" ", markdown)
+    text = _FENCE.sub("", text)
+    text = _IMAGE.sub(r"\1", text)
+    text = _LINK.sub(r"\1", text)
+    text = _TAG.sub(" ", text)
+    text = _TABLE_RULE.sub("", text)
+    text = _RULE.sub("", text)
+    text = _HEADING.sub("", text)
+    text = _QUOTE.sub("", text)
+    text = _BULLET.sub("", text)
+    for _ in range(3):  # nested emphasis (***a*** or **_a_**)
+        text = _EMPHASIS.sub(r"\2", text)
+    text = _CODE.sub(r"\1", text)
+    text = _ESCAPE.sub(r"\1", text)
+    return text.replace("|", " ")
+
+
+def normalize_page(text: str) -> str:
+    """What OCR output and reference text are compared as: Markdown stripped to plain text, Unicode NFC,
+    dashes and curly quotes made ASCII, whitespace collapsed to single spaces."""
+    plain = unicodedata.normalize("NFC", markdown_to_text(text))
+    return collapse_whitespace(plain.translate(_DASHES).translate(_QUOTES))
+
+
+def normalize_answer(text: str) -> str:
+    """A QA answer as DocVQA's evaluation compares it: lower case, whitespace collapsed and trimmed."""
+    return collapse_whitespace(unicodedata.normalize("NFKC", text).lower())
+
+
+_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")
+_ANSWER_NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$")
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every numeric literal in `text` (code or prose), in order: 3, -2.5, 1e3, .5; digits inside names
+    (`ax2`, `C0`) are not numbers."""
+    return [float(match) for match in _NUMBER.findall(text)]
+
+
+def as_number(answer: str) -> float | None:
+    """The answer as a number when it is one, allowing a trailing %, thousands commas and a currency
+    sign or a final full stop: "1,234" -> 1234.0, "45%" -> 45.0, "$3.5" -> 3.5; else None."""
+    text = answer.strip().rstrip(".").removesuffix("%").strip().lstrip("$€£").replace(",", "")
+    return float(text) if _ANSWER_NUMBER.match(text) else None
