@@ -180,7 +180,7 @@ class _Line:
         if question is not None and task is not None and task is not TaskKind.QA:
             self.problem("question", f"only qa items have a question (this one is {task})")
         facts = self.facts(raw, task)
-        reference, answers = self.reference(raw, task, bool(facts))
+        reference, answers = self.reference(raw, task, "facts" in raw)
         meta = raw.get("meta", {})
         if not isinstance(meta, dict):
             self.problem("meta", "must be an object")
