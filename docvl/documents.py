@@ -6,6 +6,7 @@ document can be unusable is a DocumentError with a code that names the cause.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 from collections.abc import Callable, Iterator
@@ -67,6 +68,7 @@ class RenderedPage:
     width: int
     height: int
     media_type: str = "image/png"
+    text: str | None = None  # a PDF page's text layer (None: it has none, or the page is an image)
 
 
 def sniff_media_type(head: bytes) -> str:
@@ -200,11 +202,22 @@ def _render_pdf(
             if width * height * scale * scale > max_pixels:  # a poster-sized page: fewer dots per inch
                 scale = (max_pixels / (width * height)) ** 0.5
             image = page.render(scale=scale).to_pil().convert("RGB")
+            text = _text_layer(page)
         except pdfium.PdfiumError as exc:
             raise CorruptDocument(f"page {index + 1} of the PDF cannot be rendered ({exc})") from None
         finally:
             page.close()
-        yield _page(index, image)
+        yield dataclasses.replace(_page(index, image), text=text)
+
+
+def _text_layer(page: pdfium.PdfPage) -> str | None:
+    """The page's own text, in reading order as PDFium gives it; None for a page without (a scan)."""
+    textpage = page.get_textpage()
+    try:
+        text = textpage.get_text_bounded().replace("\x00", "").strip()
+    finally:
+        textpage.close()
+    return text or None
 
 
 @contextmanager

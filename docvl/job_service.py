@@ -219,7 +219,7 @@ class JobService:
             ]
             for task, keys in outputs.items()
         }
-        return ResultView(job=view, outputs=files, pages=pages)
+        return ResultView.of(view, files, pages)
 
     def _link(self, key: str) -> str:
         return self.store.presigned_get(key, self.presign_expiry_s)

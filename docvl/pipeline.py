@@ -33,10 +33,11 @@ from docvl.observability.metrics import worker as worker_metrics
 from docvl.office import EXTENSIONS as OFFICE_EXTENSIONS
 from docvl.office import ConversionFailed, OfficeConverter
 from docvl.page_ranges import PageRanges
-from docvl.postprocess import artifact
 from docvl.storage import ObjectStore
 from docvl.storage.base import output_key, page_key
 from docvl.tasks import TaskKind
+from docvl.verify.attempts import PageInput, generate_checked
+from docvl.verify.verifier import Verifier
 from model_worker.types import GenerationParams, InferenceRequest, InferenceResult
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ def _render(
             for page in opened.pages(skip):
                 key = page_key(job_id, page.index)
                 ctx.store.put(key, page.png, content_type=page.media_type)
-                batch.append(jobs.NewPage(page.index, key, page.width, page.height, len(page.png)))
+                batch.append(jobs.NewPage(page.index, key, page.width, page.height, len(page.png), page.text))
                 if len(batch) == PAGES_PER_WRITE:
                     register(batch)
                     batch = []
@@ -452,17 +453,20 @@ def process_page(
     *,
     max_new_tokens: int,
     attempt: int,
+    verifier: Verifier | None = None,
 ) -> bool:
-    """Run one page through the model and record its result. Returns True when this write completed the job:
-    the caller then finalises it. Nothing is done when the job has finished or was cancelled, or the result
-    exists. Model worker and storage errors propagate: the caller retries them or, when final, records them
-    with `record_failure`."""
+    """Run one page through the model, check its output with `verifier` (generating it again when the
+    check fails, see docvl.verify.attempts), and record its result. Returns True when this write completed
+    the job: the caller then finalises it. Nothing is done when the job has finished or was cancelled, or
+    the result exists. Model worker and storage errors propagate: the caller retries them or, when final,
+    records them with `record_failure`."""
     with ctx.db.transaction() as s:
         job = jobs.get_job(s, work.job_id)
         if JobStatus(job.status).finished or jobs.has_result(s, work.job_id, work.page_index, work.task):
             worker_metrics.page_tasks.labels(work.task.value, "skipped").inc()
             return False
-        image_key = jobs.page(s, work.job_id, work.page_index).image_key
+        page = jobs.page(s, work.job_id, work.page_index)
+        image_key, text_layer = page.image_key, page.text_layer
         question = job.options.get("question")
     image = ctx.store.get(image_key)
     request = InferenceRequest(
@@ -472,8 +476,8 @@ def process_page(
         params=GenerationParams(max_new_tokens=max_new_tokens),
         request_id=work.id,
     )
-    result = generate(request)
-    made = artifact(work.task, result.text)
+    checked = generate_checked(generate, request, PageInput(image, text_layer), verifier)
+    result, made = checked.result, checked.made
     log.info(
         "page %d %s: %d tokens generated (%.0f ms queued, %.0f ms inference)",
         work.page_index,
@@ -498,6 +502,7 @@ def process_page(
         model_id=result.model_id,
         model_revision=result.model_revision,
         prompt_template_version=result.prompt_template_version,
+        verification=checked.verification,
     )
     worker_metrics.page_tasks.labels(work.task.value, "succeeded").inc()
     return completed

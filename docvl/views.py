@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from docvl.db.models import Job, JobEvent, TaskResult
 from docvl.job_status import JobStatus
 from docvl.tasks import TaskKind
+from docvl.verify.report import TaskSummary, Verification, summarise
 
 
 class Progress(BaseModel):
@@ -94,6 +95,12 @@ class PageResult(BaseModel):
     prompt_template_version: str | None = None
     generated_tokens: int = 0
     attempts: int = 1
+    verification: Verification | None = Field(
+        None,
+        description="The output's check after generation (chart code run, HTML rendered, OCR against the "
+        "PDF's text layer and for repetition) and every generation attempt; null: not checked (qa, or "
+        "verification off).",
+    )
 
     @classmethod
     def of(cls, result: TaskResult) -> PageResult:
@@ -109,6 +116,7 @@ class PageResult(BaseModel):
             prompt_template_version=result.prompt_template_version,
             generated_tokens=result.generated_tokens,
             attempts=result.attempts,
+            verification=Verification.of(result.verification),
         )
 
 
@@ -120,6 +128,16 @@ class ResultView(BaseModel):
         "answers.json with one answer per page and a combined answer."
     )
     pages: list[PageResult] = Field(description="Every page result written so far, by page then task.")
+    summary: dict[str, TaskSummary] = Field(
+        default_factory=dict,
+        description="Per task, the verification of its page results so far: pages checked, passed, "
+        "regenerated and the mean similarity (tasks with nothing checked are left out).",
+    )
+
+    @classmethod
+    def of(cls, job: JobView, outputs: dict[str, list[OutputFile]], pages: list[PageResult]) -> ResultView:
+        summary = summarise([(p.task.value, p.verification) for p in pages])
+        return cls(job=job, outputs=outputs, pages=pages, summary=summary)
 
 
 class EventView(BaseModel):

@@ -43,6 +43,7 @@ class NewPage:
     width: int
     height: int
     size_bytes: int
+    text_layer: str | None = None  # a PDF page's own text
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class NewResult:
     model_revision: str | None = None
     prompt_template_version: str | None = None
     attempts: int = 1
+    verification: dict[str, Any] | None = None
     error_code: str | None = None
     error_message: str | None = None
 
@@ -334,7 +336,11 @@ def set_outputs(session: Session, job_id: uuid.UUID, outputs: dict[str, Any]) ->
 
 
 def _storable(value: object) -> object:
-    """Postgres text cannot hold NUL characters, which a model can emit: they become U+FFFD."""
+    """Postgres text cannot hold NUL characters, which a model can emit: they become U+FFFD (in JSON too)."""
+    if isinstance(value, dict):
+        return {key: _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
     return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 

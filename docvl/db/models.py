@@ -140,6 +140,8 @@ class Page(Base):
     width: Mapped[int] = mapped_column(Integer, nullable=False)
     height: Mapped[int] = mapped_column(Integer, nullable=False)
     size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # A PDF page's own text (pypdfium2's text page), that its OCR is verified against; None: it had none.
+    text_layer: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
 
 
@@ -175,6 +177,8 @@ class TaskResult(Base):
     model_revision: Mapped[str | None] = mapped_column(String(255))
     prompt_template_version: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    # The output's check after generation (docvl/verify): the kept verdict and every generation's.
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()

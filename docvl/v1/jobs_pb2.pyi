@@ -148,7 +148,7 @@ class OutputFile(_message.Message):
     def __init__(self, task: _Optional[str] = ..., key: _Optional[str] = ..., url: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class PageResult(_message.Message):
-    __slots__ = ("page", "task", "text", "valid", "problem", "error", "model_id", "model_revision", "prompt_template_version", "generated_tokens", "attempts")
+    __slots__ = ("page", "task", "text", "valid", "problem", "error", "model_id", "model_revision", "prompt_template_version", "generated_tokens", "attempts", "verification")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +160,7 @@ class PageResult(_message.Message):
     PROMPT_TEMPLATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     GENERATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_FIELD_NUMBER: _ClassVar[int]
     page: int
     task: str
     text: str
@@ -171,14 +172,75 @@ class PageResult(_message.Message):
     prompt_template_version: str
     generated_tokens: int
     attempts: int
-    def __init__(self, page: _Optional[int] = ..., task: _Optional[str] = ..., text: _Optional[str] = ..., valid: _Optional[bool] = ..., problem: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., model_id: _Optional[str] = ..., model_revision: _Optional[str] = ..., prompt_template_version: _Optional[str] = ..., generated_tokens: _Optional[int] = ..., attempts: _Optional[int] = ...) -> None: ...
+    verification: Verification
+    def __init__(self, page: _Optional[int] = ..., task: _Optional[str] = ..., text: _Optional[str] = ..., valid: _Optional[bool] = ..., problem: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., model_id: _Optional[str] = ..., model_revision: _Optional[str] = ..., prompt_template_version: _Optional[str] = ..., generated_tokens: _Optional[int] = ..., attempts: _Optional[int] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ...) -> None: ...
+
+class Verdict(_message.Message):
+    __slots__ = ("passed", "executed", "rendered", "similarity", "repetition", "text_layer_cer", "text_layer_f1", "text_layer_recall", "error", "reason", "seconds", "attempt", "temperature", "generated_tokens")
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    EXECUTED_FIELD_NUMBER: _ClassVar[int]
+    RENDERED_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    REPETITION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_LAYER_CER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_LAYER_F1_FIELD_NUMBER: _ClassVar[int]
+    TEXT_LAYER_RECALL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    passed: bool
+    executed: bool
+    rendered: bool
+    similarity: float
+    repetition: float
+    text_layer_cer: float
+    text_layer_f1: float
+    text_layer_recall: float
+    error: str
+    reason: str
+    seconds: float
+    attempt: int
+    temperature: float
+    generated_tokens: int
+    def __init__(self, passed: _Optional[bool] = ..., executed: _Optional[bool] = ..., rendered: _Optional[bool] = ..., similarity: _Optional[float] = ..., repetition: _Optional[float] = ..., text_layer_cer: _Optional[float] = ..., text_layer_f1: _Optional[float] = ..., text_layer_recall: _Optional[float] = ..., error: _Optional[str] = ..., reason: _Optional[str] = ..., seconds: _Optional[float] = ..., attempt: _Optional[int] = ..., temperature: _Optional[float] = ..., generated_tokens: _Optional[int] = ...) -> None: ...
+
+class Verification(_message.Message):
+    __slots__ = ("verdict", "kept_attempt", "attempts")
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    KEPT_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    verdict: Verdict
+    kept_attempt: int
+    attempts: _containers.RepeatedCompositeFieldContainer[Verdict]
+    def __init__(self, verdict: _Optional[_Union[Verdict, _Mapping]] = ..., kept_attempt: _Optional[int] = ..., attempts: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ...) -> None: ...
+
+class TaskSummary(_message.Message):
+    __slots__ = ("task", "pages_checked", "pages_passed", "pages_regenerated", "mean_similarity", "mean_repetition")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    PAGES_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    PAGES_PASSED_FIELD_NUMBER: _ClassVar[int]
+    PAGES_REGENERATED_FIELD_NUMBER: _ClassVar[int]
+    MEAN_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    MEAN_REPETITION_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    pages_checked: int
+    pages_passed: int
+    pages_regenerated: int
+    mean_similarity: float
+    mean_repetition: float
+    def __init__(self, task: _Optional[str] = ..., pages_checked: _Optional[int] = ..., pages_passed: _Optional[int] = ..., pages_regenerated: _Optional[int] = ..., mean_similarity: _Optional[float] = ..., mean_repetition: _Optional[float] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("job", "outputs", "pages")
+    __slots__ = ("job", "outputs", "pages", "summaries")
     JOB_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     PAGES_FIELD_NUMBER: _ClassVar[int]
+    SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     job: Job
     outputs: _containers.RepeatedCompositeFieldContainer[OutputFile]
     pages: _containers.RepeatedCompositeFieldContainer[PageResult]
-    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., pages: _Optional[_Iterable[_Union[PageResult, _Mapping]]] = ...) -> None: ...
+    summaries: _containers.RepeatedCompositeFieldContainer[TaskSummary]
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., pages: _Optional[_Iterable[_Union[PageResult, _Mapping]]] = ..., summaries: _Optional[_Iterable[_Union[TaskSummary, _Mapping]]] = ...) -> None: ...

@@ -21,9 +21,12 @@ FROM ${PYTHON_IMAGE} AS runtime
 # Headless LibreOffice converts Office documents to PDF in the job runners; unshare (util-linux, in the
 # base image) gives each conversion a network namespace of its own. Without user namespaces in the
 # container runtime, Office input is reported off and PDFs and images still work.
+# Verification in the page workers: bubblewrap contains chart2code's code (where the runtime allows user
+# namespaces; otherwise the worker refuses to run it and says so in the result) and Debian's chromium
+# renders web2html's HTML.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libreoffice-writer-nogui libreoffice-impress-nogui libreoffice-calc-nogui \
+        libreoffice-writer-nogui libreoffice-impress-nogui libreoffice-calc-nogui bubblewrap chromium \
     && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 docvl && useradd --system --uid 10001 --gid docvl --home /home/docvl --create-home docvl
 COPY --from=build /opt/venv /opt/venv

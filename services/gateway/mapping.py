@@ -10,6 +10,7 @@ from docvl.errors import InvalidInput
 from docvl.intake import JobRequest, Limits, parse_request
 from docvl.job_status import JobStatus
 from docvl.v1 import jobs_pb2 as pb
+from docvl.verify.report import Attempt, TaskSummary, Verdict, Verification
 from docvl.views import ErrorInfo, EventView, JobPage, JobView, PageResult, ResultView
 
 DEFAULT_PAGE_SIZE = 50
@@ -111,6 +112,48 @@ def page_result_to_pb(page: PageResult) -> pb.PageResult:
         prompt_template_version=page.prompt_template_version or "",
         generated_tokens=page.generated_tokens,
         attempts=page.attempts,
+        verification=_verification(page.verification),
+    )
+
+
+def _verdict(verdict: Verdict) -> pb.Verdict:
+    message = pb.Verdict(
+        passed=verdict.passed,
+        executed=verdict.executed,
+        rendered=verdict.rendered,
+        similarity=verdict.similarity,
+        repetition=verdict.repetition,
+        text_layer_cer=verdict.text_layer_cer,
+        text_layer_f1=verdict.text_layer_f1,
+        text_layer_recall=verdict.text_layer_recall,
+        error=verdict.error or "",
+        reason=verdict.reason or "",
+        seconds=verdict.seconds or 0.0,
+    )
+    if isinstance(verdict, Attempt):
+        message.attempt, message.temperature = verdict.attempt, verdict.temperature
+        message.generated_tokens = verdict.generated_tokens
+    return message
+
+
+def _verification(verification: Verification | None) -> pb.Verification | None:
+    if verification is None:
+        return None
+    return pb.Verification(
+        verdict=_verdict(verification),
+        kept_attempt=verification.kept_attempt,
+        attempts=[_verdict(a) for a in verification.attempts],
+    )
+
+
+def _summary(task: str, summary: TaskSummary) -> pb.TaskSummary:
+    return pb.TaskSummary(
+        task=task,
+        pages_checked=summary.pages_checked,
+        pages_passed=summary.pages_passed,
+        pages_regenerated=summary.pages_regenerated,
+        mean_similarity=summary.mean_similarity,
+        mean_repetition=summary.mean_repetition,
     )
 
 
@@ -123,6 +166,7 @@ def result_to_pb(result: ResultView) -> pb.JobResult:
             for file in files
         ],
         pages=[page_result_to_pb(p) for p in result.pages],
+        summaries=[_summary(task, summary) for task, summary in result.summary.items()],
     )
 
 

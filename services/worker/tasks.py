@@ -24,6 +24,7 @@ from docvl.observability.metrics import worker as worker_metrics
 from docvl.pipeline import Context, PageWork, finalize, process_page, record_failure
 from docvl.storage import open_store
 from docvl.tasks import TaskKind
+from docvl.verify.verifier import Verifier
 from model_worker.transport.client import InferenceClient
 from model_worker.types import InferenceRequest, InferenceResult
 from services.worker.celery_app import PAGE_TASK, START_TASK, WEBHOOK_TASK, make_celery, queue_webhook
@@ -62,6 +63,12 @@ def _dependencies() -> tuple[Context, ModelWorkers]:
     )
 
 
+@cache
+def _verifier() -> Verifier:
+    """Per worker process: its sandbox is probed, and its browser started, on first use."""
+    return Verifier()
+
+
 @setup_logging.connect
 def _logging(loglevel: int | str | None = None, **_: Any) -> None:
     """docvl's logging instead of Celery's (in the main process and in each pool process)."""
@@ -78,11 +85,14 @@ def _serve_metrics(**_: Any) -> None:
 @worker_process_shutdown.connect
 def _pool_process_exited(pid: int | None = None, **_: Any) -> None:
     worker_metrics.process_exited(pid or os.getpid())
+    if _verifier.cache_info().currsize:
+        _verifier().close()
 
 
 @worker_process_init.connect
 def _reset_after_fork(**_: Any) -> None:
     _dependencies.cache_clear()
+    _verifier.cache_clear()
     tracing.setup_tracing("docvl-worker")  # per pool process, before its connections are made
 
 
@@ -116,7 +126,12 @@ def _run_page(self: Task, ctx: Context, workers: ModelWorkers, work: PageWork) -
     try:
         with worker_metrics.timed(work.task.value):
             return process_page(
-                ctx, workers.generate, work, max_new_tokens=settings.max_new_tokens, attempt=attempt
+                ctx,
+                workers.generate,
+                work,
+                max_new_tokens=settings.max_new_tokens,
+                attempt=attempt,
+                verifier=_verifier(),
             )
     except InvalidInput as exc:
         return record_failure(ctx, work, exc, attempt)

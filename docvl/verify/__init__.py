@@ -1,0 +1,1 @@
+"""Verification of page results: each output checked mechanically against its input (see verifier.py)."""
