@@ -134,14 +134,28 @@ plt.show()
 """
 
 DEMO_PAGE = """<!doctype html>
-<html><head><title>Acme Docs</title></head>
+<html><head><title>Acme Docs</title>
+<style>
+body { margin: 0; font-family: sans-serif; background: #f4f4f4; }
+nav { display: flex; justify-content: space-between; align-items: center; background: #212529;
+      color: #fff; padding: 0 24px; height: 64px; }
+nav ul { display: flex; gap: 40px; list-style: none; margin: 0; padding: 0; }
+nav a { color: #fff; text-decoration: none; }
+main { padding: 24px 60px; }
+h1 { font-weight: 400; font-size: 40px; }
+.cta { background: #0d6efd; color: #fff; border: 0; padding: 14px 30px; font-size: 18px; }
+.cards { display: flex; gap: 30px; margin-top: 56px; }
+.card { flex: 1; background: #fff; border: 1px solid #ccc; height: 260px; padding: 0 20px; }
+.card h2 { font-weight: 400; font-size: 22px; }
+</style></head>
 <body>
-<header><nav><strong>Acme Docs</strong>
+<header><nav><span>Acme Docs</span>
 <ul><li><a href="https://acme.example/">Home</a></li><li><a href="https://acme.example/guides">Guides</a></li>
 <li><a href="https://acme.example/api">API</a></li><li><a href="https://acme.example/pricing">Pricing</a></li></ul>
 </nav></header>
-<main><h1>Turn documents into data</h1><button>Get started</button>
-<section><h2>Fast</h2></section><section><h2>Accurate</h2></section><section><h2>Open</h2></section>
+<main><h1>Turn documents into data</h1><button class="cta">Get started</button>
+<div class="cards"><section class="card"><h2>Fast</h2></section><section class="card"><h2>Accurate</h2>
+</section><section class="card"><h2>Open</h2></section></div>
 </main></body></html>"""
 
 DEMO_ANSWER = "The North region, with **1,200** in revenue."

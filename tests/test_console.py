@@ -41,11 +41,12 @@ SAMPLES = ROOT / "docvl" / "samples"
 SCREENSHOTS = os.environ.get("DOCVL_CONSOLE_SCREENSHOTS")
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-# What no rendered result may hold (the page image and the one sandboxed frame are the console's own).
-FORBIDDEN = (
-    "script, style, link, base, object, embed, svg, form, [style], [onerror], [onload], [onclick], "
-    "a[href^='javascript'], a[href^='data'], a[href^='/']"
+# What no rendered result may hold: the console's own markup (page image, one sandboxed frame) aside.
+UNSAFE = (
+    "script, link, base, object, embed, svg, form, meta[http-equiv=refresh], [onerror], "
+    "[onload], [onclick], a[href^='javascript'], a[href^='data'], a[href^='/']"
 )
+FORBIDDEN = f"{UNSAFE}, style, [style], meta"  # and no CSS from a result in the console itself
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +309,7 @@ def test_hostile_results_run_nothing_and_load_nothing(desktop: Console, frontdoo
     frame.get_by_text("raw link").first.click()  # an anchor without its javascript: href
 
     nothing_ran(desktop)
-    assert page.locator(f"#pages :is({FORBIDDEN}, meta)").count() == 0
+    assert page.locator(f"#pages :is({FORBIDDEN})").count() == 0
     assert page.locator("#pages img").evaluate_all("images => images.map(i => i.src.split(':')[0])") == [
         "blob"
     ]
@@ -319,10 +320,27 @@ def test_hostile_results_run_nothing_and_load_nothing(desktop: Console, frontdoo
         links.evaluate_all("links => links.map(a => [a.href, a.rel])")
         == [["https://example.org/", "noopener noreferrer nofollow"]] * 2
     )
-    assert frame.locator(f":is({FORBIDDEN}, img, iframe, meta[http-equiv=refresh])").count() == 0
-    expect(frame.locator("meta[http-equiv=Content-Security-Policy]")).to_have_attribute(
-        "content", re.compile("^default-src 'none'")
-    )
+    assert frame.locator(f":is({UNSAFE}, img, iframe)").count() == 0  # CSS stays, if it loads nothing
+
+    # The frame's link: signed for this page of this job, sandboxed by its own policy.
+    preview = page.locator("#pages iframe").get_attribute("src")
+    assert preview is not None
+    assert re.fullmatch(rf"/console/previews/{job_id}/1/[0-9a-f]{{32}}\.[0-9]+\.[\w-]+", preview)
+    served = httpx.get(f"{desktop.origin}{preview}")
+    assert served.status_code == 200
+    policy = served.headers["content-security-policy"]
+    assert policy.startswith("sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+    assert "frame-ancestors 'self'" in policy
+    token = preview.rsplit("/", 1)[1]
+    for forged in (
+        f"/console/previews/{job_id}/2/{token}",
+        f"/console/previews/{uuid.uuid4()}/1/{token}",
+        f"/console/previews/{job_id}/1/{token[:-2]}xx",
+        f"/console/previews/{job_id}/1/{token.split('.')[0]}.9999999999.{token.split('.')[2]}",
+    ):
+        refused = httpx.get(f"{desktop.origin}{forged}")
+        assert refused.status_code == 401, forged
+        assert refused.json()["error"]["code"] == "unauthenticated"
     background = page.evaluate("getComputedStyle(document.body).backgroundImage")
     assert background == "none"
 

@@ -9,20 +9,24 @@ from typing import BinaryIO
 
 from docvl.db import jobs
 from docvl.db.api_keys import Caller
+from docvl.errors import NotFound
 from docvl.job_service import JobService
 from docvl.tasks import TaskKind
 from docvl.views import PageResult
-from services.api.console import render
+from services.api.console import previews, render
 from services.api.console.views import RenderedJob, RenderedPage, RenderedResult
 
 
 def rendered(svc: JobService, caller: Caller, job_id: uuid.UUID) -> RenderedJob:
     result = svc.result(caller, job_id)  # checks the owner; the outputs with their links
+    by_page: dict[int, list[RenderedResult]] = {}
     with svc.db.transaction() as s:
         pages = jobs.pages(s, job_id)
-    by_page: dict[int, list[RenderedResult]] = {}
-    for page_result in result.pages:
-        by_page.setdefault(page_result.page, []).append(_rendered(page_result))
+        for page_result in result.pages:
+            shown = _rendered(page_result)
+            if shown.task is TaskKind.WEB2HTML and shown.html is not None:
+                shown.preview = previews.link(s, caller, job_id, shown.page)
+            by_page.setdefault(page_result.page, []).append(shown)
     return RenderedJob(
         job=result.job,
         outputs=result.outputs,
@@ -63,3 +67,15 @@ def open_image(
     extension = key.rsplit(".", 1)[-1].lower()
     media = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
     return media.get(extension, "application/octet-stream"), svc.store.open(key)
+
+
+def preview(svc: JobService, job_id: uuid.UUID, page: int, token: str) -> str:
+    """The styled preview of the page's web2html result, for a live link (previews.py)."""
+    with svc.db.transaction() as s:
+        previews.check(s, job_id, page, token)
+        for result in jobs.results(s, job_id):
+            if result.page_index == page - 1 and result.task == TaskKind.WEB2HTML.value:
+                if result.output_text is None:
+                    break
+                return render.styled_page_document(result.output_text)
+    raise NotFound(f"job {job_id} has no webpage-to-HTML result for page {page}")

@@ -4,6 +4,8 @@ inert structure for a sandboxed iframe. Nothing that comes out of here can run s
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from functools import cache
 
 import nh3
@@ -45,6 +47,15 @@ _PAGE_ATTRIBUTES = {
 _DROPPED_WITH_CONTENT = {
     "script", "style", "title", "noscript", "template", "object", "iframe", "svg", "math",
 }  # fmt: skip
+# The styled preview (previews.py) keeps the page's CSS, which loads nothing under the preview's policy.
+_STYLED_TAGS = _PAGE_TAGS | {"style"}
+_STYLED_ATTRIBUTES = {**_PAGE_ATTRIBUTES, "*": _PAGE_ATTRIBUTES["*"] | {"style", "class", "id"}}
+# What the preview is served with: a sandbox (no scripts, an opaque origin), nothing loads but inline CSS
+# and data: images, and only the console may frame it.
+PREVIEW_CSP = (
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
 # The web2html frame's own policy, on top of the console's (which it inherits): nothing loads at all.
 FRAME_CSP = "default-src 'none'; img-src data:; form-action 'none'; base-uri 'none'"
 
@@ -64,8 +75,35 @@ def _page_cleaner() -> nh3.Cleaner:
     return _cleaner(_PAGE_TAGS, _PAGE_ATTRIBUTES)
 
 
-def _cleaner(tags: set[str], attributes: dict[str, set[str]]) -> nh3.Cleaner:
+@cache
+def _styled_cleaner() -> nh3.Cleaner:
+    return _cleaner(_STYLED_TAGS, _STYLED_ATTRIBUTES, _inert_style_attribute)
+
+
+# CSS that could load something (url(), @import, image-set(), fonts...), or hide such a thing behind an
+# escape: dropped whole, before the preview's policy would have to block it.
+_CSS_LOADS = re.compile(
+    r"\\|url\s*\(|@import|@font-face|image-set|image\s*\(|cross-fade|element\s*\(|src\s*\(|expression",
+    re.IGNORECASE,
+)
+_STYLE_BLOCK = re.compile(r"<style>(.*?)</style>", re.DOTALL)
+
+
+def _inert_style_attribute(_tag: str, name: str, value: str) -> str | None:
+    return None if name == "style" and _CSS_LOADS.search(value) else value
+
+
+def _inert_style_blocks(html: str) -> str:
+    return _STYLE_BLOCK.sub(lambda m: "" if _CSS_LOADS.search(m.group(1)) else m.group(0), html)
+
+
+def _cleaner(
+    tags: set[str],
+    attributes: dict[str, set[str]],
+    attribute_filter: Callable[[str, str, str], str | None] | None = None,
+) -> nh3.Cleaner:
     return nh3.Cleaner(
+        attribute_filter=attribute_filter,
         tags=tags,
         clean_content_tags=_DROPPED_WITH_CONTENT - tags,
         attributes=attributes,
@@ -103,3 +141,10 @@ def page_document(html: str) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{FRAME_CSP}">'
         f"</head><body>{body}</body></html>"
     )
+
+
+def styled_page_document(html: str) -> str:
+    """A web2html page with its CSS, for the preview route (served under PREVIEW_CSP): the same structure
+    as `page_document`, plus `<style>` and style, class and id attributes, but no CSS that loads."""
+    body = _inert_style_blocks(_styled_cleaner().clean(html))
+    return f'<!doctype html><html><head><meta charset="utf-8"></head><body>{body}</body></html>'

@@ -60,6 +60,23 @@ def console_asset(name: str) -> Response:
     return Response(_static(name), media_type=ASSETS[name], headers=HEADERS)
 
 
+@console_router.get("/console/previews/{job_id}/{page}/{token}")
+def web_preview(job_id: uuid.UUID, page: PageNumber, token: str, svc: Service) -> Response:
+    """A web2html page with its CSS for the console's frame, by a signed, expiring link (previews.py):
+    sandboxed by its policy (no scripts, an opaque origin), nothing loads, only the console frames it."""
+    return Response(
+        pages.preview(svc, job_id, page, token),
+        media_type="text/html; charset=utf-8",
+        headers={
+            "Content-Security-Policy": render.PREVIEW_CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Cross-Origin-Resource-Policy": "same-origin",
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
 @api_router.get("/v1/jobs/{job_id}/pages", response_model=RenderedJob, responses=ERRORS)
 async def rendered_pages(job_id: uuid.UUID, svc: Service, who: CallerDep) -> RenderedJob:
     """Every page of the job with its results so far, rendered safe to display (what the web console

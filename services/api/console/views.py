@@ -14,6 +14,11 @@ class RenderedResult(PageResult):
         "scripts, no styles, nothing that loads) for a sandboxed iframe's `srcdoc`. Null when the task "
         "failed."
     )
+    preview: str | None = Field(
+        None,
+        description="web2html only: the path of the page with its own CSS (still no scripts, nothing "
+        "loads), for an iframe; it needs no API key and expires in 10 minutes.",
+    )
 
 
 class RenderedPage(BaseModel):

@@ -154,6 +154,7 @@ function show(view) {
 function route() {
   viewAbort.abort();
   viewAbort = new AbortController();
+  notice("");
   if (!apiKey()) {
     show("sign-in-view");
     $("api-key").focus();
@@ -465,12 +466,13 @@ function resultArticle(job, pageNumber, result) {
 function resultBody(pageNumber, result) {
   if (result.task === "web2html") {
     // An inert copy of the page: no scripts (sandbox without allow-scripts), an opaque origin (without
-    // allow-same-origin), and a document whose own policy loads nothing.
+    // allow-same-origin), and a document whose policy loads nothing.
     const frame = el("iframe", {
       sandbox: "", referrerpolicy: "no-referrer", class: "web-preview",
       title: `Page ${pageNumber}: the webpage as HTML (preview, scripts off)`,
     });
-    frame.srcdoc = result.html;
+    if (result.preview) frame.src = result.preview; // with the page's CSS, under the preview's own policy
+    else frame.srcdoc = result.html;
     return frame;
   }
   if (result.task === "chart2code") {
