@@ -14,12 +14,20 @@ from docvl.eval.metrics import (
     check_fact,
     data_value_recall,
     edit_distance,
+    html_text_similarity,
     page_cer,
     page_edit_distance,
     relaxed_accuracy,
     relaxed_match,
 )
-from docvl.eval.text import as_number, markdown_to_text, normalize_answer, normalize_page, numbers_in
+from docvl.eval.text import (
+    as_number,
+    html_to_text,
+    markdown_to_text,
+    normalize_answer,
+    normalize_page,
+    numbers_in,
+)
 
 
 @pytest.mark.parametrize(
@@ -167,3 +175,14 @@ def test_facts_present_absent_and_order() -> None:
     assert check_fact(Fact("order", before="Report", after="revenue"), page)
     assert not check_fact(Fact("order", before="revenue", after="Report"), page)
     assert not check_fact(Fact("order", before="Report", after="missing"), page)
+
+
+def test_html_visible_text_and_its_similarity() -> None:
+    page = (
+        "<!DOCTYPE html><html><head><title>T</title><style>h1{color:red}</style></head>"
+        "<body><h1>Shop &amp; Caf&eacute;</h1><script>var x = 1;</script><p>Open\n  daily</p></body></html>"
+    )
+    assert html_to_text(page) == "Shop & Café Open daily"
+    assert html_text_similarity(page, "<p>Shop &amp; Café</p><div>Open daily</div>") == 1.0
+    assert html_text_similarity("<p>abcd</p>", "<p>abce</p>") == pytest.approx(0.75)
+    assert html_text_similarity("", "<p>text</p>") == 0.0

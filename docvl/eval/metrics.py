@@ -5,6 +5,7 @@
   common), the figure OCR benchmarks such as Nougat and OmniDocBench report.
 - `anls`: DocVQA's Average Normalized Levenshtein Similarity of one answer against its references.
 - `relaxed_accuracy`: ChartQA's relaxed accuracy (numbers within 5 %, other answers exact).
+- `html_text_similarity`: 1 - normalised edit distance of two HTML documents' visible text.
 - `data_value_recall`: the share of the reference code's numbers found in the generated code.
 - `check_fact`: olmOCR-Bench's present / absent / order facts about a page.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from docvl.eval.distance import find_approximate, levenshtein
-from docvl.eval.text import as_number, normalize_answer, normalize_page, numbers_in
+from docvl.eval.text import as_number, html_to_text, normalize_answer, normalize_page, numbers_in
 
 ANLS_THRESHOLD = 0.5
 RELAXED_TOLERANCE = 0.05
@@ -43,6 +44,11 @@ def page_cer(output_markdown: str, reference: str) -> float:
 
 def page_edit_distance(output_markdown: str, reference: str) -> float:
     return edit_distance(normalize_page(output_markdown), normalize_page(reference))
+
+
+def html_text_similarity(output_html: str, reference_html: str) -> float:
+    """How alike the visible text of two HTML documents is: 1 - their normalised edit distance."""
+    return 1.0 - edit_distance(html_to_text(output_html), html_to_text(reference_html))
 
 
 def nls(answer: str, reference: str) -> float:

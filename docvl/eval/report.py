@@ -20,6 +20,7 @@ DESCRIPTIONS = {
     "rendered": "share of the HTML that rendered (verification)",
     "similarity": "similarity of the rendering to the input image, 0-1 (verification)",
     "data_value_recall": "share of the reference code's numbers found in the generated code",
+    "text_similarity": "similarity of the page's visible text to the reference HTML's, 0-1",
     "valid": "share that passed the platform's own check (Python parses, HTML is a document)",
     "anls": "ANLS (DocVQA; threshold 0.5)",
     "relaxed_accuracy": "relaxed accuracy (ChartQA; numbers within 5 %)",

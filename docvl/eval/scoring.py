@@ -22,14 +22,14 @@ Scores = dict[str, float | None]
 METRICS: dict[TaskKind, dict[str, bool]] = {
     TaskKind.OCR: {"cer": False, "edit_distance": False, "facts_passed": True},
     TaskKind.CHART2CODE: {"executed": True, "similarity": True, "data_value_recall": True, "valid": True},
-    TaskKind.WEB2HTML: {"rendered": True, "similarity": True, "valid": True},
+    TaskKind.WEB2HTML: {"rendered": True, "similarity": True, "text_similarity": True, "valid": True},
     TaskKind.QA: {"anls": True, "relaxed_accuracy": True},
 }
 # The metric the worst items are picked by: the first of these that has values.
 PRIMARY: dict[TaskKind, tuple[str, ...]] = {
     TaskKind.OCR: ("cer", "facts_passed"),
     TaskKind.CHART2CODE: ("similarity", "executed", "data_value_recall", "valid"),
-    TaskKind.WEB2HTML: ("similarity", "rendered", "valid"),
+    TaskKind.WEB2HTML: ("similarity", "rendered", "text_similarity", "valid"),
     TaskKind.QA: ("anls", "relaxed_accuracy"),
 }
 WORST = 5
@@ -71,6 +71,8 @@ def score(outcome: Outcome) -> Scores:
             scores[ran] = 0.0
         if item.task is TaskKind.CHART2CODE and item.reference is not None:
             scores["data_value_recall"] = metrics.data_value_recall(output, item.reference)
+        if item.task is TaskKind.WEB2HTML and item.reference is not None:
+            scores["text_similarity"] = metrics.html_text_similarity(output, item.reference)
         scores["valid"] = 0.0 if failed else _flag(outcome.page.valid if outcome.page else None)
     return scores
 

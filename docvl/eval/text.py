@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
+from html.parser import HTMLParser
 
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _FENCE = re.compile(r"^\s*(```|~~~).*$", re.MULTILINE)
@@ -78,3 +80,34 @@ def as_number(answer: str) -> float | None:
     sign or a final full stop: "1,234" -> 1234.0, "45%" -> 45.0, "$3.5" -> 3.5; else None."""
     text = answer.strip().rstrip(".").removesuffix("%").strip().lstrip("$€£").replace(",", "")
     return float(text) if _ANSWER_NUMBER.match(text) else None
+
+
+class _VisibleText(HTMLParser):
+    """The text a browser would show: character data outside script, style, template, head and title."""
+
+    HIDDEN = frozenset({"script", "style", "template", "head", "title", "noscript"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self.hidden += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN and self.hidden:
+            self.hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.parts.append(data)
+
+
+def html_to_text(document: str) -> str:
+    """The visible text of an HTML document, whitespace collapsed (entities decoded)."""
+    parser = _VisibleText()
+    parser.feed(document)
+    parser.close()
+    return collapse_whitespace(html.unescape(" ".join(parser.parts)))
