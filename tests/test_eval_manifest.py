@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +123,21 @@ def test_written_manifests_load_back(tmp_path: Path) -> None:
     ]
     write_manifest(tmp_path, items)
     assert load_set(tmp_path).items == tuple(items)
+
+
+def test_eval_exits_2_for_an_invalid_set_or_missing_options(tmp_path: Path) -> None:
+    directory = _set(tmp_path, [{"id": "a", "file": "img.png", "task": "qa", "question": "q"}])
+
+    def docvl_eval(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "docvl", "eval", *args]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+    invalid = docvl_eval(
+        "--set", str(directory), "--out", str(tmp_path / "r.md"), "--api", "http://127.0.0.1:9"
+    )
+    assert invalid.returncode == 2
+    assert "line 1: reference: a qa item needs its answer" in invalid.stderr
+    assert not (tmp_path / "r.md").exists()
+    missing = docvl_eval("--set", str(directory))
+    assert missing.returncode == 2
+    assert "needs --set DIR and --out FILE" in missing.stderr

@@ -68,7 +68,7 @@ def verification_of(page: PageResult | None) -> dict[str, Any] | None:
 class RunOptions:
     concurrency: int = 4
     job_timeout_s: float = 600.0
-    submit_retries: int = 5
+    submit_retries: int = 3
     retry_pause_s: float = 1.0
 
 
