@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format proto bench clean
+.PHONY: help install run test test-fast lint format proto bench console-screenshots clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ proto: install ## regenerate the gRPC stubs in docvl/v1 from proto/
 
 bench: install ## measure the model worker (writes docs/benchmarks.md)
 	$(BIN)/python bench/model_worker.py
+
+console-screenshots: install ## redo docs/console/*.png (the web console's tests, in headless Chromium)
+	DOCVL_CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest tests/test_console.py -q
 
 clean: ## remove the virtualenv, caches and local models
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -195,6 +195,7 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
         f"""
 docvl is up on this machine:
   REST API       {api_url}        (OpenAPI docs: {api_url}/docs)
+  web console    {api_url}/       (sign in with the API key below)
   gRPC JobService {gateway_target}  (docvl.v1.JobService, health, reflection)
   Prefect UI     http://{HOST}:{settings.prefect_port}
   model worker   {model_target}  ({"the TINY RANDOM model" if tiny else model_dir})
