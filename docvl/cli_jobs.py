@@ -19,6 +19,7 @@ from docvl.client import Client
 from docvl.errors import DocvlError, InvalidInput
 from docvl.job_status import JobStatus
 from docvl.tasks import TaskKind
+from docvl.verify.report import describe, describe_summary
 from docvl.views import JobView, PageResult, ResultView
 
 ApiUrl = Annotated[
@@ -323,6 +324,8 @@ def result(
             typer.echo(f"job {view.job.id} is {view.job.status}: the results so far", err=True)
         for task in view.job.tasks:
             typer.echo(f"== {task} ==")
+            if str(task) in view.summary:
+                typer.echo(describe_summary(view.summary[str(task)]))
             document = _document_md(view, task)
             if document is not None:
                 text = _call(partial(client.read_output, parsed, document))
@@ -349,6 +352,8 @@ def _page_text(page: PageResult) -> str:
     lines = [head, page.text or ""]
     if page.valid is False:
         lines.append(f"(did not pass its check: {page.problem})")
+    if page.verification is not None:
+        lines.append(describe(page.verification))
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
@@ -89,10 +90,10 @@ def repetition(text: str) -> float:
     return round(sum(covered) / count, 4)
 
 
-def verify(markdown: str, text_layer: str | None) -> dict[str, float | bool | None]:
+def verify(markdown: str, text_layer: str | None) -> dict[str, Any]:
     """{repetition, text_layer_cer, text_layer_f1}: the text-layer fields are None when the page
     had none (an image, or a scanned PDF page)."""
-    verdict: dict[str, float | bool | None] = {"repetition": repetition(markdown)}
+    verdict: dict[str, Any] = {"repetition": repetition(markdown)}
     if text_layer and normalise(text_layer):
         text = plain_text(markdown)
         verdict |= {"text_layer_cer": cer(text, text_layer), "text_layer_f1": word_f1(text, text_layer)}

@@ -81,3 +81,33 @@ def summarise(verifications: list[tuple[str, Verification | None]]) -> dict[str,
             mean_repetition=round(fmean(repetitions), 4) if repetitions else None,
         )
     return summary
+
+
+def describe_summary(summary: TaskSummary) -> str:
+    """One line for people: `docvl result` prints it under each task."""
+    line = f"verified: {summary.pages_passed} of {summary.pages_checked} checked pages passed"
+    if summary.pages_regenerated:
+        line += f", {summary.pages_regenerated} regenerated"
+    if summary.mean_similarity is not None:
+        line += f", mean similarity {summary.mean_similarity:.2f}"
+    if summary.mean_repetition is not None:
+        line += f", mean repetition {summary.mean_repetition:.2f}"
+    return line
+
+
+def describe(verification: Verification) -> str:
+    """One line of a page's verdict, e.g. `(check: passed; executed, similarity 0.81; 2 attempts, kept 2)`."""
+    if verification.passed is None:
+        return f"(check: not done here: {verification.reason or 'unavailable'})"
+    facts = ["passed" if verification.passed else "failed"]
+    for name in ("executed", "rendered"):
+        value = getattr(verification, name)
+        if value is not None:
+            facts.append(name if value else f"not {name}: {verification.error}")
+    for name in ("similarity", "repetition", "text_layer_cer", "text_layer_f1", "text_layer_recall"):
+        value = getattr(verification, name)
+        if value is not None:
+            facts.append(f"{name.replace('_', ' ')} {value:.2f}")
+    if len(verification.attempts) > 1:
+        facts.append(f"{len(verification.attempts)} attempts, kept {verification.kept_attempt}")
+    return f"(check: {'; '.join(facts)})"

@@ -4,6 +4,7 @@ aborted) at the screenshot's viewport, and compare the rendering with the screen
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from docvl.verify import images, ocr
 log = logging.getLogger(__name__)
 CHROMIUM = "/usr/lib/chromium/chromium"
 _MAX_SIDE = 4000
+# A refresh would navigate away from the document (to a request that is aborted): not part of its layout.
+_REFRESH = re.compile(r"<meta[^>]*http-equiv\s*=\s*[\"']?refresh[^>]*>", re.IGNORECASE)
 
 
 class WebVerifier:
@@ -58,7 +61,7 @@ class WebVerifier:
         try:
             context.route("**/*", lambda route: route.abort())
             page = context.new_page()
-            page.set_content(html, timeout=self.timeout_ms, wait_until="load")
+            page.set_content(_REFRESH.sub("", html), timeout=self.timeout_ms, wait_until="load")
             png = page.screenshot(type="png", timeout=self.timeout_ms, animations="disabled")
             text = page.inner_text("body", timeout=self.timeout_ms) if page.query_selector("body") else ""
             return png, text
