@@ -96,6 +96,12 @@ def _reset_after_fork(**_: Any) -> None:
     tracing.setup_tracing("docvl-worker")  # per pool process, before its connections are made
 
 
+@worker_process_shutdown.connect
+def _flush_spans(**_: Any) -> None:
+    """A pool process exits without running atexit hooks: export its last spans first."""
+    tracing.flush()
+
+
 @app.task(name=START_TASK, acks_late=False)
 def start_jobs() -> int:
     """A start request: claim the jobs waiting to start and start them (Prefect flow runs, in this
