@@ -65,8 +65,10 @@ def stored_job(
     outputs: dict[TaskKind, str],
     *,
     question: str | None = None,
+    running: bool = False,
 ) -> uuid.UUID:
-    """A succeeded job of `owner` with one page (`image`) and `outputs[task]` as each task's result."""
+    """A succeeded job of `owner` with one page (`image`) and `outputs[task]` as each task's result; or,
+    `running`, one still running with a second page that has no results yet."""
     data = image.read_bytes()
     with Image.open(image) as opened:
         width, height = opened.size
@@ -85,7 +87,8 @@ def stored_job(
         key = page_key(job.id, 0)
         frontdoor.store.put(key, data, content_type="image/png")
         jobs.transition(s, job.id, JobStatus.RUNNING)
-        jobs.add_pages(s, job.id, [jobs.NewPage(0, key, width, height, len(data))])
+        pages = [jobs.NewPage(index, key, width, height, len(data)) for index in range(2 if running else 1)]
+        jobs.add_pages(s, job.id, pages)
         for task, text in outputs.items():
             jobs.record_result(
                 s,
@@ -101,7 +104,8 @@ def stored_job(
                     prompt_template_version="v1",
                 ),
             )
-        jobs.transition(s, job.id, JobStatus.SUCCEEDED)
+        if not running:
+            jobs.transition(s, job.id, JobStatus.SUCCEEDED)
         return job.id
 
 

@@ -431,3 +431,33 @@ def test_phone_sized_viewport_has_no_sideways_scroll(phone: Console, frontdoor: 
         if task == "ocr":
             screenshot(page, "phone")
     nothing_ran(phone)
+
+
+def test_running_job_updates_live_and_cancels(desktop: Console, frontdoor: FrontDoorPlatform) -> None:
+    """A running job (written to the record, its second page still to come): the list follows it live,
+    and the job page's Cancel job button cancels it."""
+    owner = f"console-{uuid.uuid4().hex[:8]}"
+    key = frontdoor.key(owner)
+    listed = stored_job(frontdoor, owner, SAMPLES / "page.png", {TaskKind.OCR: DEMO_MARKDOWN}, running=True)
+    page = desktop.page
+    sign_in(page, key)
+    item = page.locator(f"#job-{listed}")
+    expect(item.locator(".status")).to_have_text("running")
+    expect(item.locator(".progress-text")).to_have_text("1 of 2 done")
+    cancelled = httpx.post(
+        f"{desktop.origin}/v1/jobs/{listed}/cancel", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert cancelled.json()["status"] == "cancelled"
+    expect(item.locator(".status")).to_have_text("cancelled")  # by the list's event stream
+
+    job_id = stored_job(frontdoor, owner, SAMPLES / "page.png", {TaskKind.OCR: DEMO_MARKDOWN}, running=True)
+    page.goto(f"/#/jobs/{job_id}")
+    expect(page.locator("#job-status")).to_have_text("running")
+    expect(page.get_by_role("region", name="Page 2")).to_contain_text("No results for this page yet.")
+    cancel = page.get_by_role("button", name="Cancel job")
+    cancel.focus()
+    page.keyboard.press("Space")
+    expect(page.locator("#job-status")).to_have_text("cancelled")
+    expect(cancel).to_be_disabled()
+    assert frontdoor.status(job_id) is JobStatus.CANCELLED
+    nothing_ran(desktop)
