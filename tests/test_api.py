@@ -184,7 +184,13 @@ def test_every_call_but_health_needs_a_valid_key(api: TestClient, frontdoor: Fro
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "storage": "ok", "broker": "ok", "prefect": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "storage": "ok",
+        "broker": "ok",
+        "prefect": "ok",
+        "office": "ok",
+    }
 
 
 @pytest.mark.parametrize(
