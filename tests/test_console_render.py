@@ -6,15 +6,20 @@ from __future__ import annotations
 import hashlib
 import uuid
 from html.parser import HTMLParser
+from typing import cast
 
 import pytest
+from fastapi.testclient import TestClient
 
 from docvl.db import api_keys, jobs
 from docvl.db.api_keys import Caller
 from docvl.db.database import Database
 from docvl.errors import NotFound, Unauthenticated
+from docvl.job_service import JobService
 from docvl.tasks import TaskKind
+from services.api.app import create_app
 from services.api.console import previews, render
+from services.api.settings import ApiSettings
 from tests.console_jobs import HOSTILE_MARKDOWN, HOSTILE_PAGE, MARKUP
 
 
@@ -136,3 +141,35 @@ def test_a_preview_link_ends_when_the_job_is_not_the_owners(db: Database) -> Non
         token = previews.link(s, caller, job_id, 1).rsplit("/", 1)[1]
     with db.transaction() as s, pytest.raises(NotFound):
         previews.check(s, job_id, 1, token)
+
+
+def test_the_console_is_served_with_its_policy_and_hides_no_other_route() -> None:
+    app = create_app(ApiSettings(), service=cast(JobService, object()))  # these routes need no service
+    with TestClient(app) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        policy = page.headers["content-security-policy"]
+        for directive in (
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ):
+            assert directive in policy
+        assert "<script>" not in page.text  # no inline script: only <script src>
+        assert "http://" not in page.text
+        assert "https://" not in page.text
+        for asset, kind in (("console.js", "javascript"), ("console.css", "css"), ("code.css", "css")):
+            served = client.get(f"/console/{asset}")
+            assert served.status_code == 200
+            assert kind in served.headers["content-type"]
+            assert "//cdn" not in served.text
+        missing = client.get("/console/secrets.txt")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert "swagger-ui" in client.get("/docs").text
+        assert "/v1/jobs/{job_id}/pages" in client.get("/openapi.json").json()["paths"]
