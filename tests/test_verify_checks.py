@@ -131,6 +131,15 @@ def test_web_verdicts(web: WebVerifier, screenshot: bytes) -> None:
     assert 0.0 <= blank["similarity"] < same["similarity"]
     assert blank["text_layer_recall"] == 0.0
     assert web.verify(PAGE, screenshot, None)["text_layer_recall"] is None
+    verifier = Verifier(VerifySettings())
+    verifier.__dict__["web"] = web  # this process's one browser (cached_property)
+    fragment = verifier.check(
+        TaskKind.WEB2HTML, Artifact("<p>hi</p>", False, "not a document"), PageInput(screenshot, None)
+    )
+    assert fragment is not None
+    assert fragment["rendered"] is True  # Chromium renders anything,
+    assert fragment["passed"] is False  # but a fragment is not the document asked for
+    assert fragment["error"] == "not a document"
 
 
 def test_one_browser_per_process_closed_with_it(web: WebVerifier) -> None:

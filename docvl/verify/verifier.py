@@ -66,6 +66,8 @@ class Verifier:
             )
         else:
             verdict = self.web.verify(made.text, page.image, page.text_layer)
+            if not made.valid and verdict.get("rendered"):  # Chromium renders anything: not a document
+                verdict["error"] = made.problem
         return {"passed": self.passed(task, verdict)} | verdict
 
     def passed(self, task: TaskKind, verdict: Verdict) -> bool | None:
@@ -73,7 +75,7 @@ class Verifier:
         if task is TaskKind.OCR:
             return bool(verdict["repetition"] <= self.settings.verify_repetition_threshold)
         outcome = verdict.get("executed" if task is TaskKind.CHART2CODE else "rendered")
-        return None if outcome is None else bool(outcome)
+        return None if outcome is None else bool(outcome) and not verdict.get("error")
 
     @staticmethod
     def score(verdict: Verdict) -> tuple[float, ...]:
