@@ -112,6 +112,7 @@ def test_the_reports_hold_summaries_worst_items_and_every_score(tmp_path: Path) 
     for heading in ("## ocr", "## chart2code", "## web2html", "## qa", "## Submission failures"):
         assert heading in text
     assert "| anls | 0.333 | 0.000 | 3 |" in text
+    assert "items: 3, succeeded: 2" in text
     assert "Worst by anls: `qa-2` (0.000)" in text
     with pytest.raises(ValueError, match=r"ends in \.json"):
         report.write(run, tmp_path / "report.json")

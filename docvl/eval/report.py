@@ -21,7 +21,7 @@ DESCRIPTIONS = {
     "similarity": "similarity of the rendering to the input image, 0-1 (verification)",
     "data_value_recall": "share of the reference code's numbers found in the generated code",
     "text_similarity": "similarity of the page's visible text to the reference HTML's, 0-1",
-    "valid": "share that passed the platform's own check (Python parses, HTML is a document)",
+    "valid": "share that passed the platform's own check (the code parses, the HTML is a document)",
     "anls": "ANLS (DocVQA; threshold 0.5)",
     "relaxed_accuracy": "relaxed accuracy (ChartQA; numbers within 5 %)",
 }
@@ -129,7 +129,7 @@ def markdown(report: dict[str, Any], summaries: list[TaskSummary]) -> str:
         lines.append("- model: unknown (no page result came back)")
     for summary in summaries:
         lines += ["", f"## {summary.task}", ""]
-        lines.append(f"{summary.items} items, {summary.succeeded} succeeded")
+        lines.append(f"items: {summary.items}, succeeded: {summary.succeeded}")
         if summary.submission_failures:
             lines[-1] += f", {summary.submission_failures} could not be submitted or followed"
         lines.append("")
