@@ -4,6 +4,7 @@ submissions failed, 2 bad usage (options, an invalid set)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,8 @@ import typer
 from docvl.errors import DocvlError
 
 eval_app = typer.Typer(
-    help="Score the model on a labelled set (see docs/eval.md).",
+    help="Score the model on a labelled set (see docs/eval.md): docvl eval --set DIR --out report.md. "
+    "Exit code: 0 the run completed (whatever the scores), 1 submissions failed, 2 bad usage.",
     invoke_without_command=True,
     no_args_is_help=False,
 )
@@ -90,7 +92,12 @@ def evaluate(
     started = datetime.now(UTC)
     with Client(api_url, api_key) as client:
         options = RunOptions(concurrency=concurrency, job_timeout_s=job_timeout)
-        outcomes = run_set(labelled, client, options, on_done=progress)
+        try:
+            outcomes = run_set(labelled, client, options, on_done=progress)
+        except KeyboardInterrupt:
+            typer.echo("interrupted: no report written; the submitted jobs go on", err=True)
+            sys.stderr.flush()
+            os._exit(130)  # the worker threads are blocked waiting on their jobs
         run = report.Run(set_dir, client.base_url, started, datetime.now(UTC), outcomes)
     markdown_path, json_path = report.write(run, out)
     typer.echo(f"wrote {markdown_path} and {json_path}")

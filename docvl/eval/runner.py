@@ -87,9 +87,15 @@ def run_set(
             on_done(outcome)
         return outcome
 
-    with ThreadPoolExecutor(max(1, options.concurrency), thread_name_prefix="docvl-eval") as pool:
+    pool = ThreadPoolExecutor(max(1, options.concurrency), thread_name_prefix="docvl-eval")
+    try:
         futures = [pool.submit(one, index, item) for index, item in enumerate(labelled.items)]
-        return [future.result() for future in futures]
+        outcomes = [future.result() for future in futures]
+    except BaseException:  # Ctrl-C: queued items are dropped, the caller decides about running ones
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return outcomes
 
 
 def run_item(labelled: LabelledSet, item: Item, client: Client, key: str, options: RunOptions) -> Outcome:
