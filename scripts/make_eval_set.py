@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import random
 import shutil
 from collections.abc import Callable, Iterator
@@ -96,8 +97,8 @@ def bar_code(rng: random.Random) -> tuple[str, dict[str, Any]]:
     values = _unique_max(rng, lambda: [rng.randint(5, 60) for _ in labels])
     code = f"""import matplotlib.pyplot as plt
 
-labels = {labels!r}
-values = {values!r}
+labels = {json.dumps(labels)}
+values = {json.dumps(values)}
 fig, ax = plt.subplots(figsize=(6.4, 4.8))
 ax.bar(labels, values, color="#4C72B0")
 ax.set_title("Units sold by region")
@@ -113,8 +114,8 @@ def line_code(rng: random.Random) -> tuple[str, dict[str, Any]]:
     values = _unique_max(rng, lambda: [rng.randint(10, 90) for _ in years])
     code = f"""import matplotlib.pyplot as plt
 
-years = {years!r}
-values = {values!r}
+years = {json.dumps(years)}
+values = {json.dumps(values)}
 fig, ax = plt.subplots(figsize=(6.4, 4.8))
 ax.plot(years, values, marker="o", color="#DD8452")
 ax.set_title("Visitors per year (thousands)")
@@ -135,8 +136,8 @@ def pie_code(rng: random.Random) -> tuple[str, dict[str, Any]]:
     values = _unique_max(rng, shares)
     code = f"""import matplotlib.pyplot as plt
 
-labels = {labels!r}
-shares = {values!r}
+labels = {json.dumps(labels)}
+shares = {json.dumps(values)}
 fig, ax = plt.subplots(figsize=(6.4, 4.8))
 ax.pie(shares, labels=labels, autopct="%d%%", startangle=90)
 ax.set_title("Fruit sold (%)")
@@ -152,8 +153,8 @@ def scatter_code(rng: random.Random) -> tuple[str, dict[str, Any]]:
     ys = [rng.randint(1, 50) for _ in range(count)]
     code = f"""import matplotlib.pyplot as plt
 
-x = {xs!r}
-y = {ys!r}
+x = {json.dumps(xs)}
+y = {json.dumps(ys)}
 fig, ax = plt.subplots(figsize=(6.4, 4.8))
 ax.scatter(x, y, color="#55A868")
 ax.set_title("Height against weight")

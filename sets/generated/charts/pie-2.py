@@ -1,6 +1,6 @@
 import matplotlib.pyplot as plt
 
-labels = ['Plums', 'Cherries', 'Apples', 'Grapes']
+labels = ["Plums", "Cherries", "Apples", "Grapes"]
 shares = [30, 15, 40, 15]
 fig, ax = plt.subplots(figsize=(6.4, 4.8))
 ax.pie(shares, labels=labels, autopct="%d%%", startangle=90)
