@@ -213,8 +213,12 @@ async function showJobs(signal) {
   const list = $("jobs-list");
   list.replaceChildren(...page.jobs.map(jobItem));
   $("jobs-empty").hidden = page.jobs.length > 0;
-  const live = page.jobs.filter((job) => !finished(job.status)).slice(0, MAX_LIST_STREAMS);
-  for (const job of live) watchListed(job.id, signal);
+  // A few streams at once, each taking the next unfinished job when its own has ended.
+  const waiting = page.jobs.filter((job) => !finished(job.status)).map((job) => job.id);
+  const watchNext = async () => {
+    while (waiting.length && !signal.aborted) await watchListed(waiting.shift(), signal);
+  };
+  for (let i = 0; i < Math.min(MAX_LIST_STREAMS, waiting.length); i++) watchNext();
 }
 
 function jobItem(job) {
@@ -313,9 +317,24 @@ async function showJob(jobId, signal) {
   $("downloads-section").hidden = true;
   $("job-error").textContent = "";
   $("cancel-job").onclick = () => cancelJob(jobId);
+  // One load at a time; an event during a load asks for one more after it, so that the page always ends
+  // up showing what the last event announced (a load that started before it may not have seen it).
   let pending = null;
+  let again = false;
   const refresh = () => {
-    if (pending === null) pending = loadJob(jobId, signal).finally(() => { pending = null; });
+    if (pending !== null) {
+      again = true;
+      return pending;
+    }
+    pending = (async () => {
+      let job;
+      do {
+        again = false;
+        job = await loadJob(jobId, signal);
+      } while (again && !signal.aborted);
+      pending = null;
+      return job;
+    })();
     return pending;
   };
   const job = await refresh();
