@@ -13,6 +13,7 @@ and nothing is run at all.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import resource
 import subprocess
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import psutil
 
+log = logging.getLogger(__name__)
 BWRAP = "/usr/bin/bwrap"
 _CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
 _POLL_S = 0.02
@@ -63,6 +65,10 @@ class Sandbox:
         self.process_cap = "cgroup" if self.cgroup_root is not None else "watchdog"
         self.refusal: str | None = None
         self.refusal = self._probe()
+        if self.refusal is not None:
+            log.warning("chart code will not be run: %s", self.refusal)
+        else:
+            log.info("chart code runs in bubblewrap; processes capped by %s", self.process_cap)
 
     def _probe(self) -> str | None:
         if not Path(self.bwrap).is_file() or not os.access(self.bwrap, os.X_OK):
@@ -88,6 +94,7 @@ class Sandbox:
             (host / "input").mkdir()
             for name, content in inputs.items():
                 (host / "input" / name).write_bytes(content)
+            nproc = _nproc_limit(self.limits.processes)
             with (
                 self._cgroup() as cgroup,
                 (host / "stdout").open("wb") as out,
@@ -102,7 +109,7 @@ class Sandbox:
                     env={},  # nothing to read in /proc/1/environ either
                     close_fds=True,
                     start_new_session=True,
-                    preexec_fn=lambda: self._contain(cgroup),
+                    preexec_fn=lambda: self._contain(cgroup, nproc),
                 )
                 killed = self._watch(process, started, limit, counted=cgroup is None)
             return Completed(
@@ -124,6 +131,10 @@ class Sandbox:
             "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "MPLBACKEND", "Agg",
             "--setenv", "MPLCONFIGDIR", "/sandbox/.matplotlib",
+            # one thread per numerical library: threads count against the process cap too
+            "--setenv", "OPENBLAS_NUM_THREADS", "1",
+            "--setenv", "OMP_NUM_THREADS", "1",
+            "--setenv", "MKL_NUM_THREADS", "1",
         ]  # fmt: skip
         for path in _python_paths():
             command += ["--ro-bind", str(path), str(path)]
@@ -147,7 +158,7 @@ class Sandbox:
         ]  # fmt: skip
         return command + argv
 
-    def _contain(self, cgroup: Path | None) -> None:
+    def _contain(self, cgroup: Path | None, nproc: int | None) -> None:
         """In the child, before bwrap starts: join the cgroup and set the rlimits its processes inherit."""
         if cgroup is not None:
             (cgroup / "cgroup.procs").write_text(str(os.getpid()))
@@ -160,9 +171,8 @@ class Sandbox:
             (resource.RLIMIT_CORE, 0, 0),
         ):
             resource.setrlimit(kind, (soft, hard))
-        if os.getuid() != 0:  # counted per user (bounded here by all processes); root is exempt
-            others = len(psutil.pids())
-            resource.setrlimit(resource.RLIMIT_NPROC, (others + limits.processes,) * 2)
+        if nproc is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
     def _watch(
         self, process: subprocess.Popen[bytes], started: float, limit: float, counted: bool
@@ -194,6 +204,20 @@ class Sandbox:
             yield group
         finally:
             _remove_cgroup(group)
+
+
+def _nproc_limit(processes: int) -> int | None:
+    """RLIMIT_NPROC counts every task (threads too) of the real user, and does not bind root: for another
+    user, the tasks it has now plus the sandbox's share; None for root (the cgroup or the watchdog caps)."""
+    uid = os.getuid()
+    if uid == 0:
+        return None
+    tasks = 0
+    for process in psutil.process_iter(["uids", "num_threads"]):
+        uids, threads = process.info["uids"], process.info["num_threads"]
+        if uids is not None and uids.real == uid and threads:
+            tasks += threads
+    return tasks + processes + 2
 
 
 def _python_paths() -> list[Path]:
