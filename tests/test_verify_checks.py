@@ -108,6 +108,7 @@ def test_html_is_rendered_without_javascript_or_network(web: WebVerifier) -> Non
         f"<html><head><link rel=stylesheet href='{base}/style.css'><script src='{base}/app.js'></script>"
         f"<meta http-equiv=refresh content='0;url={base}/away'></head><body><p id=p>static</p>"
         f"<img src='{base}/pixel.png'><iframe src='{base}/frame'></iframe>"
+        f"<iframe src='file://{ROOT / 'pyproject.toml'}'></iframe><object data='file:///etc/hostname'></object>"
         "<script>document.getElementById('p').textContent = 'javascript ran'</script></body></html>"
     )
     try:
@@ -118,6 +119,7 @@ def test_html_is_rendered_without_javascript_or_network(web: WebVerifier) -> Non
         server.server_close()
     assert "static" in text
     assert "javascript ran" not in text
+    assert "[project]" not in text  # no local file either
     assert _Counting.requests == []  # nothing reached the server
 
 

@@ -123,6 +123,7 @@ def test_no_secrets_from_the_environment_files_or_pid_1(
     seen = observe(
         sandbox,
         "import json, os\nout = {'env': dict(os.environ)}\n"
+        "out['pids'] = [int(p) for p in os.listdir('/proc') if p.isdigit()]\n"
         f"for path in ['/proc/1/environ', '/proc/self/environ', {str(secret_file)!r}, "
         f"{str(Path.cwd() / 'pyproject.toml')!r}, '/etc/passwd', '/root/.bash_history']:\n"
         "    try:\n        out[path] = open(path, 'rb').read().decode('latin-1')\n"
@@ -130,6 +131,7 @@ def test_no_secrets_from_the_environment_files_or_pid_1(
         "print(json.dumps(out))",
     )
     assert SECRET not in json.dumps(seen)
+    assert len(seen["pids"]) <= 3  # its own pid namespace: bwrap's init and itself, not the host's processes
     threads = {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"}
     assert set(seen["env"]) <= {"HOME", "PATH", "MPLBACKEND", "MPLCONFIGDIR", "PWD", "LC_CTYPE"} | threads
     for path in (str(secret_file), str(Path.cwd() / "pyproject.toml"), "/etc/passwd", "/root/.bash_history"):
