@@ -219,6 +219,9 @@ def test_eval_runs_a_labelled_set_through_the_platform(
             item = by_id[result["id"]]
             stored = client.result(result["job_id"])
             assert str(stored.job.status) == result["job_status"]
+            # A PDF item asks for its one page; an image has only one.
+            assert stored.job.pages == (str(item["page"]) if "page" in item else None)
+            assert stored.job.progress.pages_total == 1
             page = next(p for p in stored.pages if p.page == item.get("page", 1) and p.task == item["task"])
             assert page.text == result["output"]
             assert result["succeeded"] is (page.text is not None)
