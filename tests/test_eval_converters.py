@@ -106,12 +106,14 @@ def test_chartqa_test_split_human_and_augmented(tmp_path: Path) -> None:
             [
                 {"imgname": "multi_col_2.png", "query": "Which is blue?", "label": "Europe"},
                 {"imgname": "missing.png", "query": "?", "label": 3},
+                {"imgname": "multi_col_2.png", "query": "", "label": "x"},
             ]
         )
     )
     result = chartqa(tmp_path, tmp_path / "set")
     items = load_set(tmp_path / "set").items
     assert result.items == 2
+    assert len(result.notes) == 2
     assert [(i.id, i.answers, i.meta["subset"]) for i in items] == [
         ("chartqa-human-0", ("62",), "human"),
         ("chartqa-augmented-0", ("Europe",), "augmented"),

@@ -137,7 +137,7 @@ def docvqa(src: Path, dest: Path) -> Conversion:
     missing, unanswered = 0, 0
     for entry in entries:
         answers = [str(a) for a in entry.get("answers") or [] if str(a).strip()]
-        if not answers:
+        if not answers or not str(entry.get("question", "")).strip():
             unanswered += 1
             continue
         name = str(entry.get("image", ""))
@@ -165,7 +165,9 @@ def docvqa(src: Path, dest: Path) -> Conversion:
         )
     notes = []
     if unanswered:
-        notes.append(f"{unanswered} questions without answers skipped (the test split has none)")
+        notes.append(
+            f"{unanswered} questions without a question or answers skipped (the test split has no answers)"
+        )
     if missing:
         notes.append(f"{missing} questions whose image was not found skipped")
     return _finish(dest, items, notes)
@@ -181,7 +183,7 @@ def chartqa(src: Path, dest: Path) -> Conversion:
     candidates = [src / "test", src / "ChartQA Dataset" / "test", src]
     split = _first_dir(candidates, has_json, "ChartQA *_human.json / *_augmented.json")
     items: list[Item] = []
-    missing = 0
+    missing = incomplete = 0
     for subset in ("human", "augmented"):
         for questions in sorted(split.glob(f"*_{subset}.json")):
             entries = _read_json(questions)
@@ -189,6 +191,9 @@ def chartqa(src: Path, dest: Path) -> Conversion:
                 raise ConversionError(f"{questions} is not a list of questions")
             for index, entry in enumerate(entries):
                 image = split / "png" / str(entry.get("imgname", ""))
+                if not str(entry.get("query", "")).strip() or not str(entry.get("label", "")).strip():
+                    incomplete += 1
+                    continue
                 if not image.is_file():
                     missing += 1
                     continue
@@ -204,6 +209,8 @@ def chartqa(src: Path, dest: Path) -> Conversion:
                     )
                 )
     notes = [f"{missing} questions whose chart was not found in {split / 'png'} skipped"] if missing else []
+    if incomplete:
+        notes.append(f"{incomplete} entries without a query or a label skipped")
     return _finish(dest, items, notes)
 
 
