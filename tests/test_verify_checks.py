@@ -181,6 +181,10 @@ def test_verifier_verdicts_and_scores(monkeypatch: pytest.MonkeyPatch) -> None:
     assert unchecked is not None
     assert unchecked["passed"] is None  # no browser here: said, not guessed
     assert verifier.check(TaskKind.QA, Artifact("42", True), page) is None
+    broken = verifier.check(TaskKind.CHART2CODE, Artifact("print(1)", True), PageInput(b"not an image", None))
+    assert broken is not None
+    assert broken["passed"] is None  # a check that breaks is said, and never fails the page
+    assert "the check itself failed" in broken["reason"]
 
 
 @pytest.mark.parametrize(("value", "on"), [("on", True), ("off", False), ("1", True), ("false", False)])

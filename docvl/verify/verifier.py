@@ -7,6 +7,7 @@ text layer (ocr.py). qa: not checked. The heavy parts (the sandbox's probe, the 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -19,6 +20,7 @@ from docvl.verify.sandbox import Limits, Sandbox
 from docvl.verify.settings import VerifySettings
 from docvl.verify.web import WebVerifier
 
+log = logging.getLogger(__name__)
 Verdict = dict[str, Any]
 CHECKED = frozenset({TaskKind.OCR, TaskKind.CHART2CODE, TaskKind.WEB2HTML})
 
@@ -53,9 +55,17 @@ class Verifier:
         return WebVerifier(self.settings.verify_chromium, self.settings.verify_render_timeout_s)
 
     def check(self, task: TaskKind, made: Artifact, page: PageInput) -> Verdict | None:
-        """The verdict on this output (with `passed`), or None when the task is not checked."""
+        """The verdict on this output (with `passed`), or None when the task is not checked. A check that
+        breaks (an unreadable image, a full disk) is said in the verdict: it never fails the page."""
         if task not in CHECKED:
             return None
+        try:
+            return self._check(task, made, page)
+        except Exception as exc:
+            log.exception("the %s check failed", task.value)
+            return {"passed": None, "reason": f"the check itself failed: {type(exc).__name__}: {exc}"[:500]}
+
+    def _check(self, task: TaskKind, made: Artifact, page: PageInput) -> Verdict:
         if task is TaskKind.OCR:
             verdict: Verdict = ocr.verify(made.text, page.text_layer)
         elif task is TaskKind.CHART2CODE:
