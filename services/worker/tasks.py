@@ -82,6 +82,14 @@ def _serve_metrics(**_: Any) -> None:
     worker_metrics.prepare(settings.worker_metrics_port, settings.metrics_host, settings.worker_metrics_dir)
 
 
+@worker_init.connect
+def _probe_sandbox(**_: Any) -> None:
+    """At start, say whether chart code can be contained here (logged; each pool process checks again)."""
+    verifier = Verifier()
+    if verifier.enabled:
+        verifier.sandbox  # noqa: B018 (probing is the point)
+
+
 @worker_process_shutdown.connect
 def _pool_process_exited(pid: int | None = None, **_: Any) -> None:
     worker_metrics.process_exited(pid or os.getpid())
