@@ -41,6 +41,7 @@ SAMPLES = ROOT / "docvl" / "samples"
 SCREENSHOTS = os.environ.get("DOCVL_CONSOLE_SCREENSHOTS")
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+expect.set_options(timeout=15_000)  # a loaded CI machine (the default is 5 s); every wait is a poll
 # What no rendered result may hold: the console's own markup (page image, one sandboxed frame) aside.
 UNSAFE = (
     "script, link, base, object, embed, svg, form, meta[http-equiv=refresh], [onerror], "
