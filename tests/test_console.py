@@ -462,3 +462,29 @@ def test_running_job_updates_live_and_cancels(desktop: Console, frontdoor: Front
     expect(cancel).to_be_disabled()
     assert frontdoor.status(job_id) is JobStatus.CANCELLED
     nothing_ran(desktop)
+
+
+def test_the_console_reads_answer_only_the_owner(console_url: str, frontdoor: FrontDoorPlatform) -> None:
+    owner = f"console-{uuid.uuid4().hex[:8]}"
+    job_id = stored_job(frontdoor, owner, SAMPLES / "chart.png", {TaskKind.CHART2CODE: DEMO_CODE})
+    mine = {"Authorization": f"Bearer {frontdoor.key(owner)}"}
+    theirs = {"Authorization": f"Bearer {frontdoor.key(f'{owner}-other')}"}
+    with httpx.Client(base_url=console_url) as api:
+        view = api.get(f"/v1/jobs/{job_id}/pages", headers=mine)
+        assert view.status_code == 200
+        (shown,) = view.json()["pages"]
+        assert shown["results"][0]["html"].startswith('<span class="kn">import</span>')
+        image = api.get(shown["image"], headers=mine)
+        assert image.headers["content-type"] == "image/png"
+        assert image.content == (SAMPLES / "chart.png").read_bytes()
+        for path, headers, status, code in (
+            (f"/v1/jobs/{job_id}/pages", theirs, 404, "not_found"),
+            (shown["image"], theirs, 404, "not_found"),
+            (shown["image"], {}, 401, "unauthenticated"),
+            (f"/v1/jobs/{job_id}/pages", {}, 401, "unauthenticated"),
+            (f"/v1/jobs/{job_id}/pages/2/image", mine, 404, "not_found"),
+            (f"/v1/jobs/{job_id}/pages/0/image", mine, 422, "invalid_input"),
+        ):
+            refused = api.get(path, headers=headers)
+            assert refused.status_code == status, path
+            assert refused.json()["error"]["code"] == code, path

@@ -63,7 +63,10 @@ def open_image(
     """(media type, stream) of the page's rendered image."""
     with svc.db.transaction() as s:
         jobs.get_job(s, job_id, owner=caller.owner)
-        key = jobs.page(s, job_id, page - 1).image_key
+        try:
+            key = jobs.page(s, job_id, page - 1).image_key
+        except NotFound:
+            raise NotFound(f"job {job_id} has no page {page} (yet)") from None
     extension = key.rsplit(".", 1)[-1].lower()
     media = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
     return media.get(extension, "application/octet-stream"), svc.store.open(key)

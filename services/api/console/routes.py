@@ -19,8 +19,8 @@ from services.api.console import pages, render
 from services.api.console.views import RenderedJob
 from services.api.routes import ERRORS, CallerDep, Service
 
-# The console loads only its own files and talks only to this API; nothing is inline, nothing framed
-# but the web2html previews (srcdoc documents, which inherit this policy).
+# The console loads only its own files and talks only to this API; nothing is inline, and nothing is
+# framed but the web2html previews (from /console/previews, or srcdoc documents inheriting this policy).
 CONSOLE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
     "connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
