@@ -61,7 +61,7 @@ class NoRepeatWindow(LogitsProcessor):  # type: ignore[misc]
         self.guard = guard
         self.prompt_length = prompt_length
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         n, window = self.guard.ngram, self.guard.window
         generated = input_ids[:, self.prompt_length :].tolist()
         for row, tokens in enumerate(generated):

@@ -98,6 +98,12 @@ class OtlpReceiver:
         with self._lock:
             self._spans.extend(received)
 
+    @property
+    def received(self) -> int:
+        """Spans received so far."""
+        with self._lock:
+            return len(self._spans)
+
     def trace(self, trace_id: str) -> list[ReceivedSpan]:
         with self._lock:
             return [s for s in self._spans if s.trace_id == trace_id]
