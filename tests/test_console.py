@@ -192,13 +192,13 @@ def test_sign_in_submit_by_keyboard_watch_and_open_every_view(
     page, owner = desktop.page, f"console-{uuid.uuid4().hex[:8]}"
     page.goto("/")
     expect(page.get_by_label("API key")).to_be_focused()
+    screenshot(page, "sign-in")
     page.keyboard.type("dvl_not-a-key")
     page.keyboard.press("Enter")
     expect(page.get_by_role("alert")).to_contain_text("not accepted")
     landmarks(page)
     assert every_control_is_named(page) >= 2
     page.get_by_label("API key").fill("")
-    screenshot(page, "sign-in")
 
     sign_in(page, frontdoor.key(owner))
     landmarks(page)

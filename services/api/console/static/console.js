@@ -183,7 +183,13 @@ async function signIn(event) {
     $("api-key").focus();
     return;
   }
-  const response = await fetch("/v1/jobs?limit=1", { headers: { Authorization: `Bearer ${key}` }, cache: "no-store" });
+  let response;
+  try {
+    response = await fetch("/v1/jobs?limit=1", { headers: { Authorization: `Bearer ${key}` }, cache: "no-store" });
+  } catch (_) {
+    $("sign-in-error").textContent = "The API did not answer: check that it is running, then try again.";
+    return;
+  }
   if (!response.ok) {
     $("sign-in-error").textContent = response.status === 401
       ? "That key was not accepted: check it, or ask for a new one."
