@@ -488,3 +488,19 @@ def test_the_console_reads_answer_only_the_owner(console_url: str, frontdoor: Fr
             refused = api.get(path, headers=headers)
             assert refused.status_code == status, path
             assert refused.json()["error"]["code"] == code, path
+
+
+def test_older_jobs_come_fifty_at_a_time(desktop: Console, frontdoor: FrontDoorPlatform) -> None:
+    owner = f"console-{uuid.uuid4().hex[:8]}"
+    made = [stored_job(frontdoor, owner, SAMPLES / "chart.png", {TaskKind.OCR: "# x"}) for _ in range(51)]
+    page = desktop.page
+    sign_in(page, frontdoor.key(owner))
+    links = page.locator("#jobs-list .job-link")
+    expect(links).to_have_count(50)
+    expect(links.first).to_have_text(str(made[-1])[:8])  # newest first
+    older = page.get_by_role("button", name="Older jobs")
+    older.focus()
+    page.keyboard.press("Enter")
+    expect(links).to_have_count(51)
+    expect(links.last).to_have_text(str(made[0])[:8])
+    expect(older).to_be_hidden()

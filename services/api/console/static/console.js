@@ -219,12 +219,30 @@ async function showJobs(signal) {
   const list = $("jobs-list");
   list.replaceChildren(...page.jobs.map(jobItem));
   $("jobs-empty").hidden = page.jobs.length > 0;
+  showOlder(page.next_cursor, signal);
   // A few streams at once, each taking the next unfinished job when its own has ended.
   const waiting = page.jobs.filter((job) => !finished(job.status)).map((job) => job.id);
   const watchNext = async () => {
     while (waiting.length && !signal.aborted) await watchListed(waiting.shift(), signal);
   };
   for (let i = 0; i < Math.min(MAX_LIST_STREAMS, waiting.length); i++) watchNext();
+}
+
+function showOlder(cursor, signal) {
+  const button = $("older-jobs");
+  button.hidden = cursor === null;
+  button.onclick = async () => {
+    button.disabled = true;
+    try {
+      const page = await apiJson(`/v1/jobs?limit=50&cursor=${encodeURIComponent(cursor)}`, { signal });
+      $("jobs-list").append(...page.jobs.map(jobItem));
+      showOlder(page.next_cursor, signal);
+    } catch (error) {
+      if (!signal.aborted) notice(`Could not load older jobs: ${error.message}`);
+    } finally {
+      button.disabled = false;
+    }
+  };
 }
 
 function jobItem(job) {
@@ -376,7 +394,7 @@ async function loadJob(jobId, signal) {
     const signature = JSON.stringify(page.results);
     const shown = $(`page-${page.page}`);
     if (shown !== null && shown.dataset.signature === signature) continue;
-    const section = pageSection(view.job, page, signal);
+    const section = pageSection(view.job, page);
     section.dataset.signature = signature;
     if (shown === null) $("pages").append(section);
     else shown.replaceWith(section);
@@ -431,12 +449,16 @@ async function cancelJob(jobId) {
   }
 }
 
-function pageSection(job, page, signal) {
+function pageSection(job, page) {
   const titleId = `page-${page.page}-title`;
   const image = el("img", {
     alt: `Page ${page.page} of the document`, width: String(page.width), height: String(page.height),
   });
-  showImage(image, page.image, signal);
+  if (imageUrls.has(page.image)) image.src = imageUrls.get(page.image);
+  else {
+    image.dataset.path = page.image;
+    imageObserver.observe(image); // fetched when it comes near the viewport: a long document stays light
+  }
   const order = (result) => job.tasks.indexOf(result.task);
   const sorted = [...page.results].sort((a, b) => order(a) - order(b)); // as the job lists its tasks
   const results = sorted.map((result) => resultArticle(job, page.page, result));
@@ -450,6 +472,15 @@ function pageSection(job, page, signal) {
   );
 }
 
+const imageObserver = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    if (!entry.isIntersecting) continue;
+    imageObserver.unobserve(entry.target);
+    showImage(entry.target, entry.target.dataset.path, viewAbort.signal);
+  }
+}, { rootMargin: "1000px 0px" });
+
+// Images need the API key, so they are fetched here and shown from blob: URLs (the policy allows those).
 async function showImage(image, path, signal) {
   let url = imageUrls.get(path);
   if (url === undefined) {
