@@ -363,18 +363,9 @@ async function showJob(jobId, signal) {
   };
   const job = await refresh();
   if (signal.aborted || (job && finished(job.status))) return; // a finished job has nothing more to say
-  streamEvents(jobId, (event) => {
-    if (event.name === "end") {
-      refresh();
-      return;
-    }
-    statusBadge($("job-status"), event.data.status);
-    if (event.name === "progress") {
-      setProgress($("job-progress"), event.data.data);
-      $("job-progress-text").textContent = progressText(event.data.data);
-    }
-    refresh();
-  }, signal);
+  // Every event (the stream starts with the job's history) means: look again. The page shows one
+  // consistent view of the job, never an older event's status over a newer load.
+  streamEvents(jobId, () => refresh(), signal);
 }
 
 async function loadJob(jobId, signal) {
