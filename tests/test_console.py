@@ -230,6 +230,7 @@ def test_sign_in_submit_by_keyboard_watch_and_open_every_view(
 
     # The job page follows the job live (its event stream): nothing reloads it.
     expect(page).to_have_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
+    expect(page.locator("#main")).to_be_focused()  # the keyboard continues at the job page's top
     job_id = uuid.UUID(page.url.rsplit("/", 1)[-1])
     assert frontdoor.wait_finished(job_id, 180) is JobStatus.SUCCEEDED  # the platform did its part
     expect(page.locator("#job-status")).to_have_text("succeeded")  # and the page saw it, by its stream

@@ -542,6 +542,9 @@ document.addEventListener("DOMContentLoaded", () => {
   zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("dragging"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
   zone.addEventListener("drop", droppedFiles);
-  window.addEventListener("hashchange", route);
+  window.addEventListener("hashchange", () => {
+    route();
+    if (apiKey()) $("main").focus(); // keyboard and screen reader users start at the new view's top
+  });
   route();
 });
