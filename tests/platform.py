@@ -5,8 +5,10 @@ webhooks) and a model worker with the tiny model. Started once per test session,
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -163,3 +165,60 @@ def environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def api_in_thread(service: JobService) -> Iterator[str]:
+    """The REST API in front of `service` on a free loopback port, served by uvicorn in a thread; yields
+    its URL once /healthz answers."""
+    import httpx
+    import uvicorn
+
+    from services.api.app import create_app
+    from services.api.settings import ApiSettings
+
+    port = free_port()
+    app = create_app(ApiSettings(), service)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if not thread.is_alive():
+            raise AssertionError("the API server thread exited")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(healthy, 30, "the REST API")
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@contextmanager
+def gateway_process(env: dict[str, str], log_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`docvl gateway --port 0` with `env`; yields (process, port) once it listens; stopped by its PID."""
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "docvl", "gateway", "--port", "0"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def bound_port() -> int | None:
+            if process.poll() is not None:
+                raise AssertionError(f"the gateway exited:\n{log_path.read_text()}")
+            found = re.search(r"JobService on [\d.]+:(\d+)", log_path.read_text())
+            return int(found.group(1)) if found else None
+
+        yield process, wait_for(bound_port, 90, "the gateway to listen")
+    finally:
+        stop_process(process)

@@ -7,23 +7,19 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from docvl.client import ApiError, Client, WaitTimeout
 from docvl.job_status import JobStatus
 from docvl.tasks import TaskKind
 from docvl.views import JobView
-from services.api.app import create_app
-from services.api.settings import ApiSettings
-from tests.helpers import ROOT, png, wait_for
-from tests.platform import FrontDoorPlatform
+from tests.helpers import ROOT, png
+from tests.platform import FrontDoorPlatform, api_in_thread
 from tests.services import free_port
 
 pytestmark = pytest.mark.slow
@@ -35,27 +31,8 @@ PDF = ROOT / "tests" / "corpus" / "pdf-samples" / "004-pdflatex-4-pages" / "pdfl
 @pytest.fixture(scope="module")
 def api_url(frontdoor: FrontDoorPlatform) -> Iterator[str]:
     """The REST API on a free loopback port, served by uvicorn in a thread."""
-    port = free_port()
-    app = create_app(ApiSettings(), frontdoor.service)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if not thread.is_alive():
-            raise AssertionError("the API server thread exited")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(healthy, 30, "the REST API")
+    with api_in_thread(frontdoor.service) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def docvl(*args: str, url: str, key: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -10,27 +10,21 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pypdfium2 as pdfium
 import pytest
-import uvicorn
 from PIL import Image, ImageDraw
 
 from docvl.client import Client
 from docvl.eval import metrics
 from docvl.eval.manifest import MANIFEST
 from docvl.eval.runner import verification_of
-from services.api.app import create_app
-from services.api.settings import ApiSettings
-from tests.helpers import ROOT, wait_for
-from tests.platform import FrontDoorPlatform
-from tests.services import free_port
+from tests.helpers import ROOT
+from tests.platform import FrontDoorPlatform, api_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -60,28 +54,9 @@ WEB_HTML = """<!DOCTYPE html>
 
 @pytest.fixture(scope="module")
 def api_url(frontdoor: FrontDoorPlatform) -> Iterator[str]:
-    """The REST API on a free loopback port, served by uvicorn in a thread (as tests/test_client_cli.py)."""
-    port = free_port()
-    app = create_app(ApiSettings(), frontdoor.service)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-eval", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if not thread.is_alive():
-            raise AssertionError("the API server thread exited")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(healthy, 30, "the REST API")
+    """The REST API on a free loopback port, served by uvicorn in a thread."""
+    with api_in_thread(frontdoor.service) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def _text_image(text: str) -> bytes:

@@ -7,10 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,8 +25,8 @@ from docvl.v1 import jobs_pb2 as pb
 from docvl.v1 import jobs_pb2_grpc as pb_grpc
 from services.gateway.server import SERVICE_NAME, Gateway, start
 from services.gateway.settings import GatewaySettings
-from tests.helpers import ROOT, stop_process, wait_for
-from tests.platform import FrontDoorPlatform
+from tests.helpers import ROOT, wait_for
+from tests.platform import FrontDoorPlatform, gateway_process
 from tests.services import free_port
 
 pytestmark = pytest.mark.slow
@@ -340,25 +337,9 @@ def test_health_answers_serving_and_reflection_lists_the_service(channel: grpc.C
 
 
 def test_the_gateway_command_serves_until_sigterm(frontdoor: FrontDoorPlatform, tmp_path: Path) -> None:
-    log_path = tmp_path / "gateway.log"
     metrics_port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "docvl", "gateway", "--port", "0"],
-            cwd=ROOT,
-            env={**os.environ, **frontdoor.env, "DOCVL_GATEWAY_METRICS_PORT": str(metrics_port)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def bound_port() -> int | None:
-            if process.poll() is not None:
-                raise AssertionError(f"the gateway exited:\n{log_path.read_text()}")
-            found = re.search(r"JobService on [\d.]+:(\d+)", log_path.read_text())
-            return int(found.group(1)) if found else None
-
-        port = wait_for(bound_port, 90, "the gateway to listen")
+    env = {**os.environ, **frontdoor.env, "DOCVL_GATEWAY_METRICS_PORT": str(metrics_port)}
+    with gateway_process(env, tmp_path / "gateway.log") as (process, port):
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             answer = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10)
@@ -376,9 +357,7 @@ def test_the_gateway_command_serves_until_sigterm(frontdoor: FrontDoorPlatform, 
         assert calls[("docvl.v1.JobService/ListJobs", "OK")] == 1
         assert calls[("grpc.health.v1.Health/Check", "OK")] == 1
         os.kill(process.pid, signal.SIGTERM)
-        assert process.wait(30) == 0, log_path.read_text()
-    finally:
-        stop_process(process)
+        assert process.wait(30) == 0, (tmp_path / "gateway.log").read_text()
 
 
 def test_watch_streams_are_capped_so_unary_calls_always_get_a_thread(frontdoor: FrontDoorPlatform) -> None:

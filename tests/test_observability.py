@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import urllib.request
@@ -25,7 +24,7 @@ from services.gateway.server import start
 from services.gateway.settings import GatewaySettings
 from tests.helpers import ROOT, png, stop_process, wait_for
 from tests.otlp import ReceivedSpan
-from tests.platform import FrontDoorPlatform
+from tests.platform import FrontDoorPlatform, gateway_process
 from tests.services import free_port
 
 SERVICES = {"docvl-api", "docvl-job-runner", "docvl-worker", "docvl-model-worker"}
@@ -155,35 +154,16 @@ def test_one_trace_holds_the_job_across_every_process(frontdoor: FrontDoorPlatfo
 
 
 def test_a_grpc_submission_roots_its_job_trace_in_the_gateway(frontdoor: FrontDoorPlatform, key: str) -> None:
-    log_path = frontdoor.logs / "gateway.log"
     env = {**os.environ, **frontdoor.env, "OTEL_SERVICE_NAME": "docvl-gateway"}
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "docvl", "gateway", "--port", "0"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def bound_port() -> int | None:
-            if process.poll() is not None:
-                raise AssertionError(f"the gateway exited:\n{log_path.read_text()}")
-            found = re.search(r"JobService on [\d.]+:(\d+)", log_path.read_text())
-            return int(found.group(1)) if found else None
-
-        port = wait_for(bound_port, 60, "the gateway to listen")
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = pb_grpc.JobServiceStub(channel)
-            request = pb.SubmitJobRequest(content=png(12), tasks=["ocr"])
-            submitted = stub.SubmitJob(request, metadata=(("x-api-key", key),), timeout=60)
-            frontdoor.wait_finished(uuid.UUID(submitted.id))
-            done = stub.GetJob(
-                pb.GetJobRequest(job_id=submitted.id), metadata=(("x-api-key", key),), timeout=30
-            )
-    finally:
-        stop_process(process)
+    with (
+        gateway_process(env, frontdoor.logs / "gateway.log") as (_, port),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
+        stub = pb_grpc.JobServiceStub(channel)
+        request = pb.SubmitJobRequest(content=png(12), tasks=["ocr"])
+        submitted = stub.SubmitJob(request, metadata=(("x-api-key", key),), timeout=60)
+        frontdoor.wait_finished(uuid.UUID(submitted.id))
+        done = stub.GetJob(pb.GetJobRequest(job_id=submitted.id), metadata=(("x-api-key", key),), timeout=30)
     assert done.trace_id == submitted.trace_id
     services = {"docvl-gateway", "docvl-job-runner", "docvl-worker", "docvl-model-worker"}
     spans = _trace(frontdoor, done.trace_id, services, 1)
