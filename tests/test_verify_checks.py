@@ -20,7 +20,7 @@ from docvl.verify.report import Verification, describe, describe_summary, summar
 from docvl.verify.settings import VerifySettings
 from docvl.verify.verifier import PageInput, Verifier
 from docvl.verify.web import CHROMIUM, WebVerifier
-from tests.helpers import ROOT, png
+from tests.helpers import ROOT, png, wait_for
 
 CORPUS = ROOT / "tests" / "corpus" / "pdf-samples"
 TEXT_PDF = CORPUS / "004-pdflatex-4-pages" / "pdflatex-4-pages.pdf"
@@ -144,14 +144,20 @@ def test_web_verdicts(web: WebVerifier, screenshot: bytes) -> None:
     assert fragment["error"] == "not a document"
 
 
+def chromium_children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True) if "chrom" in p.name()}
+
+
 def test_one_browser_per_process_closed_with_it(web: WebVerifier) -> None:
+    web.close()  # whatever earlier tests started
+    others = chromium_children()  # browsers of other tests in this session (the console's)
     web.render(PAGE, 200, 100)
     first = web._browser
     web.render(PAGE, 200, 100)
     assert web._browser is first  # started once, kept
+    assert chromium_children() - others
     web.close()
-    left = [p for p in psutil.Process().children(recursive=True) if "chrom" in p.name()]
-    assert left == []
+    wait_for(lambda: not chromium_children() - others, 30, "the verifier's browser to exit")
     assert web.verify(PAGE, png(3), None)["rendered"] is True  # started again on the next use
 
 
