@@ -11,6 +11,7 @@ or crashes LibreOffice fails its job with `conversion_failed`; the next conversi
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import shutil
@@ -30,6 +31,7 @@ from docvl.settings import CoreSettings
 OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .doc, .xls, .ppt
 ZIP = b"PK\x03\x04"  # OOXML and OpenDocument
 RTF = b"{\\rtf"
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
@@ -157,7 +159,10 @@ def _isolation() -> tuple[str, ...] | None:
     unshare = shutil.which("unshare")
     if unshare is None:
         return None
-    for prefix in ((unshare, "--net"), (unshare, "--map-root-user", "--net")):
+    # Its own PID namespace too, whose first process dies with unshare (--kill-child): when the converting
+    # process dies, even by kill -9, every LibreOffice process it started goes with it (see _die_with_parent).
+    own = ("--net", "--pid", "--fork", "--kill-child")
+    for prefix in ((unshare, *own), (unshare, "--map-root-user", *own)):
         try:
             done = subprocess.run([*prefix, "true"], capture_output=True, timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired):
@@ -218,6 +223,7 @@ class OfficeConverter:
         limits = self.limits
 
         def contain() -> None:  # in the child, before LibreOffice starts
+            _die_with_parent()
             resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
             resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s))
             resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_output_bytes, limits.max_output_bytes))
@@ -252,6 +258,13 @@ class OfficeConverter:
                 else f"exited with {process.returncode}"
             )
             raise ConversionFailed(f"LibreOffice {how} while converting the document: {last[0][:200]}")
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this process (unshare, whose namespace then ends) when its parent dies (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

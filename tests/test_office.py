@@ -4,8 +4,10 @@ in front of the real platform (tests/platform.py)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -39,6 +41,7 @@ from docvl.office import (
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from tests import office_files
+from tests.helpers import ROOT, wait_for
 from tests.platform import FrontDoorPlatform
 
 MiB = 2**20
@@ -312,3 +315,25 @@ def test_with_office_input_off_the_api_says_so_and_stays_ready(
         assert "Office document, not taken here" in str(body)
     with TestClient(create_app()) as client:
         assert client.get("/readyz").json()["checks"]["office"] == "ok"
+
+
+@slow
+def test_libreoffice_dies_with_a_converting_process_killed_mid_conversion(tmp_path: Path) -> None:
+    docx = office_files.word(tmp_path / "long.docx", 20)
+    scratch = tmp_path / "scratch"  # the converter's temporary directory, left behind by a killed process
+    scratch.mkdir()
+    script = (
+        "import sys; from pathlib import Path; from docvl.office import DOCX, OfficeConverter; "
+        "OfficeConverter().convert(Path(sys.argv[1]), DOCX)"
+    )
+    converting = subprocess.Popen(
+        [sys.executable, "-c", script, str(docx)], cwd=ROOT, env={**os.environ, "TMPDIR": str(scratch)}
+    )
+    try:
+        wait_for(lambda: any(p.name().startswith("soffice") for p in soffice_processes()), 60, "LibreOffice")
+    finally:
+        converting.kill()  # kill -9, mid-conversion
+        converting.wait()
+    wait_for(lambda: soffice_processes() == [], 30, "every LibreOffice process to be gone")
+    # Killed with it, not left to run on: the conversion it was doing never finished.
+    assert list(scratch.rglob("*.pdf")) == []
