@@ -80,9 +80,16 @@ def office_type(path: Path, *, max_unpacked_bytes: int) -> str:
 
 
 def _ole_type(path: Path) -> str:
-    data = path.read_bytes()  # within the upload limit; the directory may be anywhere in the file
-    for stream, media_type in _OLE_STREAMS.items():
-        if stream.encode("utf-16-le") in data:
+    names = {stream.encode("utf-16-le"): media_type for stream, media_type in _OLE_STREAMS.items()}
+    overlap = max(len(name) for name in names)
+    found: set[bytes] = set()
+    with path.open("rb") as fh:  # the directory may be anywhere in the file: read it a chunk at a time
+        tail = b""
+        while chunk := fh.read(1024 * 1024):
+            window, tail = tail + chunk, (tail + chunk)[-overlap:]
+            found.update(name for name in names if name in window)
+    for name, media_type in names.items():  # in order: a Word document may mention a workbook
+        if name in found:
             return media_type
     raise UnsupportedDocument(
         "the file is an OLE compound file but not a Word, Excel or PowerPoint document (an Outlook message "
