@@ -46,7 +46,7 @@ from tests.helpers import model_worker_process  # noqa: E402
 from tests.services import celery_worker, moto_s3_server, prefect_server, scratch_database  # noqa: E402
 
 WARM_UP_PAGES = 8
-ROUNDS = 3
+ROUNDS = 5
 STORES = {
     "s3": "moto's S3 server (a Python process on the same cores; MinIO in production)",
     "local": "a local directory (the embedded platform's store)",
@@ -85,6 +85,17 @@ def direct(target: str, images: list[bytes], concurrency: int, max_new_tokens: i
     for thread in threads:
         thread.join()
     return time.perf_counter() - started
+
+
+def served(target: str) -> tuple[int, int]:
+    """The model worker's (requests completed, batches) so far: their change over a path is its batching."""
+    with InferenceClient(target) as client:
+        stats = client.model_info()["stats"]
+    return int(stats["requests_completed"]), int(stats["batches"])
+
+
+def mean_batch(before: tuple[int, int], after: tuple[int, int]) -> float:
+    return (after[0] - before[0]) / max(1, after[1] - before[1])
 
 
 def run_job(db: Database, flows: Any, job_id: uuid.UUID) -> str:
@@ -187,14 +198,18 @@ def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int, store
                     db, flows, new_job(db, store, first_pages(WARM_UP_PAGES, tmp / "warm-up.pdf", start=100))
                 )
                 rounds: list[tuple[float, float]] = []
+                batches: list[tuple[float, float]] = []
                 for _ in range(ROUNDS):  # alternate the two paths, so that drift on the machine hits both
                     job_id = new_job(db, store, pdf)
+                    before = served(target)
                     started = time.perf_counter()
                     status = run_job(db, flows, job_id)
                     pipeline_s = time.perf_counter() - started
+                    between = served(target)
                     with db.transaction() as s:
                         images = [store.get(p.image_key) for p in jobs.pages(s, job_id)]
                     rounds.append((pipeline_s, direct(target, images, concurrency, max_new_tokens)))
+                    batches.append((mean_batch(before, between), mean_batch(between, served(target))))
             stages = stage_times(db, job_id)
             with db.transaction() as s:
                 results = jobs.results(s, job_id)
@@ -207,6 +222,7 @@ def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int, store
         store_kind,
         str(status),
         rounds,
+        batches,
         stages,
         results,
         overhead,
@@ -267,6 +283,7 @@ def report(
     store_kind: str,
     status: str,
     rounds: list[tuple[float, float]],
+    batches: list[tuple[float, float]],
     stages: dict[str, float],
     results: list[Any],
     overhead: dict[str, float],
@@ -302,6 +319,10 @@ def report(
         "",
         f"The pipeline keeps **{direct_s / pipeline_s:.0%}** of the model worker's throughput (target: 90%); "
         f"per round: {', '.join(f'{d / p:.0%}' for p, d in rounds)}.",
+        "",
+        "Requests per generate call in the model worker (its batching), per round: pipeline "
+        f"{', '.join(f'{p:.2f}' for p, _ in batches)}; model worker alone "
+        f"{', '.join(f'{d:.2f}' for _, d in batches)}.",
         "",
         "Per stage of the last round's job (from its event and page timestamps in Postgres):",
         "",

@@ -7,17 +7,18 @@ document can be unusable is a DocumentError with a code that names the cause.
 from __future__ import annotations
 
 import dataclasses
-import io
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
 from PIL import Image, UnidentifiedImageError
 
+from docvl import png
 from docvl.errors import InvalidInput
 from docvl.page_ranges import PageRanges
 
@@ -201,13 +202,13 @@ def _render_pdf(
                 scale = min(scale, max_side / max(width, height))
             if width * height * scale * scale > max_pixels:  # a poster-sized page: fewer dots per inch
                 scale = (max_pixels / (width * height)) ** 0.5
-            image = page.render(scale=scale).to_pil().convert("RGB")
+            pixels = page.render(scale=scale, rev_byteorder=True).to_numpy()  # RGB, no copy
             text = _text_layer(page)
         except pdfium.PdfiumError as exc:
             raise CorruptDocument(f"page {index + 1} of the PDF cannot be rendered ({exc})") from None
         finally:
             page.close()
-        yield dataclasses.replace(_page(index, image), text=text)
+        yield dataclasses.replace(_page(index, pixels), text=text)
 
 
 def _text_layer(page: pdfium.PdfPage) -> str | None:
@@ -265,7 +266,6 @@ def _render_frames(
         yield _page(index, frame)
 
 
-def _page(index: int, image: Image.Image) -> RenderedPage:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)  # fast: the pages are stored briefly, not archived
-    return RenderedPage(index=index, png=buffer.getvalue(), width=image.width, height=image.height)
+def _page(index: int, image: Image.Image | np.ndarray) -> RenderedPage:
+    height, width = (image.height, image.width) if isinstance(image, Image.Image) else image.shape[:2]
+    return RenderedPage(index=index, png=png.encode(image), width=width, height=height)

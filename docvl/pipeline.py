@@ -461,22 +461,19 @@ def process_page(
     the result exists. Model worker and storage errors propagate: the caller retries them or, when final,
     records them with `record_failure`."""
     with ctx.db.transaction() as s:
-        job = jobs.get_job(s, work.job_id)
-        if JobStatus(job.status).finished or jobs.has_result(s, work.job_id, work.page_index, work.task):
-            worker_metrics.page_tasks.labels(work.task.value, "skipped").inc()
-            return False
-        page = jobs.page(s, work.job_id, work.page_index)
-        image_key, text_layer = page.image_key, page.text_layer
-        question = job.options.get("question")
-    image = ctx.store.get(image_key)
+        page = jobs.page_to_run(s, work.job_id, work.page_index, work.task)
+    if page is None:
+        worker_metrics.page_tasks.labels(work.task.value, "skipped").inc()
+        return False
+    image = ctx.store.get(page.image_key)
     request = InferenceRequest(
         task=work.task,
         images=[image],
-        question=question,
+        question=page.question,
         params=GenerationParams(max_new_tokens=max_new_tokens),
         request_id=work.id,
     )
-    checked = generate_checked(generate, request, PageInput(image, text_layer), verifier)
+    checked = generate_checked(generate, request, PageInput(image, page.text_layer), verifier)
     result, made = checked.result, checked.made
     log.info(
         "page %d %s: %d tokens generated (%.0f ms queued, %.0f ms inference)",

@@ -247,32 +247,41 @@ def add_pages(session: Session, job_id: uuid.UUID, pages: list[NewPage]) -> None
     )
 
 
+_LOCK_PAGE = text(
+    """
+    SELECT cardinality(j.tasks) FROM pages p JOIN jobs j ON j.id = p.job_id
+    WHERE p.job_id = :job_id AND p.index = :page_index
+    FOR UPDATE OF p
+    """
+)  # serialises the writers of one page, so the page is counted exactly once
+_RESULTS = TaskResult.__table__
+_INSERT_RESULT = (  # Core, not the ORM: this runs once per page and task
+    insert(_RESULTS)  # type: ignore[arg-type]
+    .on_conflict_do_nothing(index_elements=["job_id", "page_index", "task"])
+    .returning(_RESULTS.c.id)
+)
+
+
 def record_result(session: Session, result: NewResult) -> bool:
     """Write a page's result for a task once. Returns False when it was already written (a retry or a
     second worker): the first result stays and the counters do not move."""
-    page = session.execute(
-        select(Page.id)
-        .where(Page.job_id == result.job_id, Page.index == result.page_index)
-        .with_for_update()  # serialises the writers of one page, so the page is counted exactly once
+    tasks = session.execute(
+        _LOCK_PAGE, {"job_id": result.job_id, "page_index": result.page_index}
     ).scalar_one_or_none()
-    if page is None:
+    if tasks is None:
         raise NotFound(f"job {result.job_id} has no page {result.page_index}")
     values = {key: _storable(value) for key, value in result.__dict__.items()} | {"task": result.task.value}
-    inserted = session.execute(
-        insert(TaskResult)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[TaskResult.job_id, TaskResult.page_index, TaskResult.task])
-        .returning(TaskResult.id)
-    ).scalar_one_or_none()
-    if inserted is None:
+    if session.execute(_INSERT_RESULT, values).scalar_one_or_none() is None:
         return False
-    job = get_job(session, result.job_id)
-    written, failed = session.execute(
-        select(func.count(), func.count(TaskResult.error_code)).where(
-            TaskResult.job_id == result.job_id, TaskResult.page_index == result.page_index
-        )
-    ).one()
-    if written == len(job.tasks):  # the page's last task: count the page
+    if tasks == 1:  # the unique key leaves this result the page's only one
+        written, failed = 1, int(result.error_code is not None)
+    else:  # counted after the lock was taken, so every result committed before it is seen
+        written, failed = session.execute(
+            select(func.count(), func.count(TaskResult.error_code)).where(
+                TaskResult.job_id == result.job_id, TaskResult.page_index == result.page_index
+            )
+        ).one()
+    if written == tasks:  # the page's last task: count the page
         column = "pages_failed" if failed else "pages_done"
         counts = session.execute(
             text(
@@ -296,11 +305,36 @@ def record_result(session: Session, result: NewResult) -> bool:
     return True
 
 
-def has_result(session: Session, job_id: uuid.UUID, page_index: int, task: TaskKind) -> bool:
-    query = select(TaskResult.id).where(
-        TaskResult.job_id == job_id, TaskResult.page_index == page_index, TaskResult.task == task.value
+@dataclass(frozen=True)
+class PageToRun:
+    """What a page task reads before it calls the model."""
+
+    image_key: str
+    text_layer: str | None
+    question: str | None
+
+
+def page_to_run(session: Session, job_id: uuid.UUID, page_index: int, task: TaskKind) -> PageToRun | None:
+    """The page's input for `task`, in one query; None when the job has finished or the result exists.
+    NotFound when the job has no such page."""
+    done = (
+        select(TaskResult.id)
+        .where(
+            TaskResult.job_id == job_id, TaskResult.page_index == page_index, TaskResult.task == task.value
+        )
+        .exists()
     )
-    return session.execute(query).first() is not None
+    row = session.execute(
+        select(Job.status, Job.options["question"].astext, Page.image_key, Page.text_layer, done)
+        .join_from(Page, Job, Page.job_id == Job.id)
+        .where(Page.job_id == job_id, Page.index == page_index)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"job {job_id} has no page {page_index}")
+    status, question, image_key, text_layer, finished_before = row
+    if JobStatus(status).finished or finished_before:
+        return None
+    return PageToRun(image_key, text_layer, question)
 
 
 def page(session: Session, job_id: uuid.UUID, index: int) -> Page:
@@ -373,6 +407,8 @@ def add_event(session: Session, job_id: uuid.UUID, kind: str, data: dict[str, An
 def _event(
     session: Session, job_id: uuid.UUID, kind: str, status: JobStatus, data: dict[str, Any] | None = None
 ) -> None:
-    session.add(JobEvent(job_id=job_id, kind=kind, status=status.value, data=data or {}))
-    session.flush()
+    session.execute(
+        insert(JobEvent.__table__),  # type: ignore[arg-type]
+        {"job_id": job_id, "kind": kind, "status": status.value, "data": data or {}},
+    )
     notifications.notify(session, job_id)
