@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import psutil  # noqa: E402
 import pypdfium2 as pdfium  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
@@ -46,7 +47,6 @@ from tests.helpers import model_worker_process  # noqa: E402
 from tests.services import celery_worker, moto_s3_server, prefect_server, scratch_database  # noqa: E402
 
 WARM_UP_PAGES = 8
-ROUNDS = 5
 STORES = {
     "s3": "moto's S3 server (a Python process on the same cores; MinIO in production)",
     "local": "a local directory (the embedded platform's store)",
@@ -94,19 +94,50 @@ def served(target: str) -> tuple[int, int]:
     return int(stats["requests_completed"]), int(stats["batches"])
 
 
+PROCESSES = {  # what each process on the machine is, by its command line (first match)
+    "model worker": ("model-worker", "model_worker"),
+    "Celery page worker": ("celery",),
+    "this process (flow: render, dispatch; direct clients)": ("bench/pipeline.py",),
+    "moto (S3)": ("moto",),
+    "Prefect server": ("prefect",),
+    "Postgres": ("postgres",),
+    "Redis": ("redis",),
+}
+
+
+def cpu_by_process() -> dict[str, float]:
+    """CPU seconds used so far by every process on the machine, summed by what it is."""
+    used: dict[str, float] = {}
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        command = " ".join(process.info["cmdline"] or [])
+        times = process.info["cpu_times"]
+        if times is None:
+            continue
+        name = next((n for n, marks in PROCESSES.items() if any(m in command for m in marks)), "other")
+        used[name] = used.get(name, 0.0) + times.user + times.system
+    return used
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after.get(name, 0.0) - before.get(name, 0.0) for name in [*PROCESSES, "other"]}
+
+
 def mean_batch(before: tuple[int, int], after: tuple[int, int]) -> float:
     return (after[0] - before[0]) / max(1, after[1] - before[1])
 
 
-def run_job(db: Database, flows: Any, job_id: uuid.UUID) -> str:
-    """Start the job in a flow run here (as a job runner does) and follow it until its page tasks end it."""
+def run_job(db: Database, flows: Any, job_id: uuid.UUID) -> tuple[str, float, float]:
+    """Start the job in a flow run here (as a job runner does) and wait until its page tasks end it; its
+    status, the flow's start (time.time()) and the seconds from it to the job's finish as Postgres stamped
+    it (polled slowly, so that waiting takes no CPU from the pipeline)."""
+    started = time.time()
     flows.start_jobs([job_id])
     while True:
         with db.transaction() as s:
             job = jobs.get_job(s, job_id)
             if job.finished_at is not None:
-                return str(job.status)
-        time.sleep(0.02)
+                return str(job.status), started, job.finished_at.timestamp() - started
+        time.sleep(0.2)
 
 
 def flow_overhead(runs: int = 5) -> dict[str, float]:
@@ -141,15 +172,18 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="Celery pool processes = direct clients")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--store", choices=["s3", "local"], default="s3", help="where objects are kept")
+    parser.add_argument("--rounds", type=int, default=7, help="pipeline/direct pairs, alternating")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="docvl-bench-") as tmp:
-        report = run(Path(tmp), args.pages, args.concurrency, args.max_new_tokens, args.store)
+        report = run(Path(tmp), args.pages, args.concurrency, args.max_new_tokens, args.store, args.rounds)
     write_section(args.out, "### Pipeline", report)
     print(report)
 
 
-def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int, store_kind: str) -> str:
+def run(
+    tmp: Path, page_count: int, concurrency: int, max_new_tokens: int, store_kind: str, round_count: int
+) -> str:
     model_dir = build_tiny(tmp / "tiny")
     pdf = first_pages(page_count, tmp / "document.pdf")
     with (
@@ -157,7 +191,13 @@ def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int, store
         scratch_database("bench_prefect") as prefect_url,
         moto_s3_server(tmp / "moto.log") as s3,
         prefect_server(prefect_url, tmp) as prefect_api,
-        model_worker_process(model_dir, tmp / "model-worker.log", "--max-batch-size", "8") as (_, target),
+        model_worker_process(
+            model_dir,
+            tmp / "model-worker.log",
+            "--max-batch-size",
+            "8",
+            env={"OMP_NUM_THREADS": os.environ["BENCH_OMP"]} if os.environ.get("BENCH_OMP") else None,
+        ) as (_, target),
     ):
         db = Database(url)
         migrate.upgrade(db)
@@ -199,18 +239,21 @@ def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int, store
                 )
                 rounds: list[tuple[float, float]] = []
                 batches: list[tuple[float, float]] = []
-                for _ in range(ROUNDS):  # alternate the two paths, so that drift on the machine hits both
+                cpu: list[tuple[dict[str, float], dict[str, float]]] = []
+                for _ in range(
+                    round_count
+                ):  # alternate the two paths, so that drift on the machine hits both
                     job_id = new_job(db, store, pdf)
-                    before = served(target)
-                    started = time.perf_counter()
-                    status = run_job(db, flows, job_id)
-                    pipeline_s = time.perf_counter() - started
-                    between = served(target)
+                    before, cpu_before = served(target), cpu_by_process()
+                    status, started, pipeline_s = run_job(db, flows, job_id)
+                    between, cpu_between = served(target), cpu_by_process()
                     with db.transaction() as s:
                         images = [store.get(p.image_key) for p in jobs.pages(s, job_id)]
+                    cpu_direct = cpu_by_process()
                     rounds.append((pipeline_s, direct(target, images, concurrency, max_new_tokens)))
                     batches.append((mean_batch(before, between), mean_batch(between, served(target))))
-            stages = stage_times(db, job_id)
+                    cpu.append((cpu_spent(cpu_before, cpu_between), cpu_spent(cpu_direct, cpu_by_process())))
+            stages = stage_times(db, job_id, started)
             with db.transaction() as s:
                 results = jobs.results(s, job_id)
             overhead = flow_overhead()
@@ -223,6 +266,7 @@ def run(tmp: Path, page_count: int, concurrency: int, max_new_tokens: int, store
         str(status),
         rounds,
         batches,
+        cpu,
         stages,
         results,
         overhead,
@@ -244,7 +288,7 @@ def new_job(db: Database, store: ObjectStore, pdf: Path) -> uuid.UUID:
         return job.id
 
 
-def stage_times(db: Database, job_id: uuid.UUID) -> dict[str, float]:
+def stage_times(db: Database, job_id: uuid.UUID, started: float) -> dict[str, float]:
     with db.transaction() as s:
         events = list(
             s.execute(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)).scalars()
@@ -265,7 +309,11 @@ def stage_times(db: Database, job_id: uuid.UUID) -> dict[str, float]:
     progress = [e.created_at for e in events if e.kind == "progress"]
     end = events[-1].created_at
     rendered = max(pages)
+    first_result = min(r.created_at for r in results)
     return {
+        "flow run start → job running (Prefect flow and task run, claim)": running.timestamp() - started,
+        "running → first page stored": (min(pages) - running).total_seconds(),
+        "running → first page result": (first_result - running).total_seconds(),
         "render (running → last page stored)": (rendered - running).total_seconds(),
         "pages (last page stored → last page result)": (max(progress) - rendered).total_seconds(),
         "assemble and finish": (end - max(progress)).total_seconds(),
@@ -284,6 +332,7 @@ def report(
     status: str,
     rounds: list[tuple[float, float]],
     batches: list[tuple[float, float]],
+    cpu: list[tuple[dict[str, float], dict[str, float]]],
     stages: dict[str, float],
     results: list[Any],
     overhead: dict[str, float],
@@ -318,11 +367,25 @@ def report(
         f"{', '.join(f'{d:.1f}' for _, d in rounds)} |",
         "",
         f"The pipeline keeps **{direct_s / pipeline_s:.0%}** of the model worker's throughput (target: 90%); "
-        f"per round: {', '.join(f'{d / p:.0%}' for p, d in rounds)}.",
+        f"per round: {', '.join(f'{d / p:.0%}' for p, d in rounds)} (median "
+        f"{statistics.median(d / p for p, d in rounds):.0%}).",
         "",
         "Requests per generate call in the model worker (its batching), per round: pipeline "
         f"{', '.join(f'{p:.2f}' for p, _ in batches)}; model worker alone "
         f"{', '.join(f'{d:.2f}' for _, d in batches)}.",
+        "",
+        "CPU seconds by process while each path ran (median over the rounds; this machine has "
+        f"{os.cpu_count()} cores):",
+        "",
+        "| process | whole pipeline | model worker alone |",
+        "|---|---|---|",
+        *[
+            f"| {name} | {statistics.median(p[name] for p, _ in cpu):.2f} | "
+            f"{statistics.median(d[name] for _, d in cpu):.2f} |"
+            for name in cpu[0][0]
+        ],
+        f"| all | {statistics.median(sum(p.values()) for p, _ in cpu):.2f} | "
+        f"{statistics.median(sum(d.values()) for _, d in cpu):.2f} |",
         "",
         "Per stage of the last round's job (from its event and page timestamps in Postgres):",
         "",

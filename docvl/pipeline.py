@@ -168,8 +168,7 @@ def _render(
     def register(batch: list[jobs.NewPage]) -> None:
         if batch:
             with ctx.db.transaction() as s:
-                jobs.add_pages(s, job_id, batch)
-                if JobStatus(jobs.get_job(s, job_id).status).finished:
+                if jobs.add_pages(s, job_id, batch).finished:
                     raise JobEnded(f"job {job_id} ended while it rendered")
             if on_pages is not None:
                 on_pages([PageWork(job_id, p.index, task, priority) for p in batch for task in tasks])

@@ -230,21 +230,28 @@ def cancel(session: Session, job_id: uuid.UUID, *, owner: str | None = None) -> 
 # -- pages and results ----------------------------------------------------------------------------------
 
 
-def add_pages(session: Session, job_id: uuid.UUID, pages: list[NewPage]) -> None:
-    """Register the rendered pages (again, after a retry: nothing changes) and set the page total."""
-    get_job(session, job_id, lock=True)
+def add_pages(session: Session, job_id: uuid.UUID, pages: list[NewPage]) -> JobStatus:
+    """Register the rendered pages (again, after a retry: nothing changes) and set the page total. Returns
+    the job's status, read under the lock on its row that this takes."""
+    status = session.execute(
+        select(Job.status).where(Job.id == job_id).with_for_update()
+    ).scalar_one_or_none()
+    if status is None:
+        raise NotFound(f"no job {job_id}")
     if pages:
         session.execute(
-            insert(Page)
-            .values([{"job_id": job_id, **p.__dict__} for p in pages])
-            .on_conflict_do_nothing(index_elements=[Page.job_id, Page.index])
+            insert(Page.__table__).on_conflict_do_nothing(index_elements=["job_id", "index"]),  # type: ignore[arg-type]
+            [{"job_id": job_id, **p.__dict__} for p in pages],
         )
-    total = session.execute(select(func.count()).where(Page.job_id == job_id)).scalar_one()
     session.execute(
         # claimed_at: the render's heartbeat, so that its claim on the job stays fresh (see db/lifecycle.py)
-        text("UPDATE jobs SET pages_total = :total, updated_at = now(), claimed_at = now() WHERE id = :id"),
-        {"total": total, "id": job_id},
+        text(
+            "UPDATE jobs SET pages_total = (SELECT count(*) FROM pages WHERE job_id = :id), "
+            "updated_at = now(), claimed_at = now() WHERE id = :id"
+        ),
+        {"id": job_id},
     )
+    return JobStatus(status)
 
 
 _LOCK_PAGE = text(
