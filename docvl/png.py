@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 
 try:
-    from isal.isal_zlib import compress as deflate
+    from isal.isal_zlib import compress as _fastest
 except ImportError:  # no wheel for this platform: the standard library's, slower
-    from zlib import compress as deflate
+    from zlib import compress as _fastest
+
+Deflate = Callable[[memoryview, int], bytes]  # (data, level) -> a zlib stream
+DEFLATE: Deflate = _fastest
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type: greyscale, truecolour
@@ -27,7 +31,7 @@ _FILTER_NONE = 0
 _LEVEL = 1  # fast: the pages are stored briefly, not archived
 
 
-def encode(pixels: np.ndarray | Image.Image) -> bytes:
+def encode(pixels: np.ndarray | Image.Image, *, deflate: Deflate = DEFLATE) -> bytes:
     """`pixels`: an RGB or greyscale ("L") image, or an 8-bit array of shape (height, width[, 3])."""
     if isinstance(pixels, Image.Image) and pixels.mode not in ("RGB", "L"):
         pixels = pixels.convert("RGB")

@@ -318,9 +318,9 @@ def corpus_pages() -> Iterator[tuple[str, str]]:
         yield "\n".join(lines) + "\n", "".join(f"<p>{html.escape(line)}</p>" for line in lines)
 
 
-MAX_LINES = 24  # a corpus page's first lines: what fits on one typeset A4 page
+MAX_LINES = 24  # a corpus page's first lines: what fits on one typeset A4 page (11 pt, with room to spare)
 PAGE_STYLE = (
-    "<style>body{font-family:serif;font-size:12pt;margin:0} p{margin:0 0 6pt}"
+    "<style>body{font-family:serif;font-size:11pt;margin:0} p{margin:0 0 6pt}"
     " td,th{border:1px solid #000;padding:2pt 8pt}</style>"
 )
 
