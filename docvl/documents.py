@@ -202,7 +202,9 @@ def _render_pdf(
                 scale = min(scale, max_side / max(width, height))
             if width * height * scale * scale > max_pixels:  # a poster-sized page: fewer dots per inch
                 scale = (max_pixels / (width * height)) ** 0.5
-            pixels = page.render(scale=scale, rev_byteorder=True).to_numpy()  # RGB, no copy
+            # RGB, not copied: the view holds the bitmap's buffer, which Python allocated (new_native), so
+            # it outlives the bitmap
+            pixels = page.render(scale=scale, rev_byteorder=True).to_numpy()
             text = _text_layer(page)
         except pdfium.PdfiumError as exc:
             raise CorruptDocument(f"page {index + 1} of the PDF cannot be rendered ({exc})") from None

@@ -3,8 +3,8 @@
 Pillow's encoder tries the five PNG row filters on every row and keeps the best; on rendered document pages
 (large flat areas, sharp text) that search costs more than the compression and wins little. Measured on 50
 rendered pages of a real thesis (docs/benchmarks.md, "Page images"): Pillow at `compress_level=1` took
-22 ms a page for 102 KB; unfiltered rows with zlib at level 1, 8.3 ms for 95 KB; with ISA-L's deflate
-(python-isal) at level 1, 1.4 ms for 111 KB. Where ISA-L is not installed, zlib is used. The output is a
+23 ms a page for 102 KB; unfiltered rows with zlib at level 1, 8.4 ms for 95 KB; with ISA-L's deflate
+(python-isal) at level 1, 1.5 ms for 111 KB. Where ISA-L is not installed, zlib is used. The output is a
 standard 8-bit greyscale or RGB PNG (ISO/IEC 15948), read back pixel for pixel by any decoder.
 """
 
