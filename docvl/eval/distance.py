@@ -9,7 +9,8 @@ handful of integer operations on Python's arbitrary-length integers whatever the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Iterator, Sequence
 
 
 def levenshtein_dp(a: Sequence[str], b: Sequence[str]) -> int:
@@ -31,12 +32,10 @@ def _peq(pattern: Sequence[str]) -> dict[str, int]:
     return masks
 
 
-def levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
-    """The least number of single-symbol insertions, deletions and substitutions turning `a` into `b`."""
-    pattern, text = (a, b) if len(a) <= len(b) else (b, a)
+def _scores(pattern: Sequence[str], text: Sequence[str], *, anchored: bool) -> Iterator[int]:
+    """After each symbol of `text`, the edit distance of `pattern` (non-empty) to the text read so far:
+    to all of it when `anchored`, else to its best-matching suffix (a match may start anywhere)."""
     m = len(pattern)
-    if m == 0:
-        return len(text)
     peq = _peq(pattern)
     full = (1 << m) - 1
     top = 1 << (m - 1)
@@ -51,39 +50,29 @@ def levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
             score += 1
         elif mh & top:
             score -= 1
-        ph = (ph << 1) | 1  # row 0 of the table grows by one per text symbol
+        yield score
+        # anchored: row 0 of the table grows by one per text symbol; unanchored: it stays 0
+        ph = (ph << 1) | int(anchored)
         mh <<= 1
         pv = (mh | ~(xv | ph)) & full
         mv = ph & xv & full
-    return score
+
+
+def levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
+    """The least number of single-symbol insertions, deletions and substitutions turning `a` into `b`."""
+    pattern, text = (a, b) if len(a) <= len(b) else (b, a)
+    if not pattern:
+        return len(text)
+    # the score after the text's last symbol; with no text, every pattern symbol is deleted
+    return functools.reduce(lambda _, score: score, _scores(pattern, text, anchored=True), len(pattern))
 
 
 def find_approximate(needle: Sequence[str], haystack: Sequence[str], max_edits: int) -> int | None:
     """The end (exclusive index into `haystack`) of the first substring of `haystack` within `max_edits`
     edits of `needle`, or None. An empty needle matches at 0."""
-    m = len(needle)
-    if m == 0:
+    if max_edits >= len(needle):
         return 0
-    if max_edits >= m:
-        return 0
-    peq = _peq(needle)
-    full = (1 << m) - 1
-    top = 1 << (m - 1)
-    pv, mv, score = full, 0, m
-    for j, symbol in enumerate(haystack):
-        eq = peq.get(symbol, 0)
-        xv = eq | mv
-        xh = (((eq & pv) + pv) ^ pv) | eq
-        ph = mv | ~(xh | pv)
-        mh = pv & xh
-        if ph & top:
-            score += 1
-        elif mh & top:
-            score -= 1
+    for j, score in enumerate(_scores(needle, haystack, anchored=False)):
         if score <= max_edits:
             return j + 1
-        ph <<= 1  # a match may start anywhere: row 0 stays 0
-        mh <<= 1
-        pv = (mh | ~(xv | ph)) & full
-        mv = ph & xv & full
     return None
