@@ -29,10 +29,11 @@ test: install ## run the whole test suite
 test-fast: install ## the tests that start no server process
 	$(BIN)/pytest -m "not slow"
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the import rules (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install ## apply ruff's formatting and fixes
 	$(BIN)/ruff format .
@@ -41,7 +42,10 @@ format: install ## apply ruff's formatting and fixes
 proto: install ## regenerate the gRPC stubs in docvl/v1 from proto/
 	$(BIN)/python scripts/gen_proto.py
 
-bench: install ## measure the model worker (writes docs/benchmarks.md)
+bench: install ## the model worker benchmark (bench/model_worker.py); the other bench/*.py: docs/benchmarks.md
+	@echo "make bench runs bench/model_worker.py. The other benchmarks, each run as $(BIN)/python bench/NAME.py"
+	@echo "(what each measures and writes: docs/benchmarks.md): pipeline, small_jobs, soak, orchestration,"
+	@echo "telemetry, office, page_images, verification, chaos."
 	$(BIN)/python bench/model_worker.py
 
 console-screenshots: install ## redo docs/console/*.png (the web console's tests, in headless Chromium)

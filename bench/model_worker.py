@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from docvl.inference.client import InferenceClient  # noqa: E402
+from docvl.inference.types import GenerationParams, InferenceRequest  # noqa: E402
 from docvl.tasks import TaskKind  # noqa: E402
 from model_worker.tiny import build_tiny  # noqa: E402
-from model_worker.transport.client import InferenceClient  # noqa: E402
-from model_worker.types import GenerationParams, InferenceRequest  # noqa: E402
 from tests.helpers import model_worker_process  # noqa: E402
 
 SAMPLES = [ROOT / "docvl" / "samples" / name for name in ("page.png", "chart.png", "webpage.png")]

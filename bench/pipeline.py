@@ -38,13 +38,13 @@ from bench.model_worker import machine, write_section  # noqa: E402
 from docvl.db import jobs, migrate  # noqa: E402
 from docvl.db.database import Database  # noqa: E402
 from docvl.db.models import JobEvent, Page  # noqa: E402
+from docvl.inference.client import InferenceClient  # noqa: E402
+from docvl.inference.types import GenerationParams, InferenceRequest  # noqa: E402
 from docvl.storage.base import ObjectStore  # noqa: E402
 from docvl.storage.local import LocalObjectStore  # noqa: E402
 from docvl.storage.s3 import S3ObjectStore  # noqa: E402
 from docvl.tasks import TaskKind  # noqa: E402
 from model_worker.tiny import build_tiny  # noqa: E402
-from model_worker.transport.client import InferenceClient  # noqa: E402
-from model_worker.types import GenerationParams, InferenceRequest  # noqa: E402
 from tests.helpers import model_worker_process  # noqa: E402
 from tests.services import celery_worker, moto_s3_server, prefect_server, scratch_database  # noqa: E402
 

@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 from bench.model_worker import machine, write_section  # noqa: E402
 from bench.up_platform import Platform, cpu_seconds  # noqa: E402
 from docvl.client import ApiError, Client  # noqa: E402
+from docvl.inference.client import InferenceClient  # noqa: E402
+from docvl.inference.types import GenerationParams, InferenceRequest  # noqa: E402
 from docvl.job_status import JobStatus  # noqa: E402
 from docvl.tasks import TaskKind  # noqa: E402
-from model_worker.transport.client import InferenceClient  # noqa: E402
-from model_worker.types import GenerationParams, InferenceRequest  # noqa: E402
 
 IMAGE = ROOT / "docvl" / "samples" / "page.png"
 QUESTION = "What is the title of this page?"

@@ -34,12 +34,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.model_worker import machine, write_section  # noqa: E402
 from bench.pipeline import WARM_UP_PAGES, first_pages, new_job  # noqa: E402
+from docvl.broker.dispatch import CeleryDispatch  # noqa: E402
 from docvl.db import jobs, migrate  # noqa: E402
 from docvl.db.database import Database  # noqa: E402
+from docvl.inference.client import InferenceClient  # noqa: E402
 from docvl.storage.s3 import S3ObjectStore  # noqa: E402
 from model_worker.tiny import build_tiny  # noqa: E402
-from model_worker.transport.client import InferenceClient  # noqa: E402
-from services.worker.celery_app import make_celery, request_starts  # noqa: E402
 from tests.helpers import model_worker_process  # noqa: E402
 from tests.otlp import OtlpReceiver, otlp_receiver  # noqa: E402
 from tests.services import celery_worker, free_port, moto_s3_server, prefect_server, scratch_database  # noqa: E402
@@ -115,16 +115,16 @@ def segment(
             celery_worker(runner_env, logs / "job-runner.log", queues="jobs", concurrency=1),
             scraping(urls) as scrapes,
         ):
-            celery = make_celery(base["DOCVL_REDIS_URL"])
+            dispatch = CeleryDispatch.connect(base["DOCVL_REDIS_URL"])
             warm_up, measured = pdfs
             job_id = new_job(db, store, warm_up)
-            request_starts(celery)
+            dispatch.start_jobs()
             wait_finished(db, job_id)
             times = []
             for _ in range(rounds):
                 job_id = new_job(db, store, measured)
                 started = time.perf_counter()
-                request_starts(celery)
+                dispatch.start_jobs()
                 status = wait_finished(db, job_id)
                 times.append(time.perf_counter() - started)
                 assert status == "succeeded", status

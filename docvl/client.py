@@ -32,8 +32,8 @@ from pydantic import ValidationError
 
 from docvl.errors import DocvlError
 from docvl.job_status import JobStatus
+from docvl.jobs.views import EventView, JobPage, JobView, Progress, ResultView
 from docvl.tasks import TaskKind
-from docvl.views import EventView, JobPage, JobView, Progress, ResultView
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 JobId = uuid.UUID | str

@@ -113,3 +113,25 @@ class FrontDoorSettings(CoreSettings):
     @classmethod
     def _split_buckets(cls, value: object) -> object:
         return split_list(value)
+
+
+class CeleryWorkerSettings(CoreSettings):
+    """What every Celery worker process shares (the page worker and the job runner): its metrics and its
+    tasks' time limits."""
+
+    model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="ignore")
+
+    worker_metrics_port: int = Field(
+        9104, ge=0, le=65535, description="Port of /metrics, for every pool process together; 0: no metrics."
+    )
+    worker_metrics_dir: Path | None = Field(
+        None,
+        description="Where the pool processes keep their metrics (emptied at start; one per worker); "
+        "default: docvl-worker-metrics-PORT in the temporary directory.",
+    )
+    task_time_limit_s: int = Field(1800, ge=10, description="A task is killed after this long.")
+    visibility_timeout_s: int = Field(
+        3600,
+        ge=5,
+        description="An unacknowledged task is redelivered after this long: keep it above the limit.",
+    )

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from docvl.errors import Cancelled, ResourceExhausted, Unavailable
+from docvl.inference.types import Generated, Timings, WorkerStats
 from docvl.observability import tracing
 from docvl.observability.metrics import model as metrics
 from model_worker.decoding import RowControl
 from model_worker.engine import Engine, PreparedInput
-from model_worker.types import Generated, Timings, WorkerStats
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context

@@ -18,7 +18,7 @@ from transformers import (
 )
 
 from docvl.errors import InvalidInput
-from model_worker.types import ModelDescription
+from docvl.inference.types import ModelDescription
 
 log = logging.getLogger(__name__)
 

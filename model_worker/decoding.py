@@ -10,7 +10,7 @@ import torch
 from transformers import LogitsProcessor, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
-from model_worker.types import GenerationParams, RepeatGuard
+from docvl.inference.types import GenerationParams, RepeatGuard
 
 
 @dataclass

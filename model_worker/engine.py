@@ -19,6 +19,7 @@ from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaL
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from docvl.errors import InvalidInput, ResourceExhausted
+from docvl.inference.types import FinishReason, Generated, GenerationParams, InferenceRequest, RepeatGuard
 from docvl.observability.metrics import model as metrics
 from docvl.tasks import TaskKind
 from model_worker.checkpoint import LoadedModel
@@ -26,7 +27,6 @@ from model_worker.decoding import NoRepeatWindow, RowControl, RowSampler, RowSto
 from model_worker.images import decode_image
 from model_worker.prompts import build_prompt
 from model_worker.settings import ModelWorkerSettings
-from model_worker.types import FinishReason, Generated, GenerationParams, InferenceRequest, RepeatGuard
 
 log = logging.getLogger(__name__)
 

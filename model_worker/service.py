@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from docvl.inference.types import InferenceRequest, InferenceResult, ModelDescription, WorkerStats
 from docvl.observability import logs, tracing
 from docvl.observability.metrics import model as metrics
 from model_worker.batcher import Batcher
 from model_worker.engine import Engine
 from model_worker.settings import ModelWorkerSettings
-from model_worker.types import InferenceRequest, InferenceResult, ModelDescription, WorkerStats
 
 log = logging.getLogger(__name__)
 

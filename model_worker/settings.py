@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model_worker.types import RepeatGuard
+from docvl.inference.types import RepeatGuard
 
 MiB = 1024 * 1024
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from docvl.db import api_keys, jobs
 from docvl.db.database import Database
-from docvl.job_service import JobService
+from docvl.inference.client import InferenceClient
 from docvl.job_status import JobStatus
+from docvl.jobs.service import JobService
 from docvl.settings import FrontDoorSettings
 from docvl.storage.s3 import S3ObjectStore
-from model_worker.transport.client import InferenceClient
 from tests.helpers import ROOT, model_worker_process, stop_process, wait_for
 from tests.otlp import OtlpReceiver, otlp_receiver
 from tests.services import celery_worker, ensure_redis, free_port, prefect_server, scratch_database

@@ -155,8 +155,9 @@ def celery_worker(
     its own process group, so that a test can kill it together with its pool processes."""
     from tests.helpers import ROOT
 
+    tasks = "workflows.runner" if queues == "jobs" else "services.worker.tasks"  # the job runner's own app
     command = [
-        sys.executable, "-m", "celery", "-A", "services.worker.tasks", "worker", "-Q", queues,
+        sys.executable, "-m", "celery", "-A", tasks, "worker", "-Q", queues,
         "-c", str(concurrency), "--pool", "prefork", "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info",
     ]  # fmt: skip

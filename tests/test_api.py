@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from docvl import webhooks
 from docvl.db import api_keys, jobs
 from docvl.job_status import JobStatus
+from docvl.jobs import webhooks
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from tests.helpers import ROOT, wait_for
@@ -445,7 +445,7 @@ def test_an_oversized_json_submission_is_refused(api: TestClient, frontdoor: Fro
 def test_a_submission_stands_while_the_broker_is_away(frontdoor: FrontDoorPlatform) -> None:
     """The job is committed and answered 202 even though its start request cannot be sent; a later
     request (what the reconciler sends) starts it. Readiness reports the broker but stays ready."""
-    from services.worker.celery_app import make_celery, request_starts
+    from docvl.broker.dispatch import CeleryDispatch
     from tests.platform import environment
     from tests.services import free_port
 
@@ -462,5 +462,5 @@ def test_a_submission_stands_while_the_broker_is_away(frontdoor: FrontDoorPlatfo
     assert response.status_code == 202, response.text
     job_id = uuid.UUID(response.json()["id"])
     assert frontdoor.status(job_id) is JobStatus.QUEUED
-    request_starts(make_celery(frontdoor.env["DOCVL_REDIS_URL"]))
+    CeleryDispatch.connect(frontdoor.env["DOCVL_REDIS_URL"]).start_jobs()
     assert frontdoor.wait_finished(job_id) is JobStatus.SUCCEEDED

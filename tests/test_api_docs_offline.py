@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from docvl.job_service import JobService
+from docvl.jobs.service import JobService
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 

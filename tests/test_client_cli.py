@@ -16,8 +16,8 @@ import pytest
 
 from docvl.client import ApiError, Client, WaitTimeout
 from docvl.job_status import JobStatus
+from docvl.jobs.views import JobView
 from docvl.tasks import TaskKind
-from docvl.views import JobView
 from tests.helpers import ROOT, png
 from tests.platform import FrontDoorPlatform, api_in_thread
 from tests.services import free_port

@@ -15,7 +15,7 @@ from docvl.db import api_keys, jobs
 from docvl.db.api_keys import Caller
 from docvl.db.database import Database
 from docvl.errors import NotFound, Unauthenticated
-from docvl.job_service import JobService
+from docvl.jobs.service import JobService
 from docvl.tasks import TaskKind
 from services.api.app import create_app
 from services.api.console import previews, render

@@ -17,8 +17,9 @@ import typer
 import yaml
 from pydantic_settings import BaseSettings
 
-from docvl.cli_jobs import register as register_jobs
-from docvl.cli_platform import register as register_platform
+from docvl.broker.celery_app import ALL_QUEUES
+from docvl.cli.jobs import register as register_jobs
+from docvl.cli.platform import register as register_platform
 from docvl.observability.logs import LogSettings
 from docvl.observability.tracing import TracingSettings
 from docvl.settings import CoreSettings, FrontDoorSettings
@@ -26,7 +27,6 @@ from docvl.up.settings import UpSettings
 from model_worker.settings import ModelWorkerSettings
 from services.api.settings import ApiSettings
 from services.gateway.settings import GatewaySettings
-from services.worker.celery_app import ALL_QUEUES
 from services.worker.settings import WorkerSettings
 from tests.helpers import ROOT
 from workflows.settings import FlowSettings
@@ -90,7 +90,7 @@ def setting_names() -> set[str]:
 
 def cli_commands() -> set[str]:
     """`docvl` commands, as `name` or `group name`."""
-    from docvl.cli import app
+    from docvl.cli.serve import app
 
     full = typer.Typer()
     full.registered_commands = list(app.registered_commands)

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from docvl.errors import InvalidInput, ResourceExhausted
+from docvl.inference.types import FinishReason, Generated, GenerationParams, InferenceRequest, RepeatGuard
 from docvl.tasks import TaskKind
 from model_worker.checkpoint import LoadedModel
 from model_worker.decoding import NoRepeatWindow, RowControl
 from model_worker.engine import Engine, PreparedInput
-from model_worker.types import FinishReason, Generated, GenerationParams, InferenceRequest, RepeatGuard
 from tests.conftest import make_engine
 from tests.helpers import png
 from tests.reference import direct_generate

@@ -15,8 +15,8 @@ from docvl.eval.manifest import Item, load_set
 from docvl.eval.metrics import page_cer
 from docvl.eval.runner import Outcome
 from docvl.eval.scoring import score
+from docvl.jobs.views import PageResult
 from docvl.tasks import TaskKind
-from docvl.views import PageResult
 from tests.helpers import ROOT
 
 SET = ROOT / "sets" / "generated"

@@ -15,8 +15,8 @@ from docvl.eval.manifest import Item
 from docvl.eval.metrics import Fact
 from docvl.eval.runner import Outcome
 from docvl.eval.scoring import score
+from docvl.jobs.views import PageResult
 from docvl.tasks import TaskKind
-from docvl.views import PageResult
 
 TEXT = "# Annual report\n\nRevenue grew by **12 percent** to 4.5 million in 2023."
 CODE = "import matplotlib.pyplot as plt\nplt.bar(['a', 'b', 'c'], [12, 30.5, 7])\nplt.show()\n"

@@ -1,6 +1,6 @@
 """The durable lifecycle on a real Postgres and a real S3 server (moto): claims are taken once, the write
 that completes a job finalises it exactly once, and concurrent reconcilers double nothing. The reconciler's
-drivers (start requests, page tasks, webhooks) are recorded here instead of sent to a broker: what they
+dispatch (start requests, page tasks, webhooks) is recorded here instead of sent to a broker: what they
 are asked to do is the decision under test; tests/test_pipeline.py runs them for real."""
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import text
 
-from docvl import pipeline, reconciler
 from docvl.db import jobs, lifecycle
 from docvl.db.database import Database
 from docvl.job_status import JobStatus
+from docvl.jobs import reconciler
+from docvl.jobs.context import Context
 from docvl.storage.s3 import S3ObjectStore
 from docvl.tasks import TaskKind
+from tests.support.dispatch import RecordingDispatch
 from tests.test_jobs_repository import new_job
 
 T = TypeVar("T")
@@ -68,28 +70,9 @@ def age(db: Database, job_id: uuid.UUID, seconds: float, *columns: str) -> None:
         s.execute(text(f"UPDATE jobs SET {sets} WHERE id = :id"), {"s": seconds, "id": job_id})
 
 
-class Recorded:
-    def __init__(self) -> None:
-        self.starts: list[int] = []
-        self.sent: list[pipeline.PageWork] = []
-        self.notified: list[uuid.UUID] = []
-        self.revoked: list[str] = []
-        self.lock = threading.Lock()
-
-    def drivers(self) -> reconciler.Drivers:
-        def keep(target: list[object]) -> Callable[[object], None]:
-            def add(item: object) -> None:
-                with self.lock:
-                    target.extend(item if isinstance(item, list) else [item])
-
-            return add
-
-        return reconciler.Drivers(
-            request_starts=keep(self.starts),  # type: ignore[arg-type]
-            send=keep(self.sent),  # type: ignore[arg-type]
-            notify=keep(self.notified),  # type: ignore[arg-type]
-            revoke=keep(self.revoked),  # type: ignore[arg-type]
-        )
+class BrokerGone(RecordingDispatch):
+    def start_jobs(self, count: int = 1) -> None:
+        raise ConnectionError("broker gone")
 
 
 def recovered(db: Database, job_id: uuid.UUID) -> list[dict[str, object]]:
@@ -155,15 +138,15 @@ def test_higher_priority_jobs_are_claimed_first(db: Database) -> None:
 
 
 def test_concurrent_reconcilers_redrive_each_overdue_job_once(db: Database, s3_store: S3ObjectStore) -> None:
-    ctx = pipeline.Context(db, s3_store)
+    ctx = Context(db, s3_store)
     unstarted = [new_job(db) for _ in range(5)]
     stalled = [rendered_job(db, pages=3) for _ in range(5)]
     for job_id in unstarted:
         age(db, job_id, 60, "created_at")
     for job_id in stalled:
         age(db, job_id, 120, "updated_at", "rendered_at")
-    record = Recorded()
-    counts = together(4, lambda _: reconciler.reconcile(ctx, LIMITS, record.drivers(), start_batch=2))
+    record = RecordingDispatch()
+    counts = together(4, lambda _: reconciler.reconcile(ctx, LIMITS, record, start_batch=2))
     assert sum(c["started"] for c in counts) == 5
     assert sum(c["redispatched"] for c in counts) == 5
     for job_id in unstarted:
@@ -174,22 +157,22 @@ def test_concurrent_reconcilers_redrive_each_overdue_job_once(db: Database, s3_s
         f"{job_id}:{i}:ocr" for job_id in stalled for i in range(3)
     )
     assert sum(record.starts) >= 3  # ceil(n / batch) requests per pass, whatever the split
-    again = reconciler.reconcile(ctx, LIMITS, record.drivers(), start_batch=2)
+    again = reconciler.reconcile(ctx, LIMITS, record, start_batch=2)
     assert again == {"started": 0, "redispatched": 0, "finalized": 0, "notified": 0, "timed_out": 0}
 
 
 def test_a_finalisation_whose_holder_died_is_taken_over(db: Database, s3_store: S3ObjectStore) -> None:
-    ctx = pipeline.Context(db, s3_store)
+    ctx = Context(db, s3_store)
     job_id = rendered_job(db, pages=2)
     for i in range(2):
         with db.transaction() as s:
             jobs.record_result(s, jobs.NewResult(job_id, i, TaskKind.OCR, output_text=f"page {i}"))
             held = lifecycle.claim_finalization(s, job_id)
     assert held  # ... and then its holder died before finishing: the job is left running
-    record = Recorded()
-    assert reconciler.reconcile(ctx, LIMITS, record.drivers(), start_batch=8)["finalized"] == 0, "still held"
+    record = RecordingDispatch()
+    assert reconciler.reconcile(ctx, LIMITS, record, start_batch=8)["finalized"] == 0, "still held"
     age(db, job_id, 120, "finalizing_at", "updated_at")
-    assert reconciler.reconcile(ctx, LIMITS, record.drivers(), start_batch=8)["finalized"] == 1
+    assert reconciler.reconcile(ctx, LIMITS, record, start_batch=8)["finalized"] == 1
     with db.transaction() as s:
         job = jobs.get_job(s, job_id)
     assert job.status == JobStatus.SUCCEEDED
@@ -200,25 +183,25 @@ def test_a_finalisation_whose_holder_died_is_taken_over(db: Database, s3_store: 
 
 
 def test_an_ended_job_whose_webhook_was_never_queued_gets_it(db: Database, s3_store: S3ObjectStore) -> None:
-    ctx = pipeline.Context(db, s3_store)
+    ctx = Context(db, s3_store)
     job_id = new_job(db, options={"webhook_url": "https://example.com/hook"})
     with db.transaction() as s:
         jobs.transition(s, job_id, JobStatus.FAILED, error_code="x", error_message="y")
     age(db, job_id, 60, "finished_at")
-    record = Recorded()
-    assert reconciler.reconcile(ctx, LIMITS, record.drivers(), start_batch=8)["notified"] == 1
+    record = RecordingDispatch()
+    assert reconciler.reconcile(ctx, LIMITS, record, start_batch=8)["notified"] == 1
     assert record.notified == [job_id]
-    assert reconciler.reconcile(ctx, LIMITS, record.drivers(), start_batch=8)["notified"] == 0
+    assert reconciler.reconcile(ctx, LIMITS, record, start_batch=8)["notified"] == 0
 
 
 def test_a_job_past_its_timeout_fails_and_its_tasks_are_revoked(
     db: Database, s3_store: S3ObjectStore
 ) -> None:
-    ctx = pipeline.Context(db, s3_store)
+    ctx = Context(db, s3_store)
     job_id = rendered_job(db, pages=2)
     age(db, job_id, 7200, "created_at")
-    record = Recorded()
-    assert reconciler.reconcile(ctx, LIMITS, record.drivers(), start_batch=8)["timed_out"] == 1
+    record = RecordingDispatch()
+    assert reconciler.reconcile(ctx, LIMITS, record, start_batch=8)["timed_out"] == 1
     with db.transaction() as s:
         job = jobs.get_job(s, job_id)
     assert (job.status, job.error_code) == (JobStatus.FAILED, "job_timeout")
@@ -230,20 +213,15 @@ def test_a_reconciler_that_dies_mid_pass_leaves_the_job_to_the_next(
 ) -> None:
     """The pass stamps the job, then dies before it acts (its broker call raises): nothing is lost; the
     next pass, once the stamp is stale, asks again."""
-    ctx = pipeline.Context(db, s3_store)
+    ctx = Context(db, s3_store)
     job_id = new_job(db)
     age(db, job_id, 60, "created_at")
-    dying = Recorded().drivers()
-
-    def broker_gone(_: int) -> None:
-        raise ConnectionError("broker gone")
-
-    dying = reconciler.Drivers(broker_gone, dying.send, dying.notify, dying.revoke)
+    dying = BrokerGone()
     with pytest.raises(ConnectionError):
         reconciler.reconcile(ctx, LIMITS, dying, start_batch=8)
-    record = Recorded()
-    assert reconciler.reconcile(ctx, LIMITS, record.drivers(), start_batch=8)["started"] == 0, "stamped"
+    record = RecordingDispatch()
+    assert reconciler.reconcile(ctx, LIMITS, record, start_batch=8)["started"] == 0, "stamped"
     age(db, job_id, 60, "recovered_at")
-    assert reconciler.reconcile(ctx, LIMITS, record.drivers(), start_batch=8)["started"] == 1
+    assert reconciler.reconcile(ctx, LIMITS, record, start_batch=8)["started"] == 1
     assert record.starts == [1]
     assert [e["action"] for e in recovered(db, job_id)] == ["start", "start"]

@@ -22,6 +22,8 @@ from sqlalchemy import func, select
 
 from docvl.db.models import Job
 from docvl.errors import InvalidInput
+from docvl.inference.client import InferenceClient
+from docvl.inference.types import InferenceRequest
 from docvl.job_status import JobStatus
 from docvl.observability import metrics
 from docvl.observability.metrics import model
@@ -29,8 +31,6 @@ from docvl.observability.metrics.platform import PlatformCollector, queue_keys
 from docvl.tasks import TaskKind
 from docvl.v1 import jobs_pb2 as pb
 from docvl.v1 import jobs_pb2_grpc as pb_grpc
-from model_worker.transport.client import InferenceClient
-from model_worker.types import InferenceRequest
 from services.api.app import create_app
 from services.gateway.server import start
 from services.gateway.settings import GatewaySettings

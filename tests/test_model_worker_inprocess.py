@@ -13,15 +13,15 @@ import grpc
 import pytest
 
 from docvl.errors import ResourceExhausted
+from docvl.inference import mapping
+from docvl.inference.client import InferenceClient
+from docvl.inference.types import GenerationParams, InferenceRequest
 from docvl.tasks import TaskKind
 from model_worker.checkpoint import LoadedModel
 from model_worker.engine import Engine
 from model_worker.service import InferenceService
 from model_worker.settings import ModelWorkerSettings
-from model_worker.transport import mapping
-from model_worker.transport.client import InferenceClient
 from model_worker.transport.server import ModelWorkerServer
-from model_worker.types import GenerationParams, InferenceRequest
 from tests.helpers import png, wait_for
 from tests.test_engine import OutOfMemoryAbove
 

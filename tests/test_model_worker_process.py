@@ -20,12 +20,12 @@ import pytest
 from PIL import Image
 
 from docvl.errors import InvalidInput
+from docvl.inference.client import InferenceClient
+from docvl.inference.types import FinishReason, GenerationParams, InferenceRequest, InferenceResult
 from docvl.tasks import TaskKind
 from docvl.v1 import inference_pb2 as pb
 from docvl.v1 import inference_pb2_grpc as pb_grpc
 from model_worker.checkpoint import LoadedModel
-from model_worker.transport.client import InferenceClient
-from model_worker.types import FinishReason, GenerationParams, InferenceRequest, InferenceResult
 from tests.helpers import model_worker_process, png, wait_for
 from tests.reference import direct_generate
 

@@ -17,9 +17,9 @@ import grpc
 import pytest
 
 from docvl.client import Client
+from docvl.jobs.views import JobView
 from docvl.v1 import jobs_pb2 as pb
 from docvl.v1 import jobs_pb2_grpc as pb_grpc
-from docvl.views import JobView
 from services.gateway.server import start
 from services.gateway.settings import GatewaySettings
 from tests.helpers import ROOT, png, stop_process, wait_for

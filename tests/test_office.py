@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from docvl.documents import CorruptDocument, DocumentTooLarge, UnsupportedDocument
-from docvl.intake import Limits, spooled
 from docvl.job_status import JobStatus
+from docvl.jobs.intake import Limits, spooled
 from docvl.office import (
     DOC,
     DOCX,

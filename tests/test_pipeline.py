@@ -14,12 +14,12 @@ import pytest
 
 from docvl.db import jobs
 from docvl.db.database import Database
+from docvl.inference.client import InferenceClient
+from docvl.inference.types import GenerationParams, InferenceRequest
 from docvl.job_status import JobStatus
 from docvl.postprocess import artifact
 from docvl.storage.s3 import S3ObjectStore
 from docvl.tasks import TaskKind
-from model_worker.transport.client import InferenceClient
-from model_worker.types import GenerationParams, InferenceRequest
 from tests.helpers import model_worker_process
 from tests.platform import environment
 from tests.services import celery_worker, ensure_redis, prefect_server, scratch_database
@@ -104,7 +104,7 @@ def run_flow(job_id: uuid.UUID, timeout_s: float = 240) -> JobStatus:
     """Start the job in a flow run of this process (as a job runner does), then follow it to its end."""
     from workflows import flows
 
-    for cached in (flows.settings, flows.context, flows.celery):
+    for cached in (flows.settings, flows.context, flows.dispatch):
         cached.cache_clear()
     flows.start_jobs([job_id])
     return wait_finished(flows.context().db, job_id, timeout_s)
@@ -212,7 +212,7 @@ def test_the_shared_corpus_is_processed_or_refused(platform: Platform) -> None:
 def test_cancelling_revokes_the_pages_and_stops_the_flow(platform: Platform) -> None:
     import threading
 
-    from docvl import pipeline
+    from docvl.jobs.finish import cancel
     from tests.helpers import wait_for
     from workflows import flows
 
@@ -227,7 +227,7 @@ def test_cancelling_revokes_the_pages_and_stops_the_flow(platform: Platform) -> 
             return jobs.get_job(s, job_id).pages_done >= 2
 
     wait_for(some_pages_done, 120, "the first pages")
-    cancelled = pipeline.cancel(flows.context(), job_id, flows.revoke_page_tasks)
+    cancelled = cancel(flows.context(), job_id, flows.dispatch())
     assert cancelled.changed
     runner.join(60)
     assert outcome == [JobStatus.CANCELLED]
@@ -240,7 +240,7 @@ def test_cancelling_revokes_the_pages_and_stops_the_flow(platform: Platform) -> 
         job = jobs.get_job(s, job_id)
     assert job.status == JobStatus.CANCELLED
     assert job.pages_done <= job.pages_total < 117, "the render stopped at its next page batch"
-    again = pipeline.cancel(flows.context(), job_id, flows.revoke_page_tasks)
+    again = cancel(flows.context(), job_id, flows.dispatch())
     assert not again.changed
 
 
@@ -344,11 +344,11 @@ def test_a_celery_worker_killed_mid_task_loses_nothing(platform: Platform) -> No
 def test_a_start_request_is_taken_by_a_job_runner_and_recorded_in_prefect(platform: Platform) -> None:
     import httpx
 
-    from services.worker.celery_app import make_celery, request_starts
+    from docvl.broker.dispatch import CeleryDispatch
 
     job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR])
     with celery_worker(platform.env, platform.logs / "job-runner.log", queues="jobs"):
-        request_starts(make_celery(platform.env["DOCVL_REDIS_URL"]))
+        CeleryDispatch.connect(platform.env["DOCVL_REDIS_URL"]).start_jobs()
         assert wait_finished(platform.db, job_id, 120) is JobStatus.SUCCEEDED
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
@@ -385,10 +385,12 @@ def test_a_page_that_fails_after_its_retries_leaves_a_partial_success(
 
 def _registered_without_dispatch(platform: Platform, job_id: uuid.UUID) -> None:
     """Start the job and store its pages, sending no page task (as if every task had been lost)."""
-    from docvl import pipeline
+    from docvl.jobs.context import Context
+    from docvl.jobs.render import RenderLimits, drive
+    from tests.support.dispatch import RecordingDispatch
 
-    ctx = pipeline.Context(platform.db, platform.store)
-    assert not pipeline.drive(ctx, job_id, pipeline.RenderLimits(max_pages=500, dpi=72), lambda work: None)
+    ctx = Context(platform.db, platform.store)
+    assert not drive(ctx, job_id, RenderLimits(max_pages=500, dpi=72), RecordingDispatch())
 
 
 def reconcile_until_finished(platform: Platform, job_id: uuid.UUID, timeout_s: float = 120) -> JobStatus:
@@ -429,14 +431,14 @@ def test_page_tasks_lost_without_a_trace_are_sent_again(
 
 def test_interactive_jobs_go_before_batch_jobs(platform: Platform) -> None:
     """Page tasks of a priority-9 job queued after those of a priority-0 job are served first."""
-    from docvl import pipeline
-    from services.worker.celery_app import make_celery
-    from workflows import flows
+    from docvl.broker.dispatch import CeleryDispatch
+    from docvl.jobs.context import Context
+    from docvl.jobs.pages import unfinished_work
 
     redis_url = f"redis://127.0.0.1:6379/{1 + (os.getpid() + 3) % 14}"  # this test's own broker queues
     env = {**platform.env, "DOCVL_REDIS_URL": redis_url}
-    app = make_celery(redis_url)
-    app.control.purge()
+    dispatch = CeleryDispatch.connect(redis_url)
+    dispatch.app.control.purge()
     batch = submit(platform, FOUR_PAGES, [TaskKind.OCR])
     interactive = submit(platform, FOUR_PAGES, [TaskKind.OCR])
     with platform.db.transaction() as s:
@@ -444,7 +446,7 @@ def test_interactive_jobs_go_before_batch_jobs(platform: Platform) -> None:
         jobs.get_job(s, interactive, lock=True).priority = 9
     for job_id in (batch, interactive):  # all queued before any worker looks: batch first
         _registered_without_dispatch(platform, job_id)
-        flows.send(pipeline.unfinished_work(pipeline.Context(platform.db, platform.store), job_id), app)
+        dispatch.send_pages(unfinished_work(Context(platform.db, platform.store), job_id))
     with celery_worker(env, platform.logs / "celery-priority.log", concurrency=1):
         from tests.helpers import wait_for
 
@@ -466,7 +468,7 @@ def test_a_job_runner_killed_mid_render_is_resumed_by_the_reconciler(
 ) -> None:
     import signal
 
-    from services.worker.celery_app import make_celery, request_starts
+    from docvl.broker.dispatch import CeleryDispatch
     from tests.helpers import wait_for
     from workflows import flows
 
@@ -477,7 +479,7 @@ def test_a_job_runner_killed_mid_render_is_resumed_by_the_reconciler(
     with celery_worker(
         platform.env, platform.logs / "doomed-runner.log", queues="jobs", new_session=True
     ) as victim:
-        request_starts(make_celery(platform.env["DOCVL_REDIS_URL"]))
+        CeleryDispatch.connect(platform.env["DOCVL_REDIS_URL"]).start_jobs()
 
         def rendering() -> bool:
             with platform.db.transaction() as s:
@@ -512,7 +514,7 @@ def jobs_events(platform: Platform, job_id: uuid.UUID, kind: str) -> list[Any]:
 
 
 def test_jobs_wait_while_prefect_is_away_and_start_when_it_is_back(platform: Platform) -> None:
-    from services.worker.celery_app import make_celery, request_starts
+    from docvl.broker.dispatch import CeleryDispatch
     from tests.helpers import wait_for
     from tests.services import free_port
 
@@ -520,7 +522,7 @@ def test_jobs_wait_while_prefect_is_away_and_start_when_it_is_back(platform: Pla
     away = {**platform.env, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}  # nothing listens
     log = platform.logs / "runner-without-prefect.log"
     with celery_worker(away, log, queues="jobs"):
-        request_starts(make_celery(platform.env["DOCVL_REDIS_URL"]))
+        CeleryDispatch.connect(platform.env["DOCVL_REDIS_URL"]).start_jobs()
         wait_for(lambda: "could not start 1 jobs" in log.read_text(), 120, "the runner to give up")
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
@@ -528,7 +530,9 @@ def test_jobs_wait_while_prefect_is_away_and_start_when_it_is_back(platform: Pla
         "untouched, unclaimed"
     )
     with celery_worker(platform.env, platform.logs / "runner-with-prefect.log", queues="jobs"):
-        request_starts(make_celery(platform.env["DOCVL_REDIS_URL"]))  # what the reconciler asks once back
+        CeleryDispatch.connect(
+            platform.env["DOCVL_REDIS_URL"]
+        ).start_jobs()  # what the reconciler asks once back
         assert wait_finished(platform.db, job_id, 120) is JobStatus.SUCCEEDED
 
 

@@ -11,10 +11,10 @@ from PIL import Image
 from transformers import DeepseekVLHybridForConditionalGeneration, DeepseekVLHybridProcessor
 
 from docvl.errors import InvalidInput
+from docvl.inference.types import GenerationParams, InferenceRequest
 from docvl.tasks import TaskKind
 from model_worker.checkpoint import fingerprint, load_checkpoint
 from model_worker.decoding import RowControl
-from model_worker.types import GenerationParams, InferenceRequest
 from tests.conftest import make_engine
 from tests.helpers import ROOT, png
 from tests.reference import direct_generate

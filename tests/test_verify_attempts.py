@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from docvl.inference.client import InferenceClient
+from docvl.inference.types import GenerationParams, InferenceRequest, InferenceResult
 from docvl.tasks import TaskKind
 from docvl.verify.attempts import PageInput, generate_checked
 from docvl.verify.settings import VerifySettings
 from docvl.verify.verifier import Verifier
-from model_worker.transport.client import InferenceClient
-from model_worker.types import GenerationParams, InferenceRequest, InferenceResult
 from tests.helpers import ROOT, model_worker_process, wait_for
 
 pytestmark = pytest.mark.slow

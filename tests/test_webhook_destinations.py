@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import httpx
 import pytest
 
-from docvl import webhooks
 from docvl.errors import InvalidInput
-from docvl.intake import Limits, parse_request
+from docvl.jobs import webhooks
+from docvl.jobs.intake import Limits, parse_request
 
 PRIVATE = [
     "http://127.0.0.1:8080/hook",

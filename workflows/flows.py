@@ -1,8 +1,8 @@
-"""Prefect flows: they only orchestrate; the work is in docvl.pipeline and the Celery page tasks.
+"""Prefect flows: they only orchestrate; the work is in docvl.jobs and the Celery page tasks.
 
-start_jobs runs in the job runners (Celery workers on the `jobs` queue, see run_claimed), a flow run per
-batch of claimed jobs, in the long-lived worker process: no job costs a process. reconcile and
-sweep_bucket are deployments served on schedules by `docvl flows serve`."""
+start_jobs runs in the job runners (workflows/runner.py: Celery workers on the `jobs` queue, see
+run_claimed), a flow run per batch of claimed jobs, in the long-lived worker process: no job costs a
+process. reconcile and sweep_bucket are deployments served on schedules by `docvl flows serve`."""
 
 from __future__ import annotations
 
@@ -13,32 +13,28 @@ from contextlib import AbstractContextManager
 from functools import cache
 from typing import Any
 
-from celery import Celery
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 from prefect.settings import temporary_settings
 
-from docvl import office, pipeline, reconciler
+from docvl import office
+from docvl.broker.celery_app import ALL_QUEUES
+from docvl.broker.dispatch import CeleryDispatch
 from docvl.db import lifecycle
 from docvl.db.database import Database
 from docvl.documents import DocumentError
 from docvl.errors import DocvlError, Unavailable
+from docvl.inference.client import InferenceClient
+from docvl.jobs import reconciler, sweep
+from docvl.jobs.context import Context, in_job_trace
+from docvl.jobs.finish import fail, finalize
+from docvl.jobs.render import RenderLimits, drive
 from docvl.observability import logs, metrics, tracing
 from docvl.observability.metrics import jobs as job_metrics
 from docvl.observability.metrics import platform as platform_metrics
 from docvl.storage import ObjectStore, open_store
 from docvl.storage.factory import open_bucket
 from docvl.tasks import TaskKind
-from model_worker.transport.client import InferenceClient
-from services.worker.celery_app import (
-    ALL_QUEUES,
-    PAGE_TASK,
-    broker_errors,
-    celery_priority,
-    make_celery,
-    queue_webhook,
-    request_starts,
-)
 from workflows.settings import FlowSettings
 
 RETRY_DELAYS = [1, 5, 15, 30]
@@ -52,17 +48,17 @@ def settings() -> FlowSettings:
 
 
 @cache
-def context() -> pipeline.Context:
+def context() -> Context:
     s = settings()
     store = open_store(s)
     store.ensure_ready()
     converter = office.converter_for(s) if office.office_off(s) is None else None
-    return pipeline.Context(Database(s.database_url), store, converter)
+    return Context(Database(s.database_url), store, converter)
 
 
 @cache
-def celery() -> Celery:
-    return make_celery(settings().redis_url)
+def dispatch() -> CeleryDispatch:
+    return CeleryDispatch.connect(settings().redis_url)
 
 
 def _retryable(task: Any, task_run: Any, state: Any) -> bool:
@@ -73,9 +69,9 @@ def _retryable(task: Any, task_run: Any, state: Any) -> bool:
 retried = task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=_retryable)
 
 
-def render_limits() -> pipeline.RenderLimits:
+def render_limits() -> RenderLimits:
     s = settings()
-    return pipeline.RenderLimits(
+    return RenderLimits(
         max_pages=s.max_pages,
         dpi=s.render_dpi,
         max_pixels=s.max_page_pixels,
@@ -84,41 +80,17 @@ def render_limits() -> pipeline.RenderLimits:
     )
 
 
-def send(work: list[pipeline.PageWork], app: Celery | None = None) -> None:
-    """One Celery task per (page, task), on the queue of its task kind, with the job's priority. Raises
-    BrokerUnavailable when Redis does not answer."""
-    with broker_errors():
-        for item in work:
-            (app or celery()).send_task(
-                PAGE_TASK,
-                args=[str(item.job_id), item.page_index, item.task.value, item.priority],
-                queue=item.task.value,
-                priority=celery_priority(item.priority),
-                task_id=item.id,
-            )
-
-
-def notify(job_id: uuid.UUID) -> None:
-    """Queue the job's end webhook (delivered, retried and recorded by the Celery worker)."""
-    queue_webhook(celery(), job_id)
-
-
-def revoke_page_tasks(ids: list[str]) -> None:
-    with broker_errors():
-        celery().control.revoke(ids)
-
-
 @retried
 def drive_job(job_id: uuid.UUID) -> bool:
     """Start the job, render its pages and dispatch their tasks; True when it is ready to finalise."""
-    with pipeline.in_job_trace(context(), job_id, "docvl.job.start"):
-        return pipeline.drive(context(), job_id, render_limits(), send)
+    with in_job_trace(context(), job_id, "docvl.job.start"):
+        return drive(context(), job_id, render_limits(), dispatch())
 
 
 @retried
 def finalize_job(job_id: uuid.UUID) -> None:
-    with pipeline.in_job_trace(context(), job_id, "docvl.finalize"):
-        job = pipeline.finalize(context(), job_id, notify)
+    with in_job_trace(context(), job_id, "docvl.finalize"):
+        job = finalize(context(), job_id, dispatch())
     log.info("job finished: %s", job.status)
 
 
@@ -147,17 +119,17 @@ def _start_one(job_id: uuid.UUID) -> bool:
         job_metrics.starts.labels("started").inc()
         return True
     except DocumentError as exc:
-        pipeline.fail(context(), job_id, exc.code, exc.message, notify)
+        fail(context(), job_id, exc.code, exc.message, dispatch())
     except Unavailable as exc:  # an outage outlasted the retries: the reconciler resumes the job
         log.warning("job %s left for the reconciler: %s", job_id, exc.message)
         job_metrics.starts.labels("deferred").inc()
         return False
     except DocvlError as exc:
         log.exception("job %s failed", job_id)
-        pipeline.fail(context(), job_id, exc.code, f"the pipeline failed: {exc.message}", notify)
+        fail(context(), job_id, exc.code, f"the pipeline failed: {exc.message}", dispatch())
     except Exception as exc:  # a bug: fail this job once, rather than start it again and again
         log.exception("job %s failed", job_id)
-        pipeline.fail(context(), job_id, "internal", f"the pipeline failed: {type(exc).__name__}", notify)
+        fail(context(), job_id, "internal", f"the pipeline failed: {type(exc).__name__}", dispatch())
     job_metrics.starts.labels("failed").inc()
     return False
 
@@ -194,7 +166,7 @@ def run_claimed() -> int:
             with context().db.transaction() as tx:
                 lifecycle.release_claims(tx, job_ids)
             return total
-    request_starts(celery())  # more are waiting: let another request (maybe another runner) go on
+    dispatch().start_jobs()  # more are waiting: let another request (maybe another runner) go on
     return total
 
 
@@ -214,14 +186,10 @@ def lifecycle_limits() -> lifecycle.Limits:
 
 @flow(name="reconcile", persist_result=False, log_prints=False)
 def reconcile() -> dict[str, int]:
-    """Re-drive every job whose next step is overdue (see docvl.reconciler); returns the counts."""
-    drivers = reconciler.Drivers(
-        request_starts=lambda n: request_starts(celery(), n),
-        send=send,
-        notify=notify,
-        revoke=revoke_page_tasks,
+    """Re-drive every job whose next step is overdue (see docvl.jobs.reconciler); returns the counts."""
+    counts = reconciler.reconcile(
+        context(), lifecycle_limits(), dispatch(), start_batch=settings().start_batch
     )
-    counts = reconciler.reconcile(context(), lifecycle_limits(), drivers, start_batch=settings().start_batch)
     get_run_logger().info("reconciled: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return counts
 
@@ -240,16 +208,16 @@ def model_identity() -> tuple[str, str]:
 @retried
 def take_in(bucket: str, key: str, tasks: list[str], identity: tuple[str, str]) -> uuid.UUID | None:
     """A job for the object unless one exists for the same content, tasks, model and prompt; None if so."""
-    return pipeline.take_in(context(), sweep_source(bucket), key, sweep_request(tasks, identity))
+    return sweep.take_in(context(), sweep_source(bucket), key, sweep_request(tasks, identity))
 
 
 def sweep_source(bucket: str) -> ObjectStore:
     return open_bucket(settings(), bucket, context().store)
 
 
-def sweep_request(tasks: list[str], identity: tuple[str, str]) -> pipeline.SweepRequest:
+def sweep_request(tasks: list[str], identity: tuple[str, str]) -> sweep.SweepRequest:
     s = settings()
-    return pipeline.SweepRequest(
+    return sweep.SweepRequest(
         owner=s.sweep_owner,
         tasks=[TaskKind.parse(t) for t in tasks],
         priority=s.sweep_priority,
@@ -276,7 +244,7 @@ def sweep_bucket(bucket: str | None = None, prefix: str | None = None, tasks: li
         if s.sweep_start == "inline":
             start_one(job_id)
     if started and s.sweep_start == "runner":
-        request_starts(celery())
+        dispatch().start_jobs()
     return started
 
 

@@ -7,10 +7,12 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from docvl.settings import CoreSettings, split_list
+from docvl.settings import CeleryWorkerSettings, split_list
 
 
-class FlowSettings(CoreSettings):
+class FlowSettings(CeleryWorkerSettings):
+    """The flow runner's and the job runner's (both run the flows)."""
+
     model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="ignore")
 
     flows_metrics_port: int = Field(

@@ -19,7 +19,7 @@ from docvl.client import ApiError, Client
 from docvl.errors import DocvlError
 from docvl.eval.manifest import Item, LabelledSet, is_pdf
 from docvl.job_status import JobStatus
-from docvl.views import PageResult
+from docvl.jobs.views import PageResult
 
 RETRY_STATUSES = {0, 429, 502, 503, 504}
 

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from docvl.client import Client
-from docvl.views import JobView
+from docvl.jobs.views import JobView
 
 SAMPLES = [
     ("page.pdf", ["ocr"], None),

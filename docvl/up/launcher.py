@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from docvl.broker.celery_app import JOBS_QUEUE, QUEUES, WEBHOOK_QUEUE
 from docvl.db import api_keys, migrate
 from docvl.db.database import Database
 from docvl.errors import DocvlError
@@ -22,7 +23,6 @@ from docvl.probes import grpc_serving
 from docvl.up import embedded
 from docvl.up.settings import UpSettings
 from docvl.up.supervisor import StartFailed, Supervisor, log_contains
-from services.worker.celery_app import JOBS_QUEUE, QUEUES, WEBHOOK_QUEUE
 
 HOST = "127.0.0.1"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, a stop, a closed terminal

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from docvl.inference.types import InferenceRequest, InferenceResult
 from docvl.postprocess import Artifact, artifact
 from docvl.verify.verifier import PageInput, Verdict, Verifier
-from model_worker.types import InferenceRequest, InferenceResult
 
 log = logging.getLogger(__name__)
 Generate = Callable[[InferenceRequest], InferenceResult]

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from docvl.errors import DocvlError, Unavailable
+from docvl.inference import mapping
 from docvl.status_codes import grpc_code
 from docvl.v1 import inference_pb2 as pb
 from docvl.v1 import inference_pb2_grpc as pb_grpc
 from model_worker.prompts import PROMPT_TEMPLATE_VERSION
 from model_worker.settings import ModelWorkerSettings
-from model_worker.transport import mapping
 
 if TYPE_CHECKING:  # the service imports torch, which the server loads only after it is listening
     from model_worker.service import InferenceService

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from docvl.db.database import Database
-from docvl.job_service import JobService
+from docvl.jobs.service import JobService
 from docvl.observability import tracing
 from docvl.observability.metrics.api import RequestMetrics
 from services.api import console, errors

@@ -20,11 +20,11 @@ from starlette.datastructures import UploadFile
 
 from docvl.db.api_keys import Caller
 from docvl.errors import InvalidInput
-from docvl.intake import parse_request
-from docvl.job_service import JobService
 from docvl.job_status import JobStatus
+from docvl.jobs.intake import parse_request
+from docvl.jobs.service import JobService
+from docvl.jobs.views import ErrorBody, JobPage, JobView, ResultView
 from docvl.tasks import TaskKind
-from docvl.views import ErrorBody, JobPage, JobView, ResultView
 from services.api.settings import ApiSettings
 from services.frontdoor.wiring import readiness
 

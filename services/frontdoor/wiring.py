@@ -1,6 +1,6 @@
-"""The JobService of a front door, wired to the real engines: Celery carries start requests to the job
-runners, revokes page tasks and delivers webhooks. Also the readiness check of the front doors'
-dependencies."""
+"""The JobService of a front door, wired to the real engines: Celery (the dispatch port) carries start
+requests to the job runners, revokes page tasks and queues webhooks. Also the readiness check of the front
+doors' dependencies."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from functools import partial
 import httpx
 import redis
 
+from docvl.broker.dispatch import CeleryDispatch
 from docvl.db.database import Database
 from docvl.db.notifications import EventNotifier
 from docvl.errors import InvalidInput
-from docvl.intake import Limits
-from docvl.job_service import Hooks, JobService
+from docvl.jobs.intake import Limits
+from docvl.jobs.service import JobService
 from docvl.office import office_off
 from docvl.settings import FrontDoorSettings
 from docvl.storage import open_store
 from docvl.storage.factory import open_bucket
-from services.worker.celery_app import make_celery, queue_webhook, request_starts
 
 
 def limits(settings: FrontDoorSettings) -> Limits:
@@ -41,20 +41,11 @@ def limits(settings: FrontDoorSettings) -> Limits:
 def job_service(settings: FrontDoorSettings, db: Database | None = None) -> JobService:
     store = open_store(settings)
     store.ensure_ready()  # the bucket or directory, made when missing
-    celery = make_celery(settings.redis_url)
-
-    def revoke(ids: list[str]) -> None:
-        celery.control.revoke(ids)
-
-    def start(_: uuid.UUID) -> None:
-        request_starts(celery)
-
-    hooks = Hooks(start=start, revoke=revoke, notify=partial(queue_webhook, celery))
     return JobService(
         db or Database(settings.database_url),
         store,
         limits(settings),
-        hooks,
+        CeleryDispatch.connect(settings.redis_url),
         source_store=partial(open_bucket, settings, own=store),
         presign_expiry_s=settings.presign_expiry_s,
         spool_dir=settings.spool_dir,

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from docvl.errors import InvalidInput
-from docvl.intake import JobRequest, Limits, parse_request
 from docvl.job_status import JobStatus
+from docvl.jobs.intake import JobRequest, Limits, parse_request
+from docvl.jobs.views import ErrorInfo, EventView, JobPage, JobView, PageResult, ResultView
 from docvl.v1 import jobs_pb2 as pb
 from docvl.verify.report import Attempt, TaskSummary, Verdict, Verification
-from docvl.views import ErrorInfo, EventView, JobPage, JobView, PageResult, ResultView
 
 DEFAULT_PAGE_SIZE = 50
 

@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from docvl.db.database import Database
 from docvl.errors import Unavailable
-from docvl.job_service import JobService
+from docvl.jobs.service import JobService
 from docvl.observability import metrics, tracing
 from docvl.observability.metrics.gateway import CallMetrics
 from docvl.v1 import jobs_pb2 as pb

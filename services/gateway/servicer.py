@@ -13,7 +13,7 @@ import grpc
 
 from docvl.db.api_keys import Caller
 from docvl.errors import DocvlError, ResourceExhausted, TooManySubmissions, Unavailable
-from docvl.job_service import JobService
+from docvl.jobs.service import JobService
 from docvl.status_codes import grpc_code
 from docvl.v1 import jobs_pb2 as pb
 from docvl.v1 import jobs_pb2_grpc as pb_grpc

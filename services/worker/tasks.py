@@ -1,33 +1,37 @@
-"""The Celery task bodies: take ids, call the pipeline's service function, retry what is retryable.
+"""The page worker's Celery task bodies: take ids, call the job's stage function, retry what is retryable.
 
-Run a worker with:  celery -A services.worker.tasks worker -Q ocr,chart2code,web2html,qa
+Run a worker with:  celery -A services.worker.tasks worker -Q ocr,chart2code,web2html,qa,webhooks
+(`docvl worker` does). Start requests (the `jobs` queue) are the job runner's: workflows/runner.py.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 import uuid
 from functools import cache
 from typing import Any
 
 from celery import Task
-from celery.signals import setup_logging, worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
-from docvl import webhooks
+from docvl.broker import signals
+from docvl.broker.celery_app import PAGE_TASK, WEBHOOK_TASK, make_celery
+from docvl.broker.dispatch import CeleryDispatch
 from docvl.db.database import Database
 from docvl.errors import DocvlError, InvalidInput, Unavailable
+from docvl.inference.client import InferenceClient
+from docvl.inference.types import InferenceRequest, InferenceResult
+from docvl.jobs import webhooks
+from docvl.jobs.context import Context, PageWork
+from docvl.jobs.finish import finalize
+from docvl.jobs.pages import process_page, record_failure
 from docvl.observability import logs, tracing
 from docvl.observability.metrics import worker as worker_metrics
-from docvl.pipeline import Context, PageWork, finalize, process_page, record_failure
 from docvl.storage import open_store
 from docvl.tasks import TaskKind
 from docvl.verify.verifier import Verifier
-from model_worker.transport.client import InferenceClient
-from model_worker.types import InferenceRequest, InferenceResult
-from services.worker.celery_app import PAGE_TASK, START_TASK, WEBHOOK_TASK, make_celery, queue_webhook
 from services.worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,8 @@ app = make_celery(
     visibility_timeout_s=settings.visibility_timeout_s,
     time_limit_s=settings.task_time_limit_s,
 )
+dispatch = CeleryDispatch(app)
+signals.observe("docvl-worker", settings)
 
 
 class ModelWorkers:
@@ -69,19 +75,6 @@ def _verifier() -> Verifier:
     return Verifier()
 
 
-@setup_logging.connect
-def _logging(loglevel: int | str | None = None, **_: Any) -> None:
-    """docvl's logging instead of Celery's (in the main process and in each pool process)."""
-    logs.setup_logging("docvl-worker", loglevel)
-
-
-@worker_init.connect
-def _serve_metrics(**_: Any) -> None:
-    """In the worker's main process, before the pool forks: the pool processes' metrics, summed, on one
-    port (multiprocess mode)."""
-    worker_metrics.prepare(settings.worker_metrics_port, settings.metrics_host, settings.worker_metrics_dir)
-
-
 @worker_init.connect
 def _probe_sandbox(**_: Any) -> None:
     """At start, say whether chart code can be contained here (logged; each pool process checks again)."""
@@ -91,8 +84,7 @@ def _probe_sandbox(**_: Any) -> None:
 
 
 @worker_process_shutdown.connect
-def _pool_process_exited(pid: int | None = None, **_: Any) -> None:
-    worker_metrics.process_exited(pid or os.getpid())
+def _close_verifier(**_: Any) -> None:
     if _verifier.cache_info().currsize:
         _verifier().close()
 
@@ -101,22 +93,6 @@ def _pool_process_exited(pid: int | None = None, **_: Any) -> None:
 def _reset_after_fork(**_: Any) -> None:
     _dependencies.cache_clear()
     _verifier.cache_clear()
-    tracing.setup_tracing("docvl-worker")  # per pool process, before its connections are made
-
-
-@worker_process_shutdown.connect
-def _flush_spans(**_: Any) -> None:
-    """A pool process exits without running atexit hooks: export its last spans first."""
-    tracing.flush()
-
-
-@app.task(name=START_TASK, acks_late=False)
-def start_jobs() -> int:
-    """A start request: claim the jobs waiting to start and start them (Prefect flow runs, in this
-    process). Acknowledged on receipt: a request lost with a dying runner is asked again by the reconciler."""
-    from workflows.flows import run_claimed  # Prefect is imported only by the job runners
-
-    return run_claimed()
 
 
 @app.task(bind=True, name=PAGE_TASK, max_retries=None)
@@ -129,7 +105,7 @@ def run_page(self: Task, job_id: str, page_index: int, task: str, priority: int 
     with logs.job_context(job_id, page_index, task):
         if _run_page(self, ctx, workers, work):
             with tracing.span("docvl.finalize", job_id=job_id):
-                job = finalize(ctx, work.job_id, lambda job: queue_webhook(app, job))
+                job = finalize(ctx, work.job_id, dispatch)
             log.info("job finished: %s", job.status)
             return True
     return False

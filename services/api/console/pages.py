@@ -10,9 +10,9 @@ from typing import BinaryIO
 from docvl.db import jobs
 from docvl.db.api_keys import Caller
 from docvl.errors import NotFound
-from docvl.job_service import JobService
+from docvl.jobs.service import JobService
+from docvl.jobs.views import PageResult
 from docvl.tasks import TaskKind
-from docvl.views import PageResult
 from services.api.console import previews, render
 from services.api.console.views import RenderedJob, RenderedPage, RenderedResult
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from docvl.views import JobView, OutputFile, PageResult
+from docvl.jobs.views import JobView, OutputFile, PageResult
 
 
 class RenderedResult(PageResult):

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import builtins
 import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
-from docvl import pipeline
 from docvl.db import api_keys, jobs
 from docvl.db.api_keys import Caller
 from docvl.db.database import Database
@@ -33,23 +30,16 @@ from docvl.errors import (
     Unauthenticated,
     Unavailable,
 )
-from docvl.intake import JobRequest, Limits, Spooled, parse_source, spooled
 from docvl.job_status import JobStatus
+from docvl.jobs import finish
+from docvl.jobs.context import Context
+from docvl.jobs.dispatch import Dispatch
+from docvl.jobs.intake import JobRequest, Limits, Spooled, parse_source, spooled
+from docvl.jobs.views import EventView, JobPage, JobView, OutputFile, PageResult, ResultView
 from docvl.observability import logs, tracing
 from docvl.storage import ObjectStore
-from docvl.views import EventView, JobPage, JobView, OutputFile, PageResult, ResultView
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Hooks:
-    """What the front doors do beyond the job record: ask the job runners to start a job, revoke its page
-    tasks, and queue the webhook of a job that has ended."""
-
-    start: Callable[[uuid.UUID], None]
-    revoke: Callable[[list[str]], None]
-    notify: Callable[[uuid.UUID], None]
 
 
 class JobService:
@@ -58,7 +48,7 @@ class JobService:
         db: Database,
         store: ObjectStore,
         limits: Limits,
-        hooks: Hooks,
+        dispatch: Dispatch,
         *,
         source_store: Callable[[str], ObjectStore],
         presign_expiry_s: int = 3600,
@@ -68,7 +58,7 @@ class JobService:
         self.db = db
         self.store = store
         self.limits = limits
-        self.hooks = hooks
+        self.dispatch = dispatch
         self.source_store = source_store
         self.presign_expiry_s = presign_expiry_s
         self.spool_dir = spool_dir
@@ -194,7 +184,7 @@ class JobService:
         """Ask for the job to be started, best effort: the job is committed, and one whose request is lost
         (broker or orchestrator away) is started by the reconciler once they are back."""
         try:
-            self.hooks.start(job_id)
+            self.dispatch.start_jobs()
         except Exception:  # whatever the broker's client raises, the committed job stands
             log.warning("could not ask for job %s to start; the reconciler will", job_id, exc_info=True)
 
@@ -220,9 +210,6 @@ class JobService:
             for task, keys in outputs.items()
         }
         return ResultView.of(view, files, pages)
-
-    def _link(self, key: str) -> str:
-        return self.store.presigned_get(key, self.presign_expiry_s)
 
     def open_output(self, caller: Caller, job_id: uuid.UUID, name: str) -> AbstractContextManager[BinaryIO]:
         """A stream of one of the job's document-level output files, by its file name."""
@@ -290,22 +277,8 @@ class JobService:
     def cancel(self, caller: Caller, job_id: uuid.UUID) -> JobView:
         """Cancel the job (its queued page tasks are revoked, its flow stops); a finished job is returned
         unchanged."""
-        ctx = pipeline.Context(self.db, self.store)
-        outcome = pipeline.cancel(ctx, job_id, self._revoke_quietly, owner=caller.owner)
-        if outcome.changed:
-            try:
-                pipeline.notify_end(ctx, job_id, self.hooks.notify)
-            except Exception:  # the job is cancelled either way (committed); the reconciler notifies later
-                log.exception("could not queue the webhook of cancelled job %s", job_id)
+        finish.cancel(Context(self.db, self.store), job_id, self.dispatch, owner=caller.owner)
         return self.get(caller, job_id)
-
-    def _revoke_quietly(self, ids: builtins.list[str]) -> None:
-        """Revoke queued page tasks. If the broker is down they stay queued, and each finds its job
-        cancelled when it runs and does nothing."""
-        try:
-            self.hooks.revoke(ids)
-        except Exception:
-            log.exception("could not revoke %d page tasks; they will find their job cancelled", len(ids))
 
 
 def _output_keys(outputs: dict[str, Any]) -> dict[str, list[str]]:

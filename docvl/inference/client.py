@@ -12,11 +12,11 @@ from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from docvl.errors import DocvlError, Unavailable
+from docvl.inference import mapping
+from docvl.inference.types import InferenceRequest, InferenceResult
 from docvl.status_codes import error_from_grpc
 from docvl.v1 import inference_pb2 as pb
 from docvl.v1 import inference_pb2_grpc as pb_grpc
-from model_worker.transport import mapping
-from model_worker.types import InferenceRequest, InferenceResult
 
 DEFAULT_MESSAGE_LIMIT = 256 * 1024 * 1024
 

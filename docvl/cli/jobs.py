@@ -7,20 +7,20 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
+from docvl.cli.errors import call, say_error
 from docvl.client import Client
 from docvl.errors import DocvlError, InvalidInput
 from docvl.job_status import JobStatus
+from docvl.jobs.views import JobView, PageResult, ResultView
 from docvl.tasks import TaskKind
 from docvl.verify.report import describe, describe_summary
-from docvl.views import JobView, PageResult, ResultView
 
 ApiUrl = Annotated[
     str | None,
@@ -152,7 +152,7 @@ def submit(
                 )
             except DocvlError as exc:
                 ok = False
-                _error(exc, f"{name}: ")
+                say_error(exc, f"{name}: ")
                 if exc.code in _STOP_CODES:
                     break
                 continue
@@ -165,7 +165,7 @@ def submit(
         for name, outcome in outcomes:
             if outcome.error is not None:
                 ok = False
-                _error(outcome.error, f"{outcome.job.id}: ")
+                say_error(outcome.error, f"{outcome.job.id}: ")
                 continue
             job = outcome.job
             ok = ok and job.status is JobStatus.SUCCEEDED
@@ -180,7 +180,7 @@ def submit(
                     saved = _save(client, job.id, out)
                 except DocvlError as exc:
                     ok = False
-                    _error(exc, f"{job.id}: ")
+                    say_error(exc, f"{job.id}: ")
                 else:
                     typer.echo(f"{job.id}: saved {len(saved)} files in {saved[0].parent}", err=True)
     raise typer.Exit(0 if ok else 1)
@@ -273,7 +273,7 @@ def status(job_id: JobIdArg, as_json: AsJson = False, api_url: ApiUrl = None, ap
     """Print a job's status, progress, times and error."""
     parsed = _job_id(job_id)
     with Client(api_url, api_key) as client:
-        job = _call(lambda: client.get(parsed))
+        job = call(lambda: client.get(parsed))
     if as_json:
         typer.echo(job.model_dump_json(indent=2))
         return
@@ -313,10 +313,10 @@ def result(
     parsed = _job_id(job_id)
     with Client(api_url, api_key) as client:
         if out is not None:
-            for path in _call(lambda: _save(client, parsed, out)):
+            for path in call(lambda: _save(client, parsed, out)):
                 typer.echo(str(path))
             return
-        view = _call(lambda: client.result(parsed))
+        view = call(lambda: client.result(parsed))
         if as_json:
             typer.echo(view.model_dump_json(indent=2))
             return
@@ -328,7 +328,7 @@ def result(
                 typer.echo(describe_summary(view.summary[str(task)]))
             document = _document_md(view, task)
             if document is not None:
-                text = _call(partial(client.read_output, parsed, document))
+                text = call(partial(client.read_output, parsed, document))
                 typer.echo(text.decode("utf-8", errors="replace").rstrip("\n"))
                 continue
             pages = [p for p in view.pages if p.task == task]
@@ -361,7 +361,7 @@ def cancel(job_id: JobIdArg, as_json: AsJson = False, api_url: ApiUrl = None, ap
     """Cancel a job (its queued pages are dropped) and print `<job id> <status>`."""
     parsed = _job_id(job_id)
     with Client(api_url, api_key) as client:
-        job = _call(lambda: client.cancel(parsed))
+        job = call(lambda: client.cancel(parsed))
     typer.echo(job.model_dump_json(indent=2) if as_json else f"{job.id} {job.status}")
 
 
@@ -383,7 +383,7 @@ def list_jobs(
                     break
             return found
 
-        found = _call(fetch)
+        found = call(fetch)
     if as_json:
         typer.echo(json.dumps([json.loads(j.model_dump_json()) for j in found], indent=2))
         return
@@ -426,19 +426,3 @@ def _job_id(value: str) -> uuid.UUID:
         return uuid.UUID(value.strip())
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a job id (a UUID)", param_hint="ID") from None
-
-
-def _call(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except DocvlError as exc:
-        _fail(exc)
-
-
-def _error(exc: DocvlError, prefix: str = "") -> None:
-    typer.echo(f"error ({exc.code}): {prefix}{exc.message}", err=True)
-
-
-def _fail(exc: DocvlError) -> NoReturn:
-    _error(exc)
-    raise typer.Exit(1)

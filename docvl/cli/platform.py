@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
+from docvl.cli.errors import fail, usage
 from docvl.db import api_keys
 from docvl.db.database import Database
 from docvl.errors import DocvlError
@@ -99,7 +100,7 @@ def keys_create(
             created = api_keys.create_key(s, owner, name)
             key_id = created.key.id
     except DocvlError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(created.secret)
     typer.echo(f"key {key_id} for owner {owner.strip()!r} created; it is not shown again", err=True)
 
@@ -111,14 +112,13 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (docvl 
     try:
         parsed = uuid.UUID(key_id)
     except ValueError:
-        typer.echo(f"error: {key_id!r} is not a key id (a UUID; see docvl keys list)", err=True)
-        raise typer.Exit(2) from None
+        usage(f"{key_id!r} is not a key id (a UUID; see docvl keys list)")
     try:
         with db.transaction() as s:
             key = api_keys.revoke(s, parsed)
             typer.echo(f"key {key.id} ({key.prefix}…, owner {key.owner!r}) revoked at {key.revoked_at}")
     except DocvlError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @keys_app.command("list")
@@ -135,7 +135,7 @@ def keys_list(owner: Annotated[str | None, typer.Option(help="Only this owner's 
                     f"created={key.created_at:%Y-%m-%d %H:%M}  last-used={used}  {revoked}"
                 )
     except DocvlError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @keys_app.command("webhook-secret")
@@ -148,9 +148,4 @@ def keys_webhook_secret(
         with db.transaction() as s:
             typer.echo(api_keys.webhook_secret(s, owner.strip()))
     except DocvlError as exc:
-        _fail(exc)
-
-
-def _fail(exc: DocvlError) -> NoReturn:
-    typer.echo(f"error ({exc.code}): {exc.message}", err=True)
-    raise typer.Exit(1)
+        fail(exc)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import uuid
 
 from docvl.errors import InvalidInput
-from docvl.tasks import TaskKind
-from docvl.v1 import inference_pb2 as pb
-from model_worker.types import (
+from docvl.inference.types import (
     FinishReason,
     GenerationParams,
     InferenceRequest,
@@ -16,6 +14,8 @@ from model_worker.types import (
     Timings,
     WorkerStats,
 )
+from docvl.tasks import TaskKind
+from docvl.v1 import inference_pb2 as pb
 
 TASK_TO_PB: dict[TaskKind, int] = {
     TaskKind.OCR: pb.TASK_KIND_OCR,

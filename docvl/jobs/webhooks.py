@@ -21,7 +21,7 @@ import httpx
 from docvl.db import api_keys, jobs
 from docvl.db.database import Database
 from docvl.errors import InvalidInput, Unavailable
-from docvl.views import JobView
+from docvl.jobs.views import JobView
 
 SIGNATURE_HEADER = "X-Docvl-Signature"
 EVENT_HEADER = "X-Docvl-Event"

@@ -1,8 +1,8 @@
-"""The one Celery app: Redis broker, one queue per task kind, priorities, late acknowledgement."""
+"""The Celery app every deployable makes: Redis broker, one queue per task kind, priorities, late
+acknowledgement; the task and queue names (stable strings: work already queued survives a deploy)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -61,24 +61,3 @@ def broker_errors() -> Iterator[None]:
 def celery_priority(job_priority: int) -> int:
     """Job priority 0..9, higher first; Redis serves lower numbers first."""
     return 9 - max(0, min(9, job_priority))
-
-
-def request_starts(app: Celery, count: int = 1) -> None:
-    """Ask the job runners to claim and start unstarted jobs. The message names no job: whichever runner
-    takes it claims what is waiting (FOR UPDATE SKIP LOCKED), so a lost or doubled request costs nothing
-    but a delay (the reconciler asks again) or a query. Fails fast when the broker is down."""
-    with broker_errors():
-        for _ in range(count):
-            app.send_task(
-                START_TASK,
-                queue=JOBS_QUEUE,
-                priority=0,
-                retry=True,
-                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
-            )
-
-
-def queue_webhook(app: Celery, job_id: uuid.UUID) -> None:
-    """Queue the delivery of the job's end webhook (the task itself finds out whether one is wanted)."""
-    with broker_errors():
-        app.send_task(WEBHOOK_TASK, args=[str(job_id)], queue=WEBHOOK_QUEUE, task_id=f"webhook:{job_id}")

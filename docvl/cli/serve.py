@@ -1,4 +1,4 @@
-"""The `docvl` command."""
+"""`docvl`'s process commands: worker, flows, model-worker, gateway, model, db, infer."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from docvl.cli.errors import fail, usage
 from docvl.errors import DocvlError
 
 app = typer.Typer(help="docvl: document understanding with DeepSeek-VL.", no_args_is_help=True)
@@ -49,7 +50,7 @@ def flows_sweep(
     try:
         typer.echo(f"started {sweep_bucket(bucket, prefix, task)} jobs")
     except DocvlError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command("worker")
@@ -72,12 +73,20 @@ def worker(
     queue the job runner (start requests: claim jobs, render and dispatch them in Prefect flow runs)."""
     if metrics_port is not None:  # read by the worker's settings, made when its tasks are imported
         os.environ["DOCVL_WORKER_METRICS_PORT"] = str(metrics_port)
-    from services.worker.celery_app import ALL_QUEUES, JOBS_QUEUE
-    from services.worker.tasks import app as celery_app
+    from docvl.broker.celery_app import ALL_QUEUES, JOBS_QUEUE
 
     queues = ",".join(queue or ALL_QUEUES)
     # Its logs and traces say which part of the pipeline it is (OTEL_SERVICE_NAME overrides).
     os.environ.setdefault("OTEL_SERVICE_NAME", "docvl-job-runner" if queues == JOBS_QUEUE else "docvl-worker")
+    if queues == JOBS_QUEUE:
+        from workflows.runner import app as celery_app
+    else:
+        from services.worker.tasks import app as celery_app
+
+        if JOBS_QUEUE in queues.split(","):
+            from workflows.runner import register
+
+            register(celery_app)
     celery_app.worker_main(
         ["worker", "-Q", queues, "-c", str(concurrency), "-l", log_level, "--without-gossip"]
     )
@@ -97,11 +106,6 @@ def _observe(service: str, level: str) -> None:
 
     logs.setup_logging(service, level)
     tracing.setup_tracing(service)
-
-
-def _fail(error: DocvlError) -> None:
-    typer.echo(f"error ({error.code}): {error.message}", err=True)
-    raise typer.Exit(2)
 
 
 @model_app.command("build-tiny")
@@ -125,13 +129,13 @@ def model_info(
     target: Annotated[str, typer.Option(help="Model worker HOST:PORT.")] = "127.0.0.1:50061",
 ) -> None:
     """Print the model worker's model, limits and counters as JSON."""
-    from model_worker.transport.client import InferenceClient
+    from docvl.inference.client import InferenceClient
 
     with InferenceClient(target) as client:
         try:
             typer.echo(json.dumps(client.model_info(), indent=2))
         except DocvlError as exc:
-            _fail(exc)
+            fail(exc)
 
 
 def _database() -> Any:
@@ -154,7 +158,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
         migrate.upgrade(database, revision)
         typer.echo(f"database at revision {migrate.current_revision(database)}")
     except DocvlError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @db_app.command("downgrade")
@@ -169,7 +173,7 @@ def db_downgrade(
         migrate.downgrade(database, revision)
         typer.echo(f"database at revision {migrate.current_revision(database)}")
     except DocvlError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @db_app.command("current")
@@ -180,7 +184,7 @@ def db_current() -> None:
     try:
         typer.echo(f"database: {migrate.current_revision(_database())}\ncode head: {migrate.head_revision()}")
     except DocvlError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command("model-worker")
@@ -214,12 +218,11 @@ def model_worker(
     try:
         settings = ModelWorkerSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        typer.echo(f"invalid model worker settings:\n{exc}", err=True)
-        raise typer.Exit(2) from None
+        usage(f"invalid model worker settings:\n{exc}")
     try:
         asyncio.run(serve(settings))
     except DocvlError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command("gateway")
@@ -240,14 +243,13 @@ def gateway(
     try:
         settings = GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        typer.echo(f"invalid gateway settings:\n{exc}", err=True)
-        raise typer.Exit(2) from None
+        usage(f"invalid gateway settings:\n{exc}")
     try:
         database = Database(settings.database_url)
         database.wait_until_reachable(settings.database_wait_s)
         serve(settings, database)
     except DocvlError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command("infer")
@@ -266,9 +268,9 @@ def infer(
     timeout: Annotated[float, typer.Option(help="Seconds before giving up.")] = 600.0,
 ) -> None:
     """Send images to a model worker and print its answer."""
+    from docvl.inference.client import InferenceClient
+    from docvl.inference.types import GenerationParams, InferenceRequest, InferenceResult
     from docvl.tasks import TaskKind
-    from model_worker.transport.client import InferenceClient
-    from model_worker.types import GenerationParams, InferenceRequest, InferenceResult
 
     try:
         for path in image:
@@ -296,21 +298,10 @@ def infer(
             else:
                 result = client.generate(request, timeout=timeout)
     except DocvlError as exc:
-        _fail(exc)
-        return
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(result), indent=2))
     elif not stream:
         typer.echo(result.text)
     else:
         typer.echo("")
-
-
-def main() -> None:
-    from docvl import cli_jobs, cli_platform
-    from docvl.eval import cli as cli_eval
-
-    cli_platform.register(app)
-    cli_jobs.register(app)
-    cli_eval.register(app)
-    app()

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from docvl.cli.errors import usage
 from docvl.errors import DocvlError
 
 eval_app = typer.Typer(
@@ -24,11 +25,6 @@ eval_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(eval_app, name="eval")
-
-
-def _usage(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 @eval_app.callback()
@@ -68,9 +64,9 @@ def evaluate(
     if ctx.invoked_subcommand is not None:
         return
     if set_dir is None or out is None:
-        raise _usage("docvl eval needs --set DIR and --out FILE (see docvl eval --help)")
+        usage("docvl eval needs --set DIR and --out FILE (see docvl eval --help)")
     if out.suffix == ".json":
-        raise _usage(f"--out {out}: name the Markdown report (e.g. report.md); the JSON goes beside it")
+        usage(f"--out {out}: name the Markdown report (e.g. report.md); the JSON goes beside it")
     from docvl.client import Client
     from docvl.eval import report
     from docvl.eval.manifest import load_set
@@ -79,7 +75,7 @@ def evaluate(
     try:
         labelled = load_set(set_dir)
     except DocvlError as exc:
-        raise _usage(exc.message) from None
+        usage(exc.message)
     total = len(labelled.items)
     done = 0
 
@@ -122,13 +118,13 @@ def convert(
 
     converter = CONVERTERS.get(source.lower())
     if converter is None:
-        raise _usage(f"--from {source}: use one of {', '.join(CONVERTERS)}")
+        usage(f"--from {source}: use one of {', '.join(CONVERTERS)}")
     if not src.is_dir():
-        raise _usage(f"{src} is not a directory")
+        usage(f"{src} is not a directory")
     try:
         result = converter(src, dest)
     except ConversionError as exc:
-        raise _usage(exc.message) from None
+        usage(exc.message)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(f"wrote {result.items} items to {result.manifest}")

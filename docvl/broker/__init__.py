@@ -1,0 +1,1 @@
+"""Celery on Redis: the app (celery_app) and the dispatch port's implementation (dispatch)."""

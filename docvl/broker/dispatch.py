@@ -1,0 +1,67 @@
+"""The dispatch port on Celery: every deployable that hands work to the queue uses this one class."""
+
+from __future__ import annotations
+
+import uuid
+
+from celery import Celery
+
+from docvl.broker.celery_app import (
+    JOBS_QUEUE,
+    PAGE_TASK,
+    START_TASK,
+    WEBHOOK_QUEUE,
+    WEBHOOK_TASK,
+    broker_errors,
+    celery_priority,
+    make_celery,
+)
+from docvl.jobs.context import PageWork
+
+
+class CeleryDispatch:
+    """Sends by task name only: the sender imports no task code."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    @classmethod
+    def connect(cls, redis_url: str) -> CeleryDispatch:
+        return cls(make_celery(redis_url))
+
+    def start_jobs(self, count: int = 1) -> None:
+        """The message names no job: whichever runner takes it claims what is waiting (FOR UPDATE SKIP
+        LOCKED), so a lost or doubled request costs nothing but a delay (the reconciler asks again) or a
+        query. Fails fast when the broker is down."""
+        with broker_errors():
+            for _ in range(count):
+                self.app.send_task(
+                    START_TASK,
+                    queue=JOBS_QUEUE,
+                    priority=0,
+                    retry=True,
+                    retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+                )
+
+    def send_pages(self, work: list[PageWork]) -> None:
+        with broker_errors():
+            for item in work:
+                self.app.send_task(
+                    PAGE_TASK,
+                    args=[str(item.job_id), item.page_index, item.task.value, item.priority],
+                    queue=item.task.value,
+                    priority=celery_priority(item.priority),
+                    task_id=item.id,
+                )
+
+    def revoke(self, ids: list[str]) -> None:
+        with broker_errors():
+            self.app.control.revoke(ids)
+
+    def queue_webhook(self, job_id: uuid.UUID) -> None:
+        """The webhook task itself finds out whether one is wanted; its id makes a second queueing
+        harmless."""
+        with broker_errors():
+            self.app.send_task(
+                WEBHOOK_TASK, args=[str(job_id)], queue=WEBHOOK_QUEUE, task_id=f"webhook:{job_id}"
+            )

@@ -1,0 +1,113 @@
+"""One page through one task (the page task's body): the model worker, post-processing and verification,
+and the result written exactly once; the write that completes the job takes its finalisation."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from docvl.db import jobs, lifecycle
+from docvl.errors import DocvlError
+from docvl.inference.types import GenerationParams, InferenceRequest, InferenceResult
+from docvl.jobs.context import Context, PageWork
+from docvl.observability import tracing
+from docvl.observability.metrics import worker as worker_metrics
+from docvl.tasks import TaskKind
+from docvl.verify.attempts import PageInput, generate_checked
+from docvl.verify.verifier import Verifier
+
+log = logging.getLogger(__name__)
+
+
+def process_page(
+    ctx: Context,
+    generate: Callable[[InferenceRequest], InferenceResult],
+    work: PageWork,
+    *,
+    max_new_tokens: int,
+    attempt: int,
+    verifier: Verifier | None = None,
+) -> bool:
+    """Run one page through the model, check its output with `verifier` (generating it again when the
+    check fails, see docvl.verify.attempts), and record its result. Returns True when this write completed
+    the job: the caller then finalises it. Nothing is done when the job has finished or was cancelled, or
+    the result exists. Model worker and storage errors propagate: the caller retries them or, when final,
+    records them with `record_failure`."""
+    with ctx.db.transaction() as s:
+        page = jobs.page_to_run(s, work.job_id, work.page_index, work.task)
+    if page is None:
+        worker_metrics.page_tasks.labels(work.task.value, "skipped").inc()
+        return False
+    image = ctx.store.get(page.image_key)
+    request = InferenceRequest(
+        task=work.task,
+        images=[image],
+        question=page.question,
+        params=GenerationParams(max_new_tokens=max_new_tokens),
+        request_id=work.id,
+    )
+    checked = generate_checked(generate, request, PageInput(image, page.text_layer), verifier)
+    result, made = checked.result, checked.made
+    log.info(
+        "page %d %s: %d tokens generated (%.0f ms queued, %.0f ms inference)",
+        work.page_index,
+        work.task.value,
+        result.generated_tokens,
+        result.timings.queued_ms,
+        result.timings.inference_ms,
+    )
+    completed = _record(
+        ctx,
+        work,
+        attempt,
+        output_text=made.text,
+        output_valid=made.valid,
+        output_problem=made.problem,
+        prompt_tokens=result.prompt_tokens,
+        image_tokens=result.image_tokens,
+        generated_tokens=result.generated_tokens,
+        queued_ms=result.timings.queued_ms,
+        preprocessing_ms=result.timings.preprocessing_ms,
+        inference_ms=result.timings.inference_ms,
+        model_id=result.model_id,
+        model_revision=result.model_revision,
+        prompt_template_version=result.prompt_template_version,
+        verification=checked.verification,
+    )
+    worker_metrics.page_tasks.labels(work.task.value, "succeeded").inc()
+    return completed
+
+
+def record_failure(ctx: Context, work: PageWork, error: DocvlError, attempt: int) -> bool:
+    completed = _record(ctx, work, attempt, error_code=error.code, error_message=error.message)
+    worker_metrics.page_tasks.labels(work.task.value, "failed").inc()
+    return completed
+
+
+def _record(ctx: Context, work: PageWork, attempt: int, **outcome: Any) -> bool:
+    """Write the page's result for its task once (see jobs.record_result); True when that write completed
+    the job and took its finalisation, in the same transaction (so exactly one writer does)."""
+    result = jobs.NewResult(work.job_id, work.page_index, work.task, attempts=attempt, **outcome)
+    with tracing.span("docvl.page.write"), ctx.db.transaction() as s:
+        return jobs.record_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
+
+
+def unfinished_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:
+    """The (page, task) pairs of the job's registered pages that have no result yet."""
+    with ctx.db.transaction() as s:
+        return unfinished_in(s, job_id)
+
+
+def unfinished_in(s: Session, job_id: uuid.UUID) -> list[PageWork]:
+    job = jobs.get_job(s, job_id)
+    done = {(r.page_index, r.task) for r in jobs.results(s, job_id)}
+    return [
+        PageWork(job_id, page.index, TaskKind(task), job.priority)
+        for page in jobs.pages(s, job_id)
+        for task in job.tasks
+        if (page.index, task) not in done
+    ]

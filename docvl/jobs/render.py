@@ -1,0 +1,189 @@
+"""Render: start the job, store its pages as images, and dispatch their page work a few pages at a time
+while the rest still renders. Re-running it resumes where an earlier run stopped."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from docvl.db import jobs, lifecycle
+from docvl.db.models import Job
+from docvl.documents import PDF, DocumentTooLarge, open_document
+from docvl.job_status import JobStatus
+from docvl.jobs.context import Context, PageWork
+from docvl.jobs.dispatch import Dispatch
+from docvl.jobs.pages import unfinished_in
+from docvl.office import EXTENSIONS as OFFICE_EXTENSIONS
+from docvl.office import ConversionFailed
+from docvl.page_ranges import PageRanges
+from docvl.storage.base import page_key
+from docvl.tasks import TaskKind
+
+log = logging.getLogger(__name__)
+PAGES_PER_WRITE = 4  # pages registered and dispatched together while rendering
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    max_pages: int
+    dpi: int
+    max_pixels: int = 40_000_000
+    max_side: int | None = None
+    max_bytes: int | None = None
+
+
+class JobEnded(Exception):
+    """The job finished (was cancelled) while a step worked on it: the step stops."""
+
+
+def _start(s: Session, job_id: uuid.UUID) -> Job | None:
+    """The job, now running; None when it has already finished (cancelled meanwhile)."""
+    job = jobs.get_job(s, job_id, lock=True)
+    if JobStatus(job.status).finished:
+        return None
+    return jobs.transition(s, job_id, JobStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a render needs to know of its job, read once."""
+
+    object_key: str
+    size_bytes: int
+    document_id: uuid.UUID
+    media_type: str
+    converted_key: str | None
+    pages: PageRanges | None
+    tasks: list[TaskKind]
+    priority: int
+
+
+def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, dispatch: Dispatch) -> bool:
+    """Start the job, render its pages and dispatch their tasks, resuming where an earlier run stopped: the
+    pages already registered are kept and only their unfinished tasks sent again. Returns True when the
+    caller must finalise the job (its pages all finished before the render did). Raises DocumentError."""
+    with ctx.db.transaction() as s:
+        job = _start(s, job_id)
+        if job is None:
+            return False
+        registered = frozenset(p.index for p in jobs.pages(s, job_id))
+        pending = unfinished_in(s, job_id) if registered else []
+        plan = _plan(s, job)
+    log.info("job started: %d pages rendered before, %d page tasks sent again", len(registered), len(pending))
+    if pending:
+        dispatch.send_pages(pending)
+    try:
+        count = _render(ctx, job_id, plan, limits, dispatch, registered)
+    except JobEnded:
+        log.info("job ended while it rendered")
+        return False
+    log.info("job rendered: %d pages, their tasks dispatched", count)
+    with ctx.db.transaction() as s:
+        jobs.set_page_count(s, plan.document_id, count)
+        lifecycle.mark_rendered(s, job_id)
+        return lifecycle.claim_finalization(s, job_id)
+
+
+def _plan(s: Session, job: Job) -> _Plan:
+    document = jobs.document_of(s, job)
+    return _Plan(
+        object_key=document.object_key,
+        size_bytes=document.size_bytes,
+        document_id=document.id,
+        media_type=document.media_type,
+        converted_key=document.converted_key,
+        pages=PageRanges.parse(job.options["pages"]) if job.options.get("pages") else None,
+        tasks=[TaskKind(t) for t in job.tasks],
+        priority=job.priority,
+    )
+
+
+def _render(
+    ctx: Context,
+    job_id: uuid.UUID,
+    plan: _Plan,
+    limits: RenderLimits,
+    dispatch: Dispatch | None,
+    skip: frozenset[int],
+) -> int:
+    """Render the job's document into stored page images; returns the page count. Every few pages, once
+    they are registered, their work is dispatched, so inference starts while the rest still renders.
+    Pages in `skip` (registered by an earlier run) are not rendered again; re-running it stores the same
+    pages again and registers nothing twice. Raises DocumentError for bad documents, and JobEnded when the
+    job was cancelled meanwhile."""
+    if limits.max_bytes is not None and plan.size_bytes > limits.max_bytes:
+        raise DocumentTooLarge(
+            f"the document is {plan.size_bytes} bytes, over the limit of {limits.max_bytes}: split it"
+        )
+    tasks, priority = plan.tasks, plan.priority
+
+    def register(batch: list[jobs.NewPage]) -> None:
+        if batch:
+            with ctx.db.transaction() as s:
+                if jobs.add_pages(s, job_id, batch).finished:
+                    raise JobEnded(f"job {job_id} ended while it rendered")
+            if dispatch is not None:
+                dispatch.send_pages(
+                    [PageWork(job_id, p.index, task, priority) for p in batch for task in tasks]
+                )
+
+    with tempfile.TemporaryDirectory(prefix="docvl-render-") as tmp:
+        path = Path(tmp) / "document"
+        _download(ctx, plan.object_key, path)
+        if plan.media_type in OFFICE_EXTENSIONS:
+            path = _as_pdf(ctx, job_id, plan, path)
+        with open_document(
+            path,
+            max_pages=limits.max_pages,
+            dpi=limits.dpi,
+            max_pixels=limits.max_pixels,
+            max_side=limits.max_side,
+            pages=plan.pages,
+        ) as opened:
+            batch: list[jobs.NewPage] = []
+            for page in opened.pages(skip):
+                key = page_key(job_id, page.index)
+                ctx.store.put(key, page.png, content_type=page.media_type)
+                batch.append(jobs.NewPage(page.index, key, page.width, page.height, len(page.png), page.text))
+                if len(batch) == PAGES_PER_WRITE:
+                    register(batch)
+                    batch = []
+            register(batch)
+            return opened.page_count
+
+
+def _download(ctx: Context, key: str, path: Path) -> None:
+    with ctx.store.open(key) as source, path.open("wb") as out:
+        while chunk := source.read(1024 * 1024):
+            out.write(chunk)
+
+
+def _as_pdf(ctx: Context, job_id: uuid.UUID, plan: _Plan, path: Path) -> Path:
+    """An Office document's PDF: the one stored beside it by an earlier render, or converted now (and then
+    stored, and recorded on the document and as a job event). ConversionFailed says why it cannot be."""
+    pdf = path.with_name(path.name + ".pdf")
+    if plan.converted_key is not None:
+        _download(ctx, plan.converted_key, pdf)
+        return pdf
+    if ctx.converter is None:
+        raise ConversionFailed(
+            "Office documents cannot be converted here: this job runner has no LibreOffice"
+        )
+    conversion = ctx.converter.convert(path, plan.media_type)
+    key = plan.object_key + ".pdf"
+    ctx.store.put(key, conversion.pdf.read_bytes(), content_type=PDF)
+    with ctx.db.transaction() as s:
+        jobs.set_converted(s, plan.document_id, key)
+        jobs.add_event(
+            s,
+            job_id,
+            "converted",
+            {"from": plan.media_type, "pdf_key": key, "seconds": round(conversion.seconds, 3)},
+        )
+    log.info("converted job %s's %s to PDF in %.2f s", job_id, plan.media_type, conversion.seconds)
+    return conversion.pdf
