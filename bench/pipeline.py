@@ -35,7 +35,7 @@ import pypdfium2 as pdfium  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from bench.model_worker import machine, write_section  # noqa: E402
-from docvl.db import jobs, migrate  # noqa: E402
+from docvl.db import jobs, migrate, page_results  # noqa: E402
 from docvl.db.database import Database  # noqa: E402
 from docvl.db.models import JobEvent, Page  # noqa: E402
 from docvl.inference.client import InferenceClient  # noqa: E402
@@ -244,14 +244,14 @@ def run(
                     status, started, pipeline_s = run_job(db, flows, job_id)
                     between, cpu_between = served(target), cpu_by_process()
                     with db.transaction() as s:
-                        images = [store.get(p.image_key) for p in jobs.pages(s, job_id)]
+                        images = [store.get(p.image_key) for p in page_results.pages(s, job_id)]
                     cpu_direct = cpu_by_process()
                     rounds.append((pipeline_s, direct(target, images, concurrency, max_new_tokens)))
                     batches.append((mean_batch(before, between), mean_batch(between, served(target))))
                     cpu.append((cpu_spent(cpu_before, cpu_between), cpu_spent(cpu_direct, cpu_by_process())))
             stages = stage_times(db, job_id, started)
             with db.transaction() as s:
-                results = jobs.results(s, job_id)
+                results = page_results.results(s, job_id)
             overhead = flow_overhead()
         db.dispose()
     return report(
@@ -292,7 +292,7 @@ def stage_times(db: Database, job_id: uuid.UUID, started: float) -> dict[str, fl
         stored = dict(
             s.execute(select(Page.index, Page.created_at).where(Page.job_id == job_id)).tuples().all()
         )
-        results = jobs.results(s, job_id)
+        results = page_results.results(s, job_id)
     pages = list(stored.values())
     # Per page: stored → result written, and the part of it spent outside the model worker (Celery's queue,
     # loading the image, post-processing, writing the result).

@@ -23,6 +23,7 @@ class JobStatus(StrEnum):
 FINISHED = frozenset(
     {JobStatus.SUCCEEDED, JobStatus.PARTIALLY_SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 )
+UNFINISHED = frozenset(JobStatus) - FINISHED
 
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from docvl.db import jobs
+from docvl.db import jobs, page_results
 from docvl.job_status import JobStatus
 from docvl.storage.base import page_key
 from docvl.tasks import TaskKind
@@ -87,12 +87,14 @@ def stored_job(
         key = page_key(job.id, 0)
         frontdoor.store.put(key, data, content_type="image/png")
         jobs.transition(s, job.id, JobStatus.RUNNING)
-        pages = [jobs.NewPage(index, key, width, height, len(data)) for index in range(2 if running else 1)]
-        jobs.add_pages(s, job.id, pages)
+        pages = [
+            page_results.NewPage(index, key, width, height, len(data)) for index in range(2 if running else 1)
+        ]
+        page_results.add_pages(s, job.id, pages)
         for task, text in outputs.items():
-            jobs.record_result(
+            page_results.record_result(
                 s,
-                jobs.NewResult(
+                page_results.NewResult(
                     job_id=job.id,
                     page_index=0,
                     task=task,

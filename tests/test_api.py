@@ -3,20 +3,27 @@ real Postgres, Redis, moto's S3 server, Prefect flow runner, Celery worker and t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
 
 from docvl.db import api_keys, jobs
+from docvl.db.api_keys import Caller
 from docvl.job_status import JobStatus
-from docvl.jobs import webhooks
+from docvl.jobs import watch, webhooks
+from docvl.jobs.service import JobService
+from docvl.jobs.views import EventView
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from tests.helpers import ROOT, wait_for
@@ -78,6 +85,102 @@ def sse_events(api: TestClient, key: str, job_id: str, **params: Any) -> list[tu
 def owner_jobs(frontdoor: FrontDoorPlatform, owner: str) -> int:
     with frontdoor.db.transaction() as s:
         return len(jobs.list_jobs(s, owner=owner))
+
+
+# -- the one watch loop (docvl/jobs/watch.py), behind SSE and gRPC WatchJob, against scripted reads -------
+
+WATCHER = Caller("watcher", uuid.uuid4())
+
+
+class ScriptedEvents:
+    """In place of JobService for the watch loop: scripted answers to its event reads, (event ids, ended),
+    then nothing new; and the wake-ups of its subscribers."""
+
+    def __init__(self, *answers: tuple[list[int], bool]) -> None:
+        self.answers = list(answers)
+        self.asked: list[int] = []  # the `after_id` of each read
+        self.wakes: list[Callable[[], None]] = []
+
+    def poll_events(self, caller: Caller, job_id: uuid.UUID, after_id: int) -> tuple[list[EventView], bool]:
+        self.asked.append(after_id)
+        ids, ended = self.answers.pop(0) if self.answers else ([], False)
+        now, running = datetime.now(UTC), JobStatus.RUNNING
+        events = [EventView(id=i, kind="progress", status=running, data={}, created_at=now) for i in ids]
+        return events, ended
+
+    @contextmanager
+    def subscribed(self, job_id: uuid.UUID, wake: Callable[[], None]) -> Iterator[None]:
+        self.wakes.append(wake)
+        try:
+            yield
+        finally:
+            self.wakes.remove(wake)
+
+
+def shown(items: list[EventView | watch.Mark]) -> list[int | str]:
+    return [item.id if isinstance(item, EventView) else item.value for item in items]
+
+
+def test_the_watch_loop_resumes_keeps_alive_and_ends_after_the_final_event() -> None:
+    svc = ScriptedEvents(([4, 5], False), ([], False), ([6], True))
+
+    async def read() -> list[EventView | watch.Mark]:
+        stream = watch.follow(
+            cast(JobService, svc), WATCHER, uuid.uuid4(), after_id=3, poll_s=0.5, keepalive_s=0.2
+        )
+        return [item async for item in stream]
+
+    assert shown(asyncio.run(read())) == [4, 5, "keep-alive", 6, "end"]
+    assert svc.asked == [3, 5, 5]  # each look resumes after the last event sent
+    assert svc.wakes == []
+
+
+def test_a_notification_ends_the_wait_and_a_gone_client_ends_the_stream() -> None:
+    """poll_s is a minute: only the wake-ups (from another thread, as the notifier's) make it look again."""
+    svc = ScriptedEvents(([1], False))
+    looks = 0
+
+    async def connected() -> bool:
+        nonlocal looks
+        looks += 1
+        return looks <= 2  # the client leaves after the second look
+
+    async def read() -> list[EventView | watch.Mark]:
+        stream = watch.follow(cast(JobService, svc), WATCHER, uuid.uuid4(), poll_s=60, keep_going=connected)
+        return [item async for item in stream]
+
+    stop = threading.Event()
+
+    def notify() -> None:
+        while not stop.wait(0.05):
+            for wake in list(svc.wakes):
+                wake()
+
+    waker = threading.Thread(target=notify)
+    waker.start()
+    started = time.monotonic()
+    try:
+        items = asyncio.run(read())
+    finally:
+        stop.set()
+        waker.join()
+    assert time.monotonic() - started < 10
+    assert shown(items) == [1]  # no `end`: the job has not ended
+    assert svc.asked == [0, 1]
+    assert svc.wakes == []
+
+
+def test_the_blocking_watch_yields_the_events_and_unsubscribes_when_closed() -> None:
+    svc = ScriptedEvents(([1, 2], False), ([3], True))
+    events = watch.follow_blocking(cast(JobService, svc), WATCHER, uuid.uuid4(), poll_s=0.01)
+    assert [e.id for e in events] == [1, 2, 3]
+    assert svc.wakes == []
+    svc = ScriptedEvents(([1, 2], False))
+    stream = watch.follow_blocking(cast(JobService, svc), WATCHER, uuid.uuid4(), poll_s=60)
+    assert next(stream).id == 1
+    assert len(svc.wakes) == 1
+    stream.close()  # a client that leaves (gRPC closes the generator)
+    assert svc.wakes == []
 
 
 def test_submit_watch_and_fetch_a_pdf(api: TestClient, frontdoor: FrontDoorPlatform) -> None:
@@ -254,6 +357,97 @@ def test_bad_sources_are_refused(api: TestClient, frontdoor: FrontDoorPlatform) 
     no_body = api.post("/v1/jobs", headers=auth(key), content=b"x", params={})
     assert no_body.status_code == 422
     assert owner_jobs(frontdoor, "bad-source") == 0
+
+
+def test_unknown_fields_are_refused_by_name(api: TestClient, frontdoor: FrontDoorPlatform) -> None:
+    """A misspelt or unsupported option is refused, never ignored while the job runs anyway."""
+    owner = f"unknown-{uuid.uuid4().hex[:8]}"
+    key = frontdoor.key(owner)
+    source = f"s3://{frontdoor.settings.s3_bucket}/incoming/chart.png"
+    as_form = submit(api, key, PAGE, ["ocr"], dry_run="true", prority="9")
+    as_json = api.post(
+        "/v1/jobs", headers=auth(key), json={"source": source, "tasks": ["ocr"], "dry_run": True}
+    )
+    for response, unknown in ((as_form, ["dry_run", "prority"]), (as_json, ["dry_run"])):
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "invalid_input"
+        assert all(f"`{name}`" in error["message"] for name in unknown), error["message"]
+        assert "priority" in error["message"].split("accepted", 1)[1], error["message"]  # the accepted ones
+    # The idempotency key is a header, in both bodies: a body field is refused, saying so.
+    for response in (
+        submit(api, key, PAGE, ["ocr"], idempotency_key="order-1"),
+        api.post(
+            "/v1/jobs", headers=auth(key), json={"source": source, "tasks": ["ocr"], "idempotency_key": "k"}
+        ),
+    ):
+        assert response.status_code == 422, response.text
+        assert "Idempotency-Key" in response.json()["error"]["message"]
+    source_in_form = submit(api, key, PAGE, ["ocr"], source=source)
+    assert source_in_form.status_code == 422, source_in_form.text
+    assert "`source`" in source_in_form.json()["error"]["message"]
+    assert owner_jobs(frontdoor, owner) == 0
+
+
+CONTROL_CHARACTERS = [
+    ("question", "What is\x00 shown?"),
+    ("question", "What is \x1b[31mshown?"),
+    ("webhook_url", "https://example.com/hook\x00"),
+    ("webhook_url", "https://example.com/ho\nok"),
+    ("pages", "1-2\x00"),
+    ("password", "pass\x00word"),
+    ("password", "pass\tword"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), CONTROL_CHARACTERS)
+def test_control_characters_are_refused_naming_the_field(
+    api: TestClient, frontdoor: FrontDoorPlatform, field: str, value: str
+) -> None:
+    """Text Postgres cannot store (NUL) or a caller should not send (other control characters) is refused
+    as invalid input, over the form and JSON alike, and nothing is stored."""
+    owner = f"ctl-{uuid.uuid4().hex[:8]}"
+    key = frontdoor.key(owner)
+    tasks = ["qa"] if field == "question" else ["ocr"]
+    fields: dict[str, Any] = {field: value}
+    as_form = submit(api, key, PAGE, tasks, **fields)
+    body = {"source": f"s3://{frontdoor.settings.s3_bucket}/incoming/chart.png", "tasks": tasks, field: value}
+    as_json = api.post("/v1/jobs", headers=auth(key), json=body)
+    for response in (as_form, as_json):
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "invalid_input"
+        assert f"`{field}`" in error["message"], error["message"]
+        assert "control character" in error["message"], error["message"]
+    assert value not in as_form.text
+    assert owner_jobs(frontdoor, owner) == 0
+
+
+def test_control_characters_in_the_source_and_the_idempotency_key_are_refused(
+    api: TestClient, frontdoor: FrontDoorPlatform
+) -> None:
+    owner = f"ctl-{uuid.uuid4().hex[:8]}"
+    key = frontdoor.key(owner)
+    bucket = frontdoor.settings.s3_bucket
+    source = api.post(
+        "/v1/jobs", headers=auth(key), json={"source": f"s3://{bucket}/incoming/a\x00.png", "tasks": ["ocr"]}
+    )
+    assert (source.status_code, source.json()["error"]["code"]) == (422, "invalid_input")
+    assert "`source`" in source.json()["error"]["message"]
+    for header in ("order\x00-1", "order\x01-1", "order-1\n"):
+        response = submit(api, key, PAGE, ["ocr"], headers={"Idempotency-Key": header})
+        assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_input"), header
+        assert "Idempotency-Key" in response.json()["error"]["message"]
+    assert owner_jobs(frontdoor, owner) == 0
+
+
+def test_a_question_may_hold_tabs_and_line_breaks(api: TestClient, frontdoor: FrontDoorPlatform) -> None:
+    key = frontdoor.key(f"lines-{uuid.uuid4().hex[:8]}")
+    question = "Two lines:\r\nwhat is the title,\tand who wrote it?"
+    response = submit(api, key, PAGE, ["qa"], question=question)
+    assert response.status_code == 202, response.text
+    assert response.json()["question"] == question
+    api.post(f"/v1/jobs/{response.json()['id']}/cancel", headers=auth(key))
 
 
 def test_encrypted_pdfs_are_refused_at_the_door(api: TestClient, frontdoor: FrontDoorPlatform) -> None:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 
-from docvl.db import jobs
+from docvl.db import jobs, page_results
 from docvl.job_status import JobStatus
 from docvl.tasks import TaskKind
 from tests.console_jobs import (
@@ -241,7 +241,7 @@ def test_sign_in_submit_by_keyboard_watch_and_open_every_view(
         assert job.owner == owner
         assert job.priority == 6
         assert job.options["question"] == "What is the title?"
-        results = {TaskKind(r.task): r for r in jobs.results(s, job_id)}
+        results = {TaskKind(r.task): r for r in page_results.results(s, job_id)}
     assert set(results) == set(TaskKind)
 
     page_one = page.get_by_role("region", name="Page 1")

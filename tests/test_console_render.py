@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from html.parser import HTMLParser
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -91,6 +91,12 @@ def test_the_styled_preview_keeps_css_that_loads_nothing() -> None:
     assert "style=" not in render.page_document(MARKUP + '<p style="color: red">x</p>')
 
 
+def _service(db: Database) -> JobService:
+    """A job service for reads of the job record only: no storage, limits or dispatch behind it."""
+    unused = cast(Any, None)
+    return JobService(db, unused, unused, unused, source_store=unused)
+
+
 def _job(db: Database, owner: str) -> uuid.UUID:
     with db.transaction() as s:
         document = jobs.get_or_create_document(
@@ -111,36 +117,37 @@ def test_preview_links_are_bound_to_the_page_the_key_and_the_time(db: Database) 
         caller = Caller("alice", created.key.id)
         other = api_keys.create_key(s, "bob").key.id
     job_id = _job(db, "alice")
-    with db.transaction() as s:
-        path = previews.link(s, caller, job_id, 1, now=1000)
+    svc = _service(db)
+    path = previews.link(previews.signing_key(svc, caller), caller, job_id, 1, now=1000)
     assert path.startswith(f"/console/previews/{job_id}/1/{caller.key_id.hex}.")
     token = path.rsplit("/", 1)[1]
-    with db.transaction() as s:
-        assert previews.check(s, job_id, 1, token, now=1000 + previews.PREVIEW_TTL_S) == "alice"
-        for job, page, forged, at in (
-            (job_id, 1, token, 1001 + previews.PREVIEW_TTL_S),  # expired
-            (job_id, 2, token, 1000),  # another page
-            (uuid.uuid4(), 1, token, 1000),  # another job
-            (job_id, 1, token.replace(caller.key_id.hex, other.hex), 1000),  # another key
-            (job_id, 1, token[:-1] + ("A" if token[-1] != "A" else "B"), 1000),  # a changed signature
-            (job_id, 1, "not-a-token", 1000),
-        ):
-            with pytest.raises(Unauthenticated):
-                previews.check(s, job, page, forged, now=at)
+    assert previews.check(svc, job_id, 1, token, now=1000 + previews.PREVIEW_TTL_S) == caller
+    for job, page, forged, at in (
+        (job_id, 1, token, 1001 + previews.PREVIEW_TTL_S),  # expired
+        (job_id, 2, token, 1000),  # another page
+        (uuid.uuid4(), 1, token, 1000),  # another job
+        (job_id, 1, token.replace(caller.key_id.hex, other.hex), 1000),  # another key
+        (job_id, 1, token[:-1] + ("A" if token[-1] != "A" else "B"), 1000),  # a changed signature
+        (job_id, 1, "not-a-token", 1000),
+    ):
+        with pytest.raises(Unauthenticated):
+            previews.check(svc, job, page, forged, now=at)
     with db.transaction() as s:
         api_keys.revoke(s, caller.key_id)
-    with db.transaction() as s, pytest.raises(Unauthenticated):
-        previews.check(s, job_id, 1, token, now=1000)
+    with pytest.raises(Unauthenticated):
+        previews.check(svc, job_id, 1, token, now=1000)
+    with pytest.raises(Unauthenticated):  # and a revoked key makes no new links
+        previews.signing_key(svc, caller)
 
 
 def test_a_preview_link_ends_when_the_job_is_not_the_owners(db: Database) -> None:
     with db.transaction() as s:
         caller = Caller("carol", api_keys.create_key(s, "carol").key.id)
     job_id = _job(db, "dave")
-    with db.transaction() as s:
-        token = previews.link(s, caller, job_id, 1).rsplit("/", 1)[1]
-    with db.transaction() as s, pytest.raises(NotFound):
-        previews.check(s, job_id, 1, token)
+    svc = _service(db)
+    token = previews.link(previews.signing_key(svc, caller), caller, job_id, 1).rsplit("/", 1)[1]
+    with pytest.raises(NotFound):
+        previews.check(svc, job_id, 1, token)
 
 
 def test_the_console_is_served_with_its_policy_and_hides_no_other_route() -> None:

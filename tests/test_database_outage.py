@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from docvl.db import jobs
+from docvl.db import jobs, page_results
 from docvl.db.database import Database
 from docvl.errors import DatabaseUnavailable
 from docvl.job_status import JobStatus
@@ -40,21 +40,21 @@ def test_outage_mid_transaction_then_retry_writes_once(
 ) -> None:
     remote, proxy = proxied
     job_id = new_job(remote, tasks=[TaskKind.OCR])
-    in_tx(remote, jobs.add_pages, job_id, pages(3))
+    in_tx(remote, page_results.add_pages, job_id, pages(3))
     write = result(job_id, 1, TaskKind.OCR)
 
     with pytest.raises(DatabaseUnavailable):
-        lose_server_before_commit(remote, proxy, lambda s: jobs.record_result(s, write))
+        lose_server_before_commit(remote, proxy, lambda s: page_results.record_result(s, write))
 
     with pytest.raises(DatabaseUnavailable):
         in_tx(remote, jobs.get_job, job_id)
 
     proxy.start()
-    in_tx(remote, jobs.record_result, write)  # the caller's retry of the same call
-    in_tx(remote, jobs.record_result, write)  # and a duplicate delivery
+    in_tx(remote, page_results.record_result, write)  # the caller's retry of the same call
+    in_tx(remote, page_results.record_result, write)  # and a duplicate delivery
     job = in_tx(db, jobs.get_job, job_id)
     assert (job.pages_total, job.pages_done, job.pages_failed) == (3, 1, 0)
-    assert len(in_tx(db, jobs.results, job_id)) == 1
+    assert len(in_tx(db, page_results.results, job_id)) == 1
 
 
 def test_outage_during_a_status_change_leaves_it_undone_until_retried(

@@ -233,6 +233,34 @@ def test_refused_submissions_say_why_and_create_nothing(
     assert listed(stub, key) == []
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("question", "What is\x00 shown?", "`question`"),
+        ("question", "What is \x07shown?", "`question`"),
+        ("webhook_url", "https://example.com/hook\x00", "`webhook_url`"),
+        ("webhook_url", "https://example.com/ho\r\nok", "`webhook_url`"),
+        ("pages", "1\x00", "`pages`"),
+        ("password", "pass\x00word", "`password`"),
+        ("idempotency_key", "order\x00-1", "Idempotency-Key"),
+        ("source_uri", "s3://{bucket}/incoming/a\x00.png", "`source`"),
+    ],
+)
+def test_control_characters_are_invalid_arguments_naming_the_field(
+    frontdoor: FrontDoorPlatform, stub: Any, field: str, value: str, named: str
+) -> None:
+    """Text Postgres cannot store (NUL) or a caller should not send is INVALID_ARGUMENT, not INTERNAL."""
+    key = frontdoor.key(owner())
+    fields: dict[str, Any] = {"content": CHART, field: value}
+    if field == "source_uri":
+        fields = {field: value.format(bucket=frontdoor.settings.s3_bucket)}
+    request = pb.SubmitJobRequest(tasks=["qa" if field == "question" else "ocr"], **fields)
+    code, message = refused(lambda: stub.SubmitJob(request, metadata=auth(key), timeout=60))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, message
+    assert named in message
+    assert listed(stub, key) == []
+
+
 def test_an_idempotency_key_replays_its_job_and_refuses_another_request(
     frontdoor: FrontDoorPlatform, stub: Any
 ) -> None:

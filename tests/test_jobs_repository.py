@@ -11,7 +11,7 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import func, select
 
-from docvl.db import api_keys, jobs
+from docvl.db import api_keys, jobs, page_results
 from docvl.db.database import Database
 from docvl.db.models import Document, Job, JobEvent, TaskResult
 from docvl.errors import Conflict, IllegalTransition, InvalidInput, NotFound, Unauthenticated
@@ -185,14 +185,16 @@ def test_same_content_is_one_document(db: Database) -> None:
         assert s.execute(select(func.count()).select_from(Document)).scalar_one() == 2
 
 
-def pages(count: int) -> list[jobs.NewPage]:
-    return [jobs.NewPage(i, f"jobs/x/pages/{i}.png", 10, 10, 100) for i in range(count)]
+def pages(count: int) -> list[page_results.NewPage]:
+    return [page_results.NewPage(i, f"jobs/x/pages/{i}.png", 10, 10, 100) for i in range(count)]
 
 
-def result(job_id: uuid.UUID, page: int, task: TaskKind, failed: bool = False) -> jobs.NewResult:
+def result(job_id: uuid.UUID, page: int, task: TaskKind, failed: bool = False) -> page_results.NewResult:
     if failed:
-        return jobs.NewResult(job_id, page, task, error_code="invalid_input", error_message="bad page")
-    return jobs.NewResult(
+        return page_results.NewResult(
+            job_id, page, task, error_code="invalid_input", error_message="bad page"
+        )
+    return page_results.NewResult(
         job_id, page, task, output_text=f"page {page} {task}", generated_tokens=3, model_id="m"
     )
 
@@ -216,13 +218,13 @@ def run_threads(target: Callable[[], None], count: int) -> None:
 
 def test_a_retried_result_leaves_one_row_and_counts_once(db: Database) -> None:
     job_id = new_job(db, tasks=[TaskKind.OCR])
-    in_tx(db, jobs.add_pages, job_id, pages(2))
-    in_tx(db, jobs.add_pages, job_id, pages(2))  # a retried render registers nothing new
-    assert in_tx(db, jobs.record_result, result(job_id, 0, TaskKind.OCR)) is True
-    assert in_tx(db, jobs.record_result, result(job_id, 0, TaskKind.OCR)) is False
+    in_tx(db, page_results.add_pages, job_id, pages(2))
+    in_tx(db, page_results.add_pages, job_id, pages(2))  # a retried render registers nothing new
+    assert in_tx(db, page_results.record_result, result(job_id, 0, TaskKind.OCR)) is True
+    assert in_tx(db, page_results.record_result, result(job_id, 0, TaskKind.OCR)) is False
     job = in_tx(db, jobs.get_job, job_id)
     assert (job.pages_total, job.pages_done, job.pages_failed) == (2, 1, 0)
-    assert len(in_tx(db, jobs.results, job_id)) == 1
+    assert len(in_tx(db, page_results.results, job_id)) == 1
 
 
 def test_concurrent_writers_keep_one_row_each_and_exact_counters(db: Database) -> None:
@@ -230,7 +232,7 @@ def test_concurrent_writers_keep_one_row_each_and_exact_counters(db: Database) -
     page_count = 30
     failing = {3, 7, 19}  # pages whose qa fails
     job_id = new_job(db, tasks=tasks)
-    in_tx(db, jobs.add_pages, job_id, pages(page_count))
+    in_tx(db, page_results.add_pages, job_id, pages(page_count))
     work = [
         result(job_id, p, t, failed=(p in failing and t is TaskKind.QA))
         for p in range(page_count)
@@ -244,7 +246,7 @@ def test_concurrent_writers_keep_one_row_each_and_exact_counters(db: Database) -
         random.shuffle(mine)
         barrier.wait()
         for item in mine:
-            inserted.append(in_tx(db, jobs.record_result, item))
+            inserted.append(in_tx(db, page_results.record_result, item))
 
     run_threads(writer, 4)
     assert inserted.count(True) == len(work)
@@ -262,11 +264,11 @@ def test_concurrent_writers_keep_one_row_each_and_exact_counters(db: Database) -
 def test_results_need_a_registered_page_and_one_outcome(db: Database) -> None:
     job_id = new_job(db)
     with pytest.raises(NotFound, match="no page 0"):
-        in_tx(db, jobs.record_result, result(job_id, 0, TaskKind.OCR))
+        in_tx(db, page_results.record_result, result(job_id, 0, TaskKind.OCR))
     with pytest.raises(InvalidInput):
-        jobs.NewResult(job_id, 0, TaskKind.OCR)
+        page_results.NewResult(job_id, 0, TaskKind.OCR)
     with pytest.raises(InvalidInput):
-        jobs.NewResult(job_id, 0, TaskKind.OCR, output_text="x", error_code="e")
+        page_results.NewResult(job_id, 0, TaskKind.OCR, output_text="x", error_code="e")
 
 
 def test_api_keys_are_stored_hashed_and_revocable(db: Database) -> None:

@@ -13,7 +13,7 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import text
 
-from docvl.db import jobs, lifecycle
+from docvl.db import jobs, lifecycle, page_results
 from docvl.db.database import Database
 from docvl.job_status import JobStatus
 from docvl.jobs import reconciler
@@ -56,8 +56,8 @@ def rendered_job(db: Database, pages: int = PAGES, tasks: list[TaskKind] | None 
     job_id = new_job(db, tasks or [TaskKind.OCR])
     with db.transaction() as s:
         jobs.transition(s, job_id, JobStatus.RUNNING)
-        jobs.add_pages(
-            s, job_id, [jobs.NewPage(i, f"jobs/{job_id}/{i}.png", 10, 10, 1) for i in range(pages)]
+        page_results.add_pages(
+            s, job_id, [page_results.NewPage(i, f"jobs/{job_id}/{i}.png", 10, 10, 1) for i in range(pages)]
         )
         lifecycle.mark_rendered(s, job_id)
     return job_id
@@ -86,9 +86,9 @@ def test_the_last_of_many_concurrent_page_writes_finalises_exactly_once(db: Data
 
     def write(n: int) -> bool:
         index, task = writes[n]
-        result = jobs.NewResult(job_id, index, task, output_text="x")
+        result = page_results.NewResult(job_id, index, task, output_text="x")
         with db.transaction() as s:
-            return jobs.record_result(s, result) and lifecycle.claim_finalization(s, job_id)
+            return page_results.record_result(s, result) and lifecycle.claim_finalization(s, job_id)
 
     claims = together(len(writes), write)
     assert claims.count(True) == 1
@@ -101,8 +101,8 @@ def test_a_render_that_ends_after_its_pages_takes_the_finalisation(db: Database)
     job_id = new_job(db)
     with db.transaction() as s:
         jobs.transition(s, job_id, JobStatus.RUNNING)
-        jobs.add_pages(s, job_id, [jobs.NewPage(0, "p", 1, 1, 1)])
-        jobs.record_result(s, jobs.NewResult(job_id, 0, TaskKind.OCR, output_text="x"))
+        page_results.add_pages(s, job_id, [page_results.NewPage(0, "p", 1, 1, 1)])
+        page_results.record_result(s, page_results.NewResult(job_id, 0, TaskKind.OCR, output_text="x"))
         assert not lifecycle.claim_finalization(s, job_id), "not rendered yet: more pages may come"
         lifecycle.mark_rendered(s, job_id)
         assert lifecycle.claim_finalization(s, job_id)
@@ -166,7 +166,9 @@ def test_a_finalisation_whose_holder_died_is_taken_over(db: Database, s3_store: 
     job_id = rendered_job(db, pages=2)
     for i in range(2):
         with db.transaction() as s:
-            jobs.record_result(s, jobs.NewResult(job_id, i, TaskKind.OCR, output_text=f"page {i}"))
+            page_results.record_result(
+                s, page_results.NewResult(job_id, i, TaskKind.OCR, output_text=f"page {i}")
+            )
             held = lifecycle.claim_finalization(s, job_id)
     assert held  # ... and then its holder died before finishing: the job is left running
     record = RecordingDispatch()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from docvl.db import jobs
+from docvl.db import jobs, page_results
 from docvl.db.database import Database
 from docvl.inference.client import InferenceClient
 from docvl.inference.types import GenerationParams, InferenceRequest
@@ -126,8 +126,8 @@ def test_a_multi_page_pdf_goes_through_the_whole_path(platform: Platform) -> Non
     assert run_flow(job_id) is JobStatus.SUCCEEDED
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
-        pages = jobs.pages(s, job_id)
-        results = jobs.results(s, job_id)
+        pages = page_results.pages(s, job_id)
+        results = page_results.results(s, job_id)
         events = [(e.kind, e.status) for e in jobs.events(s, job_id)]
     assert (job.pages_total, job.pages_done, job.pages_failed) == (4, 4, 0)
     assert len(results) == 8
@@ -302,7 +302,7 @@ def test_the_model_worker_away_for_a_while_then_back(platform: Platform) -> None
     assert outcome == [JobStatus.SUCCEEDED]
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
-        attempts = [r.attempts for r in jobs.results(s, job_id)]
+        attempts = [r.attempts for r in page_results.results(s, job_id)]
     assert (job.pages_done, job.pages_failed) == (4, 0)
     assert max(attempts) > 1
 
@@ -336,7 +336,7 @@ def test_a_celery_worker_killed_mid_task_loses_nothing(platform: Platform) -> No
     assert outcome == [JobStatus.SUCCEEDED]
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
-        rows = jobs.results(s, job_id)
+        rows = page_results.results(s, job_id)
     assert (job.pages_total, job.pages_done, job.pages_failed) == (117, 117, 0)
     assert len(rows) == 117
 
@@ -373,7 +373,7 @@ def test_a_page_that_fails_after_its_retries_leaves_a_partial_success(
     assert run_flow(job_id) is JobStatus.PARTIALLY_SUCCEEDED
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
-        results = {r.page_index: r for r in jobs.results(s, job_id)}
+        results = {r.page_index: r for r in page_results.results(s, job_id)}
     assert (job.pages_total, job.pages_done, job.pages_failed) == (2, 1, 1)
     assert job.error_code == "some_pages_failed"
     assert results[0].output_text is not None
@@ -422,7 +422,7 @@ def test_page_tasks_lost_without_a_trace_are_sent_again(
         flows.settings.cache_clear()
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
-        rows = jobs.results(s, job_id)
+        rows = page_results.results(s, job_id)
         recovered = [e.data for e in jobs.events(s, job_id) if e.kind == "recovered"]
     assert (job.pages_total, job.pages_done, job.pages_failed) == (4, 4, 0)
     assert len(rows) == 4
@@ -452,13 +452,13 @@ def test_interactive_jobs_go_before_batch_jobs(platform: Platform) -> None:
 
         def all_done() -> bool:
             with platform.db.transaction() as s:
-                return len(jobs.results(s, batch)) + len(jobs.results(s, interactive)) == 8
+                return len(page_results.results(s, batch)) + len(page_results.results(s, interactive)) == 8
 
         wait_for(all_done, 120, "both jobs' pages")
     with platform.db.transaction() as s:
         order = sorted(
-            [(r.created_at, "interactive") for r in jobs.results(s, interactive)]
-            + [(r.created_at, "batch") for r in jobs.results(s, batch)]
+            [(r.created_at, "interactive") for r in page_results.results(s, interactive)]
+            + [(r.created_at, "batch") for r in page_results.results(s, batch)]
         )
     assert [who for _, who in order] == ["interactive"] * 4 + ["batch"] * 4
 
@@ -490,7 +490,7 @@ def test_a_job_runner_killed_mid_render_is_resumed_by_the_reconciler(
         os.killpg(victim.pid, signal.SIGKILL)  # the runner and its pool processes, mid-render
         victim.wait(30)
     with platform.db.transaction() as s:
-        before = {p.index: p.created_at for p in jobs.pages(s, job_id)}
+        before = {p.index: p.created_at for p in page_results.pages(s, job_id)}
         assert jobs.get_job(s, job_id).rendered_at is None
     assert 8 <= len(before) < 117
     try:
@@ -500,8 +500,8 @@ def test_a_job_runner_killed_mid_render_is_resumed_by_the_reconciler(
         flows.settings.cache_clear()
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
-        after = {p.index: p.created_at for p in jobs.pages(s, job_id)}
-        rows = jobs.results(s, job_id)
+        after = {p.index: p.created_at for p in page_results.pages(s, job_id)}
+        rows = page_results.results(s, job_id)
     assert (job.pages_total, job.pages_done, job.pages_failed) == (117, 117, 0)
     assert len(rows) == len({(r.page_index, r.task) for r in rows}) == 117
     assert all(after[i] == created for i, created in before.items()), "pages stored before the kill kept"

@@ -12,6 +12,7 @@ import pytest
 from docvl.errors import InvalidInput
 from docvl.jobs import webhooks
 from docvl.jobs.intake import Limits, parse_request
+from docvl.jobs.options import SubmitOptions
 
 PRIVATE = [
     "http://127.0.0.1:8080/hook",
@@ -28,28 +29,35 @@ def limits(allow_private: bool) -> Limits:
     return Limits(1024, 10, 4, 100, 10, 5, webhook_allow_private=allow_private)
 
 
+def checked(allow_private: bool, url: str) -> str | None:
+    """The webhook address of an OCR submission, as intake takes it."""
+    return parse_request(
+        limits(allow_private), SubmitOptions(tasks=["ocr"], webhook_url=url)
+    ).given.webhook_url
+
+
 @pytest.mark.parametrize("url", PRIVATE)
 def test_private_receivers_are_refused_unless_allowed(url: str) -> None:
     with pytest.raises(InvalidInput, match="non-public"):
-        parse_request(limits(False), tasks=["ocr"], webhook_url=url)
+        checked(False, url)
     with pytest.raises(InvalidInput, match="DOCVL_WEBHOOK_ALLOW_PRIVATE"):
         webhooks.check_destination(url, allow_private=False)
-    assert parse_request(limits(True), tasks=["ocr"], webhook_url=url).webhook_url == url
+    assert checked(True, url) == url
     webhooks.check_destination(url, allow_private=True)
 
 
 def test_public_receivers_pass() -> None:
     url = "https://93.184.215.14/hook"
-    assert parse_request(limits(False), tasks=["ocr"], webhook_url=url).webhook_url == url
+    assert checked(False, url) == url
     webhooks.check_destination(url, allow_private=False)
     # A name is accepted at submission and resolved only when the webhook is delivered.
-    assert parse_request(limits(False), tasks=["ocr"], webhook_url="https://hooks.example.com/x").webhook_url
+    assert checked(False, "https://hooks.example.com/x")
 
 
 @pytest.mark.parametrize("url", ["http://host:port/x", "http://[::1/x", "http:///x"])
 def test_malformed_urls_are_refused(url: str) -> None:
     with pytest.raises(InvalidInput, match="not usable"):
-        parse_request(limits(True), tasks=["ocr"], webhook_url=url)
+        checked(True, url)
 
 
 def test_a_delivery_connects_to_the_address_that_was_checked() -> None:

@@ -28,13 +28,14 @@ from docvl.inference.client import InferenceClient
 from docvl.jobs import reconciler, sweep
 from docvl.jobs.context import Context, in_job_trace
 from docvl.jobs.finish import fail, finalize
+from docvl.jobs.intake import Limits, parse_request
+from docvl.jobs.options import SubmitOptions
 from docvl.jobs.render import RenderLimits, drive
 from docvl.observability import logs, metrics, tracing
 from docvl.observability.metrics import jobs as job_metrics
 from docvl.observability.metrics import platform as platform_metrics
 from docvl.storage import ObjectStore, open_store
 from docvl.storage.factory import open_bucket
-from docvl.tasks import TaskKind
 from workflows.settings import FlowSettings
 
 RETRY_DELAYS = [1, 5, 15, 30]
@@ -206,9 +207,10 @@ def model_identity() -> tuple[str, str]:
 
 
 @retried
-def take_in(bucket: str, key: str, tasks: list[str], identity: tuple[str, str]) -> uuid.UUID | None:
-    """A job for the object unless one exists for the same content, tasks, model and prompt; None if so."""
-    return sweep.take_in(context(), sweep_source(bucket), key, sweep_request(tasks, identity))
+def take_in(bucket: str, key: str, tasks: list[str], identity: tuple[str, str]) -> sweep.Taken | None:
+    """A job for the object unless one exists for the same content, tasks, model and prompt (None), made
+    failed when intake refuses its document; None too for an object over the size limit (logged)."""
+    return sweep.take_in(context(), sweep_source(bucket), key, sweep_request(tasks, identity), dispatch())
 
 
 def sweep_source(bucket: str) -> ObjectStore:
@@ -216,11 +218,20 @@ def sweep_source(bucket: str) -> ObjectStore:
 
 
 def sweep_request(tasks: list[str], identity: tuple[str, str]) -> sweep.SweepRequest:
+    """The sweep's tasks and priority checked by intake as a submission's are, with the limits the job
+    runners render within (InvalidInput when the settings name a task that cannot be swept)."""
     s = settings()
+    limits = Limits(
+        max_upload_bytes=s.max_document_bytes,
+        max_pages=s.max_pages,
+        office_off=office.office_off(s),
+        max_unpacked_bytes=s.office_max_unpacked_bytes,
+    )
+    options = SubmitOptions.of({"tasks": tasks, "priority": s.sweep_priority})
     return sweep.SweepRequest(
         owner=s.sweep_owner,
-        tasks=[TaskKind.parse(t) for t in tasks],
-        priority=s.sweep_priority,
+        request=parse_request(limits, options),
+        limits=limits,
         model_revision=identity[0],
         prompt_version=identity[1],
     )
@@ -229,23 +240,28 @@ def sweep_request(tasks: list[str], identity: tuple[str, str]) -> sweep.SweepReq
 @flow(name="sweep_bucket", persist_result=False, log_prints=False)
 def sweep_bucket(bucket: str | None = None, prefix: str | None = None, tasks: list[str] | None = None) -> int:
     """Make a job for every document under the prefix not yet processed with the same tasks, model and
-    prompt version (by content hash, not name), and start them; returns how many jobs it made."""
+    prompt version (by content hash, not name), and start them; returns how many jobs it made (those whose
+    document intake refused among them, failed at once)."""
     s = settings()
     bucket = bucket or s.sweep_bucket or s.s3_bucket
     prefix = s.sweep_prefix if prefix is None else prefix
     tasks = tasks or s.sweep_tasks
     identity = model_identity()
-    started = 0
+    sweep_request(tasks, identity)  # settings that cannot be swept fail the flow run here, once
+    made = queued = 0
     for item in list(sweep_source(bucket).list(prefix)):
-        job_id = take_in(bucket, item.key, tasks, identity)
-        if job_id is None:
+        taken = take_in(bucket, item.key, tasks, identity)
+        if taken is None:
             continue
-        started += 1
+        made += 1
+        if taken.failed:
+            continue
+        queued += 1
         if s.sweep_start == "inline":
-            start_one(job_id)
-    if started and s.sweep_start == "runner":
+            start_one(taken.job_id)
+    if queued and s.sweep_start == "runner":
         dispatch().start_jobs()
-    return started
+    return made
 
 
 def serve() -> None:

@@ -5,9 +5,7 @@ exits 2."""
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -15,9 +13,11 @@ from typing import Annotated, TypeVar
 import typer
 
 from docvl.cli.errors import call, say_error
+from docvl.cli.waiting import save, wait_all
 from docvl.client import Client
 from docvl.errors import DocvlError, InvalidInput
 from docvl.job_status import JobStatus
+from docvl.jobs.options import SubmitOptions
 from docvl.jobs.views import JobView, PageResult, ResultView
 from docvl.tasks import TaskKind
 from docvl.verify.report import describe, describe_summary
@@ -130,6 +130,15 @@ def submit(
         if not name.startswith("s3://") and not Path(name).is_file():
             raise typer.BadParameter(f"{name} is not a file", param_hint="FILE")
     password = _password(password_file) if password_file is not None else None
+    given = {
+        "tasks": tasks,
+        "question": question,
+        "priority": priority,
+        "webhook_url": webhook_url,
+        "pages": pages,
+        "password": password,
+    }
+    options = call(lambda: SubmitOptions.of(given))
     wait = wait or out is not None
     ok = True
     submitted: list[tuple[str, JobView]] = []
@@ -140,16 +149,7 @@ def submit(
                 key = f"{key}:{index}"
             try:
                 send = client.submit_source if name.startswith("s3://") else client.submit
-                job = send(
-                    name,
-                    tasks,
-                    question=question,
-                    priority=priority,
-                    webhook_url=webhook_url,
-                    idempotency_key=key,
-                    pages=pages,
-                    password=password,
-                )
+                job = send(name, options.model_copy(update={"idempotency_key": key}))
             except DocvlError as exc:
                 ok = False
                 say_error(exc, f"{name}: ")
@@ -161,7 +161,7 @@ def submit(
                 typer.echo(job.model_dump_json() if as_json else f"{job.id} {job.status}")
         if not wait or not submitted:
             raise typer.Exit(0 if ok else 1)
-        outcomes = _wait_all(client, submitted)
+        outcomes = wait_all(client, submitted)
         for name, outcome in outcomes:
             if outcome.error is not None:
                 ok = False
@@ -177,93 +177,13 @@ def submit(
                     typer.echo(f"  error ({job.error.code}): {job.error.message}")
             if out is not None:
                 try:
-                    saved = _save(client, job.id, out)
+                    saved = save(client, job.id, out)
                 except DocvlError as exc:
                     ok = False
                     say_error(exc, f"{job.id}: ")
                 else:
                     typer.echo(f"{job.id}: saved {len(saved)} files in {saved[0].parent}", err=True)
     raise typer.Exit(0 if ok else 1)
-
-
-@dataclass
-class _Outcome:
-    job: JobView
-    error: DocvlError | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-def _wait_all(client: Client, submitted: list[tuple[str, JobView]]) -> list[tuple[str, _Outcome]]:
-    """Wait for every job (a thread each), with a progress bar per job on stderr."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    outcomes = [(name, _Outcome(job)) for name, job in submitted]
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("pages  {task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )
-
-    def follow(outcome: _Outcome, bar: TaskID) -> None:
-        def update(view: JobView) -> None:
-            p = view.progress
-            progress.update(
-                bar,
-                total=p.pages_total or None,
-                completed=p.pages_done + p.pages_failed,
-                status=str(view.status),
-            )
-
-        try:
-            outcome.job = client.wait(outcome.job.id, on_update=update)
-        except DocvlError as exc:
-            outcome.error = exc
-        except Exception as exc:  # a bug must not leave the main thread waiting forever
-            outcome.error = DocvlError(f"{type(exc).__name__}: {exc}")
-        finally:
-            outcome.done.set()
-
-    with progress:
-        for name, outcome in outcomes:
-            label = f"{str(outcome.job.id)[:8]} {Path(name).name[:32]}"
-            bar = progress.add_task(label, total=None, status=str(outcome.job.status))
-            threading.Thread(target=follow, args=(outcome, bar), daemon=True).start()
-        try:
-            for _, outcome in outcomes:
-                while not outcome.done.wait(0.2):
-                    pass
-        except KeyboardInterrupt:
-            progress.stop()
-            ids = " ".join(str(o.job.id) for _, o in outcomes)
-            typer.echo(f"interrupted; the jobs go on (docvl status ID): {ids}", err=True)
-            raise typer.Exit(130) from None
-    return outcomes
-
-
-def _save(client: Client, job_id: uuid.UUID, out: Path) -> list[Path]:
-    """Every output file of the job into OUT/<job id>/, then result.json (the ResultView)."""
-    view = client.result(job_id)
-    directory = out / str(job_id)
-    directory.mkdir(parents=True, exist_ok=True)
-    saved = [
-        client.download(job_id, file.name, directory / file.name)
-        for files in view.outputs.values()
-        for file in files
-    ]
-    path = directory / "result.json"
-    path.write_text(view.model_dump_json(indent=2) + "\n")
-    return [*saved, path]
 
 
 # -- status, result, cancel, jobs ---------------------------------------------------------------------------
@@ -313,7 +233,7 @@ def result(
     parsed = _job_id(job_id)
     with Client(api_url, api_key) as client:
         if out is not None:
-            for path in call(lambda: _save(client, parsed, out)):
+            for path in call(lambda: save(client, parsed, out)):
                 typer.echo(str(path))
             return
         view = call(lambda: client.result(parsed))

@@ -79,6 +79,12 @@ def authenticate(session: Session, secret: str) -> Caller:
     return Caller(key.owner, key.id)
 
 
+def live_key(session: Session, key_id: uuid.UUID) -> ApiKey | None:
+    """The key, unless it is unknown or revoked."""
+    key = session.get(ApiKey, key_id)
+    return key if key is not None and key.revoked_at is None else None
+
+
 def revoke(session: Session, key_id: uuid.UUID) -> ApiKey:
     key = session.get(ApiKey, key_id, with_for_update=True)
     if key is None:

@@ -18,9 +18,13 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from docvl import job_status
 from docvl.db import jobs
+from docvl.db.models import status_is
+from docvl.job_status import JobStatus
 
-UNFINISHED = "status IN ('queued', 'running')"
+UNFINISHED = status_is(*job_status.UNFINISHED)  # status IN ('queued', 'running')
+RUNNING = status_is(JobStatus.RUNNING)
 
 
 def claim_starts(session: Session, *, limit: int, stale_s: float) -> list[uuid.UUID]:
@@ -56,11 +60,6 @@ def release_claims(session: Session, job_ids: list[uuid.UUID]) -> None:
     )
 
 
-def keep_claim(session: Session, job_id: uuid.UUID) -> None:
-    """The render's heartbeat: its claim stays fresh while it makes progress."""
-    session.execute(text("UPDATE jobs SET claimed_at = now() WHERE id = :id"), {"id": job_id})
-
-
 def set_flow_run(session: Session, job_ids: list[uuid.UUID], flow_run_id: str) -> None:
     session.execute(
         text("UPDATE jobs SET flow_run_id = :run WHERE id = ANY(:ids)"), {"run": flow_run_id, "ids": job_ids}
@@ -86,7 +85,7 @@ def claim_finalization(session: Session, job_id: uuid.UUID, *, stale_s: float | 
         text(
             f"""
             UPDATE jobs SET finalizing_at = now()
-            WHERE id = :id AND status = 'running' AND rendered_at IS NOT NULL
+            WHERE id = :id AND {RUNNING} AND rendered_at IS NOT NULL
               AND pages_done + pages_failed >= pages_total AND ({held})
             RETURNING id
             """
@@ -157,7 +156,7 @@ def stalled_pages(session: Session, limits: Limits) -> list[Overdue]:
     """Rendered and dispatched, pages unfinished, and no page has finished for too long."""
     return _take(
         session,
-        """status = 'running' AND rendered_at IS NOT NULL AND pages_done + pages_failed < pages_total
+        f"""{RUNNING} AND rendered_at IS NOT NULL AND pages_done + pages_failed < pages_total
            AND greatest(updated_at, rendered_at, coalesce(recovered_at, rendered_at))
                < now() - make_interval(secs => :after)""",
         {"after": limits.redispatch_after_s},
@@ -169,7 +168,7 @@ def unfinalized(session: Session, limits: Limits) -> list[Overdue]:
     """Every page done but the job not finished: nobody took the finalisation, or its holder died."""
     return _take(
         session,
-        """status = 'running' AND rendered_at IS NOT NULL AND pages_done + pages_failed >= pages_total
+        f"""{RUNNING} AND rendered_at IS NOT NULL AND pages_done + pages_failed >= pages_total
            AND ((finalizing_at IS NULL AND updated_at < now() - make_interval(secs => :grace))
                 OR finalizing_at < now() - make_interval(secs => :stale))""",
         {"grace": limits.start_grace_s, "stale": limits.finalize_stale_s},

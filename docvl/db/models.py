@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from docvl.job_status import JobStatus
+from docvl.job_status import UNFINISHED, JobStatus
 from docvl.tasks import TaskKind
 
 NAMING = {
@@ -49,6 +49,13 @@ def _now() -> Mapped[datetime]:
 
 def _in(values: list[str]) -> str:
     return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def status_is(*statuses: JobStatus) -> str:
+    """SQL text true where the row's `status` is one of `statuses`, spelled from JobStatus in its order:
+    `status = 'running'`, `status IN ('queued', 'running')`."""
+    values = [s.value for s in JobStatus if s in statuses]
+    return f"status = '{values[0]}'" if len(values) == 1 else f"status IN {_in(values)}"
 
 
 STATUSES = [s.value for s in JobStatus]
@@ -87,7 +94,7 @@ class Job(Base):
             "ix_jobs_unfinished",
             "status",
             "updated_at",
-            postgresql_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text(status_is(*UNFINISHED)),  # renders as migration 0004 wrote it
         ),
         Index("ix_jobs_unnotified", "finished_at", postgresql_where=text("notified_at IS NULL")),
     )

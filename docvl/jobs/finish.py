@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from docvl.db import jobs, lifecycle
+from docvl.db import jobs, lifecycle, page_results
 from docvl.db.models import Job, TaskResult
 from docvl.job_status import JobStatus
 from docvl.jobs.context import Context, PageWork
@@ -47,9 +47,10 @@ def assemble(ctx: Context, job_id: uuid.UUID) -> dict[str, Any]:
     with ctx.db.transaction() as s:
         job = jobs.get_job(s, job_id)
         by_task: dict[str, list[TaskResult]] = {task: [] for task in job.tasks}
-        for result in jobs.results(s, job_id):
+        for result in page_results.results(s, job_id):
             by_task[result.task].append(result)
-        indices = [p.index for p in jobs.pages(s, job_id)]  # the document's own (a page range skips some)
+        # the document's own page indices (a page range skips some)
+        indices = [p.index for p in page_results.pages(s, job_id)]
     outputs: dict[str, Any] = {}
     for task, results in by_task.items():
         outputs[task] = _assemble_task(ctx, job_id, TaskKind(task), results, indices)
@@ -164,7 +165,7 @@ def cancel(
             return outcome
         ids = [
             PageWork(job_id, page.index, TaskKind(task), 0).id
-            for page in jobs.pages(s, job_id)
+            for page in page_results.pages(s, job_id)
             for task in outcome.job.tasks
         ]
     job_metrics.finished.labels(JobStatus.CANCELLED.value).inc()

@@ -10,15 +10,18 @@ import ipaddress
 import json
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
+
 from docvl.documents import PDF, UnsupportedDocument, decrypt_pdf, open_document, sniff_media_type
 from docvl.errors import InvalidInput
+from docvl.jobs.options import SubmitOptions, control_character
 from docvl.office import is_office_head, office_type
 from docvl.page_ranges import PageRanges
 from docvl.storage.base import INTERNAL_PREFIXES, HashingReader
@@ -27,16 +30,18 @@ from docvl.tasks import TaskKind
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:\-]{1,255}")
 MAX_URL_CHARS = 2048
 MAX_PASSWORD_CHARS = 1024
+DEFAULT_PRIORITY = 5
 
 
 @dataclass(frozen=True)
 class Limits:
     max_upload_bytes: int
     max_pages: int
-    max_tasks: int
-    max_question_chars: int
-    max_in_flight: int
-    retry_after_s: int
+    # The front doors set all of these (FrontDoorSettings); the sweep needs none of the last four.
+    max_tasks: int = len(TaskKind)
+    max_question_chars: int = 2000
+    max_in_flight: int = 64
+    retry_after_s: int = 10
     webhook_allow_private: bool = False
     source_buckets: tuple[str, ...] = ()
     office_off: str | None = "Office input is not configured"  # why Office documents are refused; None: taken
@@ -45,22 +50,29 @@ class Limits:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A checked submission, without its document."""
+    """A checked submission, without its document: its options as intake left them (blank ones dropped,
+    text trimmed, the default priority filled in) and what intake read from them."""
 
+    given: SubmitOptions
     tasks: list[TaskKind]
-    question: str | None = None
-    priority: int = 5
-    webhook_url: str | None = None
-    idempotency_key: str | None = None
-    pages: PageRanges | None = None
-    # A PDF's password opens it once, at intake: the document is stored decrypted and the password is
-    # never stored, logged, returned, or part of the fingerprint below.
-    password: str | None = field(default=None, repr=False)
+    priority: int
+    pages: PageRanges | None
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.given.idempotency_key
+
+    @property
+    def password(self) -> str | None:
+        """A PDF's password opens it once, at intake: the document is stored decrypted and the password is
+        never stored, logged, returned, or part of the fingerprint below."""
+        return None if self.given.password is None else self.given.password.get_secret_value()
 
     def options(self) -> dict[str, str]:
+        """What the job record keeps of the options."""
         given = {
-            "question": self.question,
-            "webhook_url": self.webhook_url,
+            "question": self.given.question,
+            "webhook_url": self.given.webhook_url,
             "pages": None if self.pages is None else str(self.pages),
         }
         return {key: value for key, value in given.items() if value is not None}
@@ -69,30 +81,22 @@ class JobRequest:
         """Same fields and same document content (as uploaded): the same request (for idempotency keys)."""
         fields = {
             "tasks": sorted(t.value for t in self.tasks),
-            "question": self.question,
+            "question": self.given.question,
             "priority": self.priority,
-            "webhook_url": self.webhook_url,
+            "webhook_url": self.given.webhook_url,
             "document": sha256,
         } | ({} if self.pages is None else {"pages": str(self.pages)})
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def parse_request(
-    limits: Limits,
-    *,
-    tasks: Sequence[str],
-    question: str | None = None,
-    priority: int | None = None,
-    webhook_url: str | None = None,
-    idempotency_key: str | None = None,
-    pages: str | None = None,
-    password: str | None = None,
-) -> JobRequest:
-    if not tasks:
+def parse_request(limits: Limits, options: SubmitOptions) -> JobRequest:
+    """The submission checked against the limits; InvalidInput says what to fix."""
+    if not options.tasks:
         raise InvalidInput(f"name at least one task: {', '.join(t.value for t in TaskKind)}")
-    kinds = list(dict.fromkeys(TaskKind.parse(t) for t in tasks))
+    kinds = list(dict.fromkeys(TaskKind.parse(t) for t in options.tasks))
     if len(kinds) > limits.max_tasks:
         raise InvalidInput(f"{len(kinds)} tasks requested; at most {limits.max_tasks} per job")
+    question = options.question
     question = question.strip() if question is not None and question.strip() else None
     if TaskKind.QA in kinds and question is None:
         raise InvalidInput("the qa task needs a question: pass `question`")
@@ -102,26 +106,30 @@ def parse_request(
         raise InvalidInput(
             f"the question is {len(question)} characters, over the limit of {limits.max_question_chars}"
         )
-    priority = 5 if priority is None else priority
+    priority = DEFAULT_PRIORITY if options.priority is None else options.priority
     if not 0 <= priority <= 9:
         raise InvalidInput(f"priority {priority} is out of range: use 0 (lowest) to 9 (highest)")
-    return JobRequest(
-        tasks=kinds,
-        question=question,
-        priority=priority,
-        webhook_url=_checked_url(webhook_url, limits.webhook_allow_private),
-        idempotency_key=_checked_key(idempotency_key),
-        pages=PageRanges.parse(pages) if pages is not None and pages.strip() else None,
-        password=_checked_password(password),
-    )
+    pages = options.pages
+    password = None if options.password is None else options.password.get_secret_value()
+    checked = {
+        "question": question,
+        "priority": priority,
+        "webhook_url": _checked_url(options.webhook_url, limits.webhook_allow_private),
+        "idempotency_key": _checked_key(options.idempotency_key),
+        "pages": pages if pages is not None and pages.strip() else None,
+        "password": _checked_password(password),
+    }
+    given = options.model_copy(update={"tasks": [t.value for t in kinds], **checked})
+    ranges = PageRanges.parse(given.pages) if given.pages is not None else None
+    return JobRequest(given=given, tasks=kinds, priority=priority, pages=ranges)
 
 
-def _checked_password(password: str | None) -> str | None:
+def _checked_password(password: str | None) -> SecretStr | None:
     if password is None or password == "":
         return None
-    if len(password) > MAX_PASSWORD_CHARS or "\0" in password:
-        raise InvalidInput(f"the password must be at most {MAX_PASSWORD_CHARS} characters, without NUL")
-    return password
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise InvalidInput(f"the password must be at most {MAX_PASSWORD_CHARS} characters")
+    return SecretStr(password)
 
 
 def _checked_url(url: str | None, allow_private: bool) -> str | None:
@@ -171,6 +179,9 @@ def _checked_key(key: str | None) -> str | None:
 def parse_source(uri: str, limits: Limits) -> tuple[str, str]:
     """(bucket, key) of an `s3://bucket/key` URI in a bucket callers may name (DOCVL_SOURCE_BUCKETS), outside
     the platform's own objects (other callers' inputs, pages and outputs)."""
+    found = control_character(uri)
+    if found is not None:
+        raise InvalidInput(f"`source` holds {found}: it may hold none")
     malformed = InvalidInput(f"source {uri[:200]!r} is not a storage URI: write it as s3://bucket/key")
     try:
         parts = urlsplit(uri.strip())
@@ -192,6 +203,15 @@ def parse_source(uri: str, limits: Limits) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
+class Copied:
+    """A document copied to a local file and hashed, not yet inspected."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Spooled:
     """A document copied to a local file, hashed and inspected."""
 
@@ -207,30 +227,43 @@ class Spooled:
 def spooled(
     stream: BinaryIO, limits: Limits, directory: Path | None = None, request: JobRequest | None = None
 ) -> Iterator[Spooled]:
-    """Copy the stream to a temporary file, cut off past the upload limit (TooLarge), then check that it is
-    a document this platform can process within the page limit, with the request's page range (a
-    DocumentError names the cause). An encrypted PDF is decrypted with the request's password, and the
-    decrypted copy is what is stored. The files are removed afterwards."""
-    password = request.password if request is not None else None
-    pages = request.pages if request is not None else None
+    """The stream copied (`copied`) and inspected (`inspected`): what every submission goes through before
+    anything is stored. The files are removed afterwards."""
+    with copied(stream, limits, directory) as copy:
+        yield inspected(copy, limits, request)
+
+
+@contextmanager
+def copied(stream: BinaryIO, limits: Limits, directory: Path | None = None) -> Iterator[Copied]:
+    """Copy the stream to a temporary file, cut off past the upload limit (TooLarge), hashing it as it
+    goes. The files are removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="docvl-intake-", dir=directory) as tmp:
         path = Path(tmp) / "document"
         reader = HashingReader(stream, max_bytes=limits.max_upload_bytes)
         with path.open("wb") as out:
             while chunk := reader.read():
                 out.write(chunk)
-        with path.open("rb") as fh:
-            head = fh.read(1024)
-        if is_office_head(head):  # converted to PDF by the job runner; checked here as far as it can be
-            media_type = office_type(path, max_unpacked_bytes=limits.max_unpacked_bytes)
-            if limits.office_off is not None:
-                raise UnsupportedDocument(f"this is an Office document, not taken here: {limits.office_off}")
-            yield Spooled(path, reader.hexdigest(), reader.size, media_type, 0, 0)
-            return
-        media_type = sniff_media_type(head)
-        decrypted = Path(tmp) / "decrypted"
-        if media_type == PDF and password is not None and decrypt_pdf(path, password, decrypted):
-            path = decrypted
-        with open_document(path, max_pages=limits.max_pages, pages=pages) as opened:
-            page_count, chosen = opened.page_count, len(opened.chosen)
-        yield Spooled(path, reader.hexdigest(), reader.size, media_type, page_count, chosen)
+        yield Copied(path, reader.hexdigest(), reader.size)
+
+
+def inspected(copy: Copied, limits: Limits, request: JobRequest | None = None) -> Spooled:
+    """Check that the copy is a document this platform can process within the page limit, with the
+    request's page range (a DocumentError names the cause). An encrypted PDF is decrypted with the
+    request's password, beside the copy, and the decrypted copy is what is stored."""
+    password = request.password if request is not None else None
+    pages = request.pages if request is not None else None
+    path = copy.path
+    with path.open("rb") as fh:
+        head = fh.read(1024)
+    if is_office_head(head):  # converted to PDF by the job runner; checked here as far as it can be
+        media_type = office_type(path, max_unpacked_bytes=limits.max_unpacked_bytes)
+        if limits.office_off is not None:
+            raise UnsupportedDocument(f"this is an Office document, not taken here: {limits.office_off}")
+        return Spooled(path, copy.sha256, copy.size, media_type, 0, 0)
+    media_type = sniff_media_type(head)
+    decrypted = path.with_name(path.name + ".decrypted")
+    if media_type == PDF and password is not None and decrypt_pdf(path, password, decrypted):
+        path = decrypted
+    with open_document(path, max_pages=limits.max_pages, pages=pages) as opened:
+        page_count, chosen = opened.page_count, len(opened.chosen)
+    return Spooled(path, copy.sha256, copy.size, media_type, page_count, chosen)

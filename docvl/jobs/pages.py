@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from docvl.db import jobs, lifecycle
+from docvl.db import jobs, lifecycle, page_results
 from docvl.errors import DocvlError
 from docvl.inference.types import GenerationParams, InferenceRequest, InferenceResult
 from docvl.jobs.context import Context, PageWork
@@ -38,7 +38,7 @@ def process_page(
     the result exists. Model worker and storage errors propagate: the caller retries them or, when final,
     records them with `record_failure`."""
     with ctx.db.transaction() as s:
-        page = jobs.page_to_run(s, work.job_id, work.page_index, work.task)
+        page = page_results.page_to_run(s, work.job_id, work.page_index, work.task)
     if page is None:
         worker_metrics.page_tasks.labels(work.task.value, "skipped").inc()
         return False
@@ -89,11 +89,11 @@ def record_failure(ctx: Context, work: PageWork, error: DocvlError, attempt: int
 
 
 def _record(ctx: Context, work: PageWork, attempt: int, **outcome: Any) -> bool:
-    """Write the page's result for its task once (see jobs.record_result); True when that write completed
-    the job and took its finalisation, in the same transaction (so exactly one writer does)."""
-    result = jobs.NewResult(work.job_id, work.page_index, work.task, attempts=attempt, **outcome)
+    """Write the page's result for its task once (see page_results.record_result); True when that write
+    completed the job and took its finalisation, in the same transaction (so exactly one writer does)."""
+    result = page_results.NewResult(work.job_id, work.page_index, work.task, attempts=attempt, **outcome)
     with tracing.span("docvl.page.write"), ctx.db.transaction() as s:
-        return jobs.record_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
+        return page_results.record_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
 
 
 def unfinished_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:
@@ -104,10 +104,10 @@ def unfinished_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:
 
 def unfinished_in(s: Session, job_id: uuid.UUID) -> list[PageWork]:
     job = jobs.get_job(s, job_id)
-    done = {(r.page_index, r.task) for r in jobs.results(s, job_id)}
+    done = {(r.page_index, r.task) for r in page_results.results(s, job_id)}
     return [
         PageWork(job_id, page.index, TaskKind(task), job.priority)
-        for page in jobs.pages(s, job_id)
+        for page in page_results.pages(s, job_id)
         for task in job.tasks
         if (page.index, task) not in done
     ]

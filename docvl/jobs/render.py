@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from docvl.db import jobs, lifecycle
+from docvl.db import jobs, lifecycle, page_results
 from docvl.db.models import Job
 from docvl.documents import PDF, DocumentTooLarge, open_document
 from docvl.job_status import JobStatus
@@ -71,7 +71,7 @@ def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, dispatch: Dispa
         job = _start(s, job_id)
         if job is None:
             return False
-        registered = frozenset(p.index for p in jobs.pages(s, job_id))
+        registered = frozenset(p.index for p in page_results.pages(s, job_id))
         pending = unfinished_in(s, job_id) if registered else []
         plan = _plan(s, job)
     log.info("job started: %d pages rendered before, %d page tasks sent again", len(registered), len(pending))
@@ -122,10 +122,10 @@ def _render(
         )
     tasks, priority = plan.tasks, plan.priority
 
-    def register(batch: list[jobs.NewPage]) -> None:
+    def register(batch: list[page_results.NewPage]) -> None:
         if batch:
             with ctx.db.transaction() as s:
-                if jobs.add_pages(s, job_id, batch).finished:
+                if page_results.add_pages(s, job_id, batch).finished:
                     raise JobEnded(f"job {job_id} ended while it rendered")
             if dispatch is not None:
                 dispatch.send_pages(
@@ -145,11 +145,13 @@ def _render(
             max_side=limits.max_side,
             pages=plan.pages,
         ) as opened:
-            batch: list[jobs.NewPage] = []
+            batch: list[page_results.NewPage] = []
             for page in opened.pages(skip):
                 key = page_key(job_id, page.index)
                 ctx.store.put(key, page.png, content_type=page.media_type)
-                batch.append(jobs.NewPage(page.index, key, page.width, page.height, len(page.png), page.text))
+                batch.append(
+                    page_results.NewPage(page.index, key, page.width, page.height, len(page.png), page.text)
+                )
                 if len(batch) == PAGES_PER_WRITE:
                     register(batch)
                     batch = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -16,7 +15,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
-from docvl.db import api_keys, jobs
+from docvl.db import api_keys, jobs, page_results
 from docvl.db.api_keys import Caller
 from docvl.db.database import Database
 from docvl.db.notifications import EventNotifier
@@ -35,11 +34,14 @@ from docvl.jobs import finish
 from docvl.jobs.context import Context
 from docvl.jobs.dispatch import Dispatch
 from docvl.jobs.intake import JobRequest, Limits, Spooled, parse_source, spooled
-from docvl.jobs.views import EventView, JobPage, JobView, OutputFile, PageResult, ResultView
+from docvl.jobs.views import EventView, JobPage, JobView, OutputFile, PageResult, PageView, ResultView
+from docvl.jobs.watch import follow_blocking
 from docvl.observability import logs, tracing
 from docvl.storage import ObjectStore
+from docvl.tasks import TaskKind
 
 log = logging.getLogger(__name__)
+IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
 class JobService:
@@ -75,6 +77,13 @@ class JobService:
             raise Unauthenticated("this call needs an API key: send `Authorization: Bearer <key>`")
         with self.db.transaction() as s:
             return api_keys.authenticate(s, secret)
+
+    def signing_key(self, key_id: uuid.UUID) -> tuple[Caller, str] | None:
+        """The caller behind an unrevoked API key, and the key's stored hash: a secret only this server
+        holds, to sign the links it gives that caller (the console's previews). None: unknown or revoked."""
+        with self.db.transaction() as s:
+            key = api_keys.live_key(s, key_id)
+            return None if key is None else (Caller(key.owner, key.id), key.key_hash)
 
     # -- submitting ------------------------------------------------------------------------------------
 
@@ -199,7 +208,7 @@ class JobService:
             job = jobs.get_job(s, job_id, owner=caller.owner)
             view = JobView.of(job)
             outputs = _output_keys(job.outputs)
-            pages = [PageResult.of(r) for r in jobs.results(s, job_id)]
+            pages = [PageResult.of(r) for r in page_results.results(s, job_id)]
         files = {
             task: [
                 OutputFile(
@@ -221,6 +230,32 @@ class JobService:
                     return self.store.open(key)
         raise NotFound(f"job {job_id} has no output named {name!r}")
 
+    def pages(self, caller: Caller, job_id: uuid.UUID) -> list[PageView]:
+        """The job's rendered pages so far, in order."""
+        with self.db.transaction() as s:
+            jobs.get_job(s, job_id, owner=caller.owner)
+            return [PageView.of(p) for p in page_results.pages(s, job_id)]
+
+    def page_result(self, caller: Caller, job_id: uuid.UUID, page: int, task: TaskKind) -> PageResult | None:
+        """The page's result for `task` (page from 1), None until it is written."""
+        with self.db.transaction() as s:
+            jobs.get_job(s, job_id, owner=caller.owner)
+            found = page_results.results(s, job_id, page_index=page - 1, task=task)
+            return PageResult.of(found[0]) if found else None
+
+    def open_page_image(
+        self, caller: Caller, job_id: uuid.UUID, page: int
+    ) -> tuple[str, AbstractContextManager[BinaryIO]]:
+        """(media type, stream) of the page's rendered image (page from 1), as the model saw it."""
+        with self.db.transaction() as s:
+            jobs.get_job(s, job_id, owner=caller.owner)
+            try:
+                key = page_results.page(s, job_id, page - 1).image_key
+            except NotFound:
+                raise NotFound(f"job {job_id} has no page {page} (yet)") from None
+        media_type = IMAGE_TYPES.get(key.rsplit(".", 1)[-1].lower(), "application/octet-stream")
+        return media_type, self.store.open(key)
+
     def poll_events(self, caller: Caller, job_id: uuid.UUID, after_id: int) -> tuple[list[EventView], bool]:
         """The events after `after_id`, and whether the job has ended with them (nothing more will come)."""
         with self.db.transaction() as s:
@@ -238,19 +273,12 @@ class JobService:
         keep_going: Callable[[], bool] = lambda: True,
     ) -> Iterator[EventView]:
         """The job's events as they happen, from after `after_id`, until the job has ended (the stream
-        stops after the final status event) or `keep_going` says stop."""
+        stops after the final status event) or `keep_going` says stop: the loop of watch.py, for a caller
+        with a thread of its own (SSE runs the same loop async)."""
         self.get(caller, job_id)  # NotFound before the stream starts
-        woken = threading.Event()
-        with self.subscribed(job_id, woken.set):
-            while keep_going():
-                woken.clear()  # before looking: an event committed after the look wakes the wait below
-                batch, ended = self.poll_events(caller, job_id, after_id)
-                for event in batch:
-                    after_id = event.id
-                    yield event
-                if ended:
-                    return
-                woken.wait(poll_s)
+        yield from follow_blocking(
+            self, caller, job_id, after_id=after_id, poll_s=poll_s, keep_going=keep_going
+        )
 
     def subscribed(self, job_id: uuid.UUID, wake: Callable[[], None]) -> AbstractContextManager[None]:
         """While the block runs, `wake()` is called as soon as the job has new events (when this service

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from docvl.db.models import Job, JobEvent, TaskResult
+from docvl.db.models import Job, JobEvent, Page, TaskResult
 from docvl.job_status import JobStatus
 from docvl.tasks import TaskKind
 from docvl.verify.report import TaskSummary, Verification, summarise
@@ -118,6 +118,18 @@ class PageResult(BaseModel):
             attempts=result.attempts,
             verification=Verification.of(result.verification),
         )
+
+
+class PageView(BaseModel):
+    """A rendered page of the job."""
+
+    page: int = Field(description="Page number, from 1.")
+    width: int = Field(description="The page image's width in pixels.")
+    height: int = Field(description="The page image's height in pixels.")
+
+    @classmethod
+    def of(cls, page: Page) -> PageView:
+        return cls(page=page.index + 1, width=page.width, height=page.height)
 
 
 class ResultView(BaseModel):

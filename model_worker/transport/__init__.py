@@ -1,1 +1,2 @@
-"""gRPC transport of the model worker: the only place that knows the protobuf types."""
+"""gRPC transport of the model worker: its servicer and server. The protobuf mapping belongs to the
+inference contract (docvl/inference/mapping.py), which the callers share."""

@@ -2,36 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, SecretStr, ValidationError
 from starlette.background import BackgroundTask
-from starlette.datastructures import UploadFile
 
 from docvl.db.api_keys import Caller
 from docvl.errors import InvalidInput
 from docvl.job_status import JobStatus
+from docvl.jobs import watch
 from docvl.jobs.intake import parse_request
 from docvl.jobs.service import JobService
 from docvl.jobs.views import ErrorBody, JobPage, JobView, ResultView
-from docvl.tasks import TaskKind
+from services.api import submission
 from services.api.settings import ApiSettings
 from services.frontdoor.wiring import readiness
 
 router = APIRouter()
 MAX_JSON_BYTES = 64 * 1024
 bearer = HTTPBearer(auto_error=False, description="An API key (`docvl keys create --owner NAME`).")
-TASKS = [t.value for t in TaskKind]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
@@ -47,50 +42,6 @@ SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "The document is over the upload limit."},
     415: {"model": ErrorBody, "description": "Neither a PDF nor a supported image (checked by content)."},
     429: {"model": ErrorBody, "description": "Too many jobs in flight for this key; see Retry-After."},
-}
-
-
-PAGES_HELP = "Only these pages, e.g. 1-3,7,12- (from 1; 12- runs to the end); default: every page."
-PASSWORD_HELP = (
-    "An encrypted PDF's password: used once to decrypt it at submission, never stored or returned."
-)
-
-
-class SubmitFromStorage(BaseModel):
-    """A job on a document already in object storage."""
-
-    source: str = Field(
-        description="The document, as s3://bucket/key.", examples=["s3://docvl/incoming/a.pdf"]
-    )
-    tasks: list[Literal["ocr", "chart2code", "web2html", "qa"]] = Field(min_length=1)
-    question: str | None = Field(None, description="Required with the qa task.")
-    priority: int | None = Field(None, description="0 (lowest) to 9 (highest); default 5.")
-    webhook_url: str | None = Field(None, description="POSTed to (signed) when the job ends.")
-    pages: str | None = Field(None, description=PAGES_HELP, examples=["1-3,7,12-"])
-    password: SecretStr | None = Field(None, description=PASSWORD_HELP, json_schema_extra={"writeOnly": True})
-
-
-_FORM_SCHEMA = {
-    "type": "object",
-    "required": ["file", "tasks"],
-    "properties": {
-        "file": {"type": "string", "format": "binary", "description": "A PDF or a PNG/JPEG/TIFF/WebP image."},
-        "tasks": {"type": "array", "items": {"type": "string", "enum": TASKS}, "minItems": 1},
-        "question": {"type": "string", "description": "Required with the qa task."},
-        "priority": {"type": "integer", "description": "0 (lowest) to 9 (highest); default 5."},
-        "webhook_url": {"type": "string", "description": "POSTed to (signed) when the job ends."},
-        "pages": {"type": "string", "description": PAGES_HELP},
-        "password": {"type": "string", "format": "password", "writeOnly": True, "description": PASSWORD_HELP},
-    },
-}
-SUBMIT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": _FORM_SCHEMA},
-            "application/json": {"schema": SubmitFromStorage.model_json_schema()},
-        },
-    }
 }
 
 
@@ -138,39 +89,17 @@ def readyz(request: Request, svc: Service) -> JSONResponse:
     status_code=202,
     response_model=JobView,
     responses=SUBMIT_ERRORS,
-    openapi_extra=SUBMIT_BODY,
+    openapi_extra=submission.SUBMIT_OPENAPI,
     tags=["jobs"],
 )
-async def submit_job(
-    request: Request,
-    response: Response,
-    svc: Service,
-    who: CallerDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(alias="Idempotency-Key", description="The same key and request return the first job."),
-    ] = None,
-) -> JobView:
-    """Submit a document (multipart field `file`) or name one in storage (JSON `source`) with its tasks."""
+async def submit_job(request: Request, response: Response, svc: Service, who: CallerDep) -> JobView:
+    """Submit a document (multipart field `file`) or name one in storage (JSON `source`) with its tasks.
+    A field that is not one of the documented ones is refused (422), never ignored."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=64) as form:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise InvalidInput("send the document as the multipart file field `file`")
-            fields = {
-                name: [v for v in form.getlist(name) if isinstance(v, str)] for name in _FORM_SCHEMA_FIELDS
-            }
-            job_request = parse_request(
-                svc.limits,
-                tasks=[t for value in fields["tasks"] for t in value.split(",") if t.strip()],
-                question=_one(fields, "question"),
-                priority=_integer(_one(fields, "priority"), "priority"),
-                webhook_url=_one(fields, "webhook_url"),
-                idempotency_key=idempotency_key,
-                pages=_one(fields, "pages"),
-                password=_one(fields, "password"),
-            )
+            upload, options = submission.from_form(form, request.headers)
+            job_request = parse_request(svc.limits, options)
             job, created = await run_in_threadpool(svc.submit, who, job_request, document=upload.file)
     elif content_type == "application/json":
         raw = b""
@@ -178,21 +107,9 @@ async def submit_job(
             raw += chunk
             if len(raw) > MAX_JSON_BYTES:
                 raise InvalidInput(f"a JSON submission is at most {MAX_JSON_BYTES} bytes: upload documents")
-        try:
-            body = SubmitFromStorage.model_validate_json(raw)
-        except ValidationError as exc:
-            raise InvalidInput(_validation_message(exc)) from exc
-        job_request = parse_request(
-            svc.limits,
-            tasks=list(body.tasks),
-            question=body.question,
-            priority=body.priority,
-            webhook_url=body.webhook_url,
-            idempotency_key=idempotency_key,
-            pages=body.pages,
-            password=body.password.get_secret_value() if body.password is not None else None,
-        )
-        job, created = await run_in_threadpool(svc.submit, who, job_request, source=body.source)
+        source, options = submission.from_json(raw, request.headers)
+        job_request = parse_request(svc.limits, options)
+        job, created = await run_in_threadpool(svc.submit, who, job_request, source=source)
     else:
         raise InvalidInput(
             "send multipart/form-data (a file in `file`) or application/json (a `source` in storage)"
@@ -201,29 +118,6 @@ async def submit_job(
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return job
-
-
-_FORM_SCHEMA_FIELDS = ("tasks", "question", "priority", "webhook_url", "pages", "password")
-
-
-def _one(fields: dict[str, list[str]], name: str) -> str | None:
-    values = fields[name]
-    if len(values) > 1:
-        raise InvalidInput(f"send `{name}` once")
-    return values[0] if values else None
-
-
-def _integer(value: str | None, name: str) -> int | None:
-    if value is None or not value.strip():
-        return None
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise InvalidInput(f"`{name}` must be a whole number, not {value[:40]!r}") from exc
-
-
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
 
 
 @router.get("/v1/jobs", response_model=JobPage, responses=ERRORS, tags=["jobs"])
@@ -310,28 +204,29 @@ async def _event_stream(
     poll_s: float,
     keepalive_s: float,
 ) -> AsyncIterator[str]:
-    last_sent = time.monotonic()
-    loop, woken = asyncio.get_running_loop(), asyncio.Event()
+    """The watch loop of docvl/jobs/watch.py as server-sent events, until the job ends or the client
+    leaves; its database reads run in the thread pool, its waits hold no thread."""
 
-    def wake() -> None:  # called from the notifier's thread
-        loop.call_soon_threadsafe(woken.set)
+    async def connected() -> bool:
+        return not await request.is_disconnected()
 
-    with svc.subscribed(job_id, wake):
-        while not await request.is_disconnected():
-            woken.clear()  # before looking: an event committed after the look ends the wait below
-            events, ended = await run_in_threadpool(svc.poll_events, who, job_id, after)
-            for event in events:
-                after = event.id
-                yield f"id: {event.id}\nevent: {event.kind}\ndata: {event.model_dump_json()}\n\n"
-                last_sent = time.monotonic()
-            if ended:
-                yield "event: end\ndata: {}\n\n"
-                return
-            if time.monotonic() - last_sent > keepalive_s:
-                yield ": keep-alive\n\n"
-                last_sent = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), poll_s)
+    stream = watch.follow(
+        svc,
+        who,
+        job_id,
+        after_id=after,
+        poll_s=poll_s,
+        keepalive_s=keepalive_s,
+        keep_going=connected,
+        offload=run_in_threadpool,
+    )
+    async for item in stream:
+        if item is watch.Mark.KEEP_ALIVE:
+            yield ": keep-alive\n\n"
+        elif item is watch.Mark.END:
+            yield "event: end\ndata: {}\n\n"
+        else:
+            yield f"id: {item.id}\nevent: {item.kind}\ndata: {item.model_dump_json()}\n\n"
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobView, responses=ERRORS, tags=["jobs"])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from docvl.errors import InvalidInput
 from docvl.job_status import JobStatus
 from docvl.jobs.intake import JobRequest, Limits, parse_request
+from docvl.jobs.options import SubmitOptions
 from docvl.jobs.views import ErrorInfo, EventView, JobPage, JobView, PageResult, ResultView
 from docvl.v1 import jobs_pb2 as pb
 from docvl.verify.report import Attempt, TaskSummary, Verdict, Verification
@@ -29,19 +30,25 @@ def submission_from_pb(limits: Limits, message: pb.SubmitJobRequest) -> Submissi
     which = message.WhichOneof("document")
     if which is None:
         raise InvalidInput("set the document: `content` (the file's bytes) or `source_uri` (s3://bucket/key)")
-    request = parse_request(
-        limits,
-        tasks=list(message.tasks),
-        question=message.question if message.HasField("question") else None,
-        priority=message.priority if message.HasField("priority") else None,
-        webhook_url=message.webhook_url or None,
-        idempotency_key=message.idempotency_key or None,
-        pages=message.pages or None,
-        password=message.password if message.HasField("password") else None,
-    )
+    request = parse_request(limits, options_from_pb(message))
     if which == "content":
         return Submission(request, io.BytesIO(message.content), None)
     return Submission(request, None, message.source_uri)
+
+
+def options_from_pb(message: pb.SubmitJobRequest) -> SubmitOptions:
+    """The SubmitOptions of a SubmitJobRequest, whose fields have the same names: an optional field
+    (question, priority, password) when it is set, another (webhook_url, idempotency_key, pages) when it
+    is not empty, as proto3 cannot tell empty from unset there."""
+    given: dict[str, Any] = {}
+    for name in SubmitOptions.model_fields:
+        field = message.DESCRIPTOR.fields_by_name[name]
+        value = getattr(message, name)
+        if field.is_repeated:
+            given[name] = list(value)
+        elif message.HasField(name) if field.has_presence else value:
+            given[name] = value
+    return SubmitOptions.of(given)
 
 
 def status_from_pb(value: str) -> JobStatus | None:

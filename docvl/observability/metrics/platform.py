@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 PRIORITY_STEPS = 10  # kombu's Redis transport keeps a list per priority: `ocr`, `ocr:1` ... `ocr:9`
 SEPARATOR = ":"
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
-OLDEST = "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM jobs WHERE status = 'queued'"
+OLDEST = "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM jobs WHERE status = %(queued)s"
 
 
 def queue_keys(queue: str) -> list[str]:
@@ -79,7 +79,7 @@ class PlatformCollector(Collector):
                 autocommit=True,
             ) as conn:
                 counts: dict[str, int] = dict(conn.execute(COUNTS).fetchall())
-                row = conn.execute(OLDEST).fetchone()
+                row = conn.execute(OLDEST, {"queued": JobStatus.QUEUED.value}).fetchone()
         except (psycopg.Error, OSError) as exc:
             log.warning(
                 "platform metrics: the database did not answer in %.1f s: %s", time.monotonic() - started, exc

@@ -1,13 +1,11 @@
-"""The console's reads beyond the job service's: the job's pages with their results rendered, and a page's
-image. Ownership is checked exactly as the job service does (another owner's job is NotFound)."""
+"""The console's reads beyond the job routes: the job's pages with their results rendered, a page's image
+and a web2html page's preview. Every read goes through the job service, with its owner checks (another
+owner's job is NotFound)."""
 
 from __future__ import annotations
 
 import uuid
-from contextlib import AbstractContextManager
-from typing import BinaryIO
 
-from docvl.db import jobs
 from docvl.db.api_keys import Caller
 from docvl.errors import NotFound
 from docvl.jobs.service import JobService
@@ -18,25 +16,27 @@ from services.api.console.views import RenderedJob, RenderedPage, RenderedResult
 
 
 def rendered(svc: JobService, caller: Caller, job_id: uuid.UUID) -> RenderedJob:
-    result = svc.result(caller, job_id)  # checks the owner; the outputs with their links
+    result = svc.result(caller, job_id)  # the outputs with their links
+    pages = svc.pages(caller, job_id)  # after the results: every page with a result is among them
+    shown = [_rendered(page_result) for page_result in result.pages]
+    framed = [r for r in shown if r.task is TaskKind.WEB2HTML and r.html is not None]
+    if framed:
+        key = previews.signing_key(svc, caller)
+        for web_page in framed:
+            web_page.preview = previews.link(key, caller, job_id, web_page.page)
     by_page: dict[int, list[RenderedResult]] = {}
-    with svc.db.transaction() as s:
-        pages = jobs.pages(s, job_id)
-        for page_result in result.pages:
-            shown = _rendered(page_result)
-            if shown.task is TaskKind.WEB2HTML and shown.html is not None:
-                shown.preview = previews.link(s, caller, job_id, shown.page)
-            by_page.setdefault(page_result.page, []).append(shown)
+    for r in shown:
+        by_page.setdefault(r.page, []).append(r)
     return RenderedJob(
         job=result.job,
         outputs=result.outputs,
         pages=[
             RenderedPage(
-                page=p.index + 1,
+                page=p.page,
                 width=p.width,
                 height=p.height,
-                image=f"/v1/jobs/{job_id}/pages/{p.index + 1}/image",
-                results=by_page.get(p.index + 1, []),
+                image=f"/v1/jobs/{job_id}/pages/{p.page}/image",
+                results=by_page.get(p.page, []),
             )
             for p in pages
         ],
@@ -57,28 +57,10 @@ def _rendered(result: PageResult) -> RenderedResult:
     return RenderedResult(**result.model_dump(), html=html)
 
 
-def open_image(
-    svc: JobService, caller: Caller, job_id: uuid.UUID, page: int
-) -> tuple[str, AbstractContextManager[BinaryIO]]:
-    """(media type, stream) of the page's rendered image."""
-    with svc.db.transaction() as s:
-        jobs.get_job(s, job_id, owner=caller.owner)
-        try:
-            key = jobs.page(s, job_id, page - 1).image_key
-        except NotFound:
-            raise NotFound(f"job {job_id} has no page {page} (yet)") from None
-    extension = key.rsplit(".", 1)[-1].lower()
-    media = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
-    return media.get(extension, "application/octet-stream"), svc.store.open(key)
-
-
 def preview(svc: JobService, job_id: uuid.UUID, page: int, token: str) -> str:
     """The styled preview of the page's web2html result, for a live link (previews.py)."""
-    with svc.db.transaction() as s:
-        previews.check(s, job_id, page, token)
-        for result in jobs.results(s, job_id):
-            if result.page_index == page - 1 and result.task == TaskKind.WEB2HTML.value:
-                if result.output_text is None:
-                    break
-                return render.styled_page_document(result.output_text)
-    raise NotFound(f"job {job_id} has no webpage-to-HTML result for page {page}")
+    caller = previews.check(svc, job_id, page, token)
+    result = svc.page_result(caller, job_id, page, TaskKind.WEB2HTML)
+    if result is None or result.text is None:
+        raise NotFound(f"job {job_id} has no webpage-to-HTML result for page {page}")
+    return render.styled_page_document(result.text)

@@ -91,7 +91,7 @@ async def rendered_pages(job_id: uuid.UUID, svc: Service, who: CallerDep) -> Ren
 )
 def page_image(job_id: uuid.UUID, page: PageNumber, svc: Service, who: CallerDep) -> StreamingResponse:
     """The page as the model saw it (the rendered image)."""
-    media_type, opened = pages.open_image(svc, who, job_id, page)
+    media_type, opened = svc.open_page_image(who, job_id, page)
     stack = ExitStack()
     stream = stack.enter_context(opened)
 

@@ -1,22 +1,7 @@
-"""A typed Python client of the docvl REST API.
-
-```python
-from docvl.client import Client
-
-with Client() as docvl:  # DOCVL_API_URL (default http://127.0.0.1:8000) and DOCVL_API_KEY
-    job = docvl.submit("invoice.pdf", ["ocr", "qa"], question="What is the total?")
-    job = docvl.wait(job.id, on_update=lambda j: print(j.status, j.progress))
-    for name in (f.name for files in docvl.result(job.id).outputs.values() for f in files):
-        docvl.download(job.id, name, Path("out"))
-```
-
-Every failure raises `ApiError` (a `DocvlError`) with the HTTP status, the API's stable error `code` and
-its message; a server that cannot be reached gives code `unavailable` and status 0.
-"""
+"""The Client: one docvl API, every call a method (see the package's docstring)."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -30,43 +15,18 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
-from docvl.errors import DocvlError
+from docvl.client.errors import ApiError, WaitTimeout, api_error, broken, unreachable
+from docvl.client.events import apply, check_deadline, parse_event, read_sse, state
+from docvl.errors import InvalidInput
 from docvl.job_status import JobStatus
-from docvl.jobs.views import EventView, JobPage, JobView, Progress, ResultView
+from docvl.jobs.options import SubmitOptions
+from docvl.jobs.views import EventView, JobPage, JobView, ResultView
 from docvl.tasks import TaskKind
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 JobId = uuid.UUID | str
 Document = str | os.PathLike[str] | bytes | BinaryIO
 M = TypeVar("M", JobView, ResultView, JobPage)
-
-
-class ApiError(DocvlError):
-    """An error answer of the API, or no answer at all.
-
-    `status` is the HTTP status (0 when no answer came: the server could not be reached or the
-    connection broke), `code` the API's stable error code, `retry_after` the seconds from a
-    `Retry-After` header (429, 503), if any."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.retry_after = retry_after
-
-    def __str__(self) -> str:
-        return (
-            f"{self.code}: {self.message}"
-            if self.status == 0
-            else f"{self.status} {self.code}: {self.message}"
-        )
-
-
-class WaitTimeout(ApiError):
-    """`Client.wait` gave up before the job finished (the job goes on)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(0, "timeout", message)
 
 
 class Client:
@@ -113,57 +73,34 @@ class Client:
     def submit(
         self,
         path_or_bytes: Document,
-        tasks: Sequence[str | TaskKind],
+        tasks: Sequence[str | TaskKind] | SubmitOptions,
         *,
-        question: str | None = None,
-        priority: int | None = None,
-        webhook_url: str | None = None,
-        idempotency_key: str | None = None,
         filename: str | None = None,
-        pages: str | None = None,
-        password: str | None = None,
+        **options: Any,
     ) -> JobView:
-        """Upload a document (a path, its bytes or an open binary file) with its tasks; `pages` picks pages
-        (e.g. "1-3,7,12-"), `password` opens an encrypted PDF. A file on disk is streamed, never read whole
+        """Upload a document (a path, its bytes or an open binary file) with its tasks and options: a
+        SubmitOptions, or the tasks and the options as keywords (SubmitOptions' fields: `pages` picks pages,
+        e.g. "1-3,7,12-", `password` opens an encrypted PDF). A file on disk is streamed, never read whole
         into memory."""
-        fields: dict[str, Any] = {"tasks": [str(t) for t in tasks]}
-        given = {"question": question, "priority": priority, "webhook_url": webhook_url, "pages": pages}
-        fields |= {name: str(value) for name, value in given.items() if value is not None}
-        if password is not None:
-            fields["password"] = password
+        fields, headers = _sent(tasks, options)
+        form = {name: value if isinstance(value, list) else str(value) for name, value in fields.items()}
         with _opened(path_or_bytes, filename) as (name, body):
             response = self._request(
                 "POST",
                 "/v1/jobs",
-                data=fields,
+                data=form,
                 files={"file": (name, body, "application/octet-stream")},
-                headers=_idempotency(idempotency_key),
+                headers=headers,
             )
         return _parse(JobView, response)
 
     def submit_source(
-        self,
-        uri: str,
-        tasks: Sequence[str | TaskKind],
-        *,
-        question: str | None = None,
-        priority: int | None = None,
-        webhook_url: str | None = None,
-        idempotency_key: str | None = None,
-        pages: str | None = None,
-        password: str | None = None,
+        self, uri: str, tasks: Sequence[str | TaskKind] | SubmitOptions, **options: Any
     ) -> JobView:
-        """A job on a document already in object storage, named `s3://bucket/key`."""
-        body: dict[str, Any] = {"source": uri, "tasks": [str(t) for t in tasks]}
-        given = {
-            "question": question,
-            "priority": priority,
-            "webhook_url": webhook_url,
-            "pages": pages,
-            "password": password,
-        }
-        body |= {name: value for name, value in given.items() if value is not None}
-        response = self._request("POST", "/v1/jobs", json=body, headers=_idempotency(idempotency_key))
+        """A job on a document already in object storage, named `s3://bucket/key`; the tasks and options
+        as for `submit`."""
+        fields, headers = _sent(tasks, options)
+        response = self._request("POST", "/v1/jobs", json={"source": uri, **fields}, headers=headers)
         return _parse(JobView, response)
 
     # -- reading -------------------------------------------------------------------------------------
@@ -229,7 +166,7 @@ class Client:
         for kind, data in self._sse(job_id, after, None):
             if kind == "end":
                 return
-            yield _parse_event(data)
+            yield parse_event(data)
 
     def wait(
         self,
@@ -242,15 +179,15 @@ class Client:
         polls instead. Raises WaitTimeout after `timeout_s` (the job goes on)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         view = self.get(job_id)
-        seen = _state(view)
+        seen = state(view)
         if on_update is not None:
             on_update(view)
 
         def report(new: JobView) -> None:
             nonlocal view, seen
             view = new
-            if _state(new) != seen:
-                seen = _state(new)
+            if state(new) != seen:
+                seen = state(new)
                 if on_update is not None:
                     on_update(new)
 
@@ -259,7 +196,7 @@ class Client:
                 for kind, data in self._sse(job_id, 0, deadline):
                     if kind == "end":
                         break
-                    report(_apply(view, _parse_event(data)))
+                    report(apply(view, parse_event(data)))
             except WaitTimeout:
                 raise
             except ApiError as exc:
@@ -271,7 +208,7 @@ class Client:
                 report(latest)
                 if latest.status.finished:
                     break
-                _check_deadline(deadline, job_id)
+                check_deadline(deadline, job_id)
                 pause = self.poll_interval_s
                 if deadline is not None:
                     pause = max(0.0, min(pause, deadline - time.monotonic()))
@@ -287,9 +224,9 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise _unreachable(self.base_url, exc) from exc
+            raise unreachable(self.base_url, exc) from exc
         if response.is_error:
-            raise _api_error(response)
+            raise api_error(response)
         return response
 
     @contextmanager
@@ -298,10 +235,10 @@ class Client:
             with self._http.stream(method, path, **kwargs) as response:
                 if response.is_error:
                     response.read()
-                    raise _api_error(response)
+                    raise api_error(response)
                 yield response
         except httpx.TransportError as exc:
-            raise _unreachable(self.base_url, exc) from exc
+            raise unreachable(self.base_url, exc) from exc
 
     def _sse(self, job_id: JobId, after: int, deadline: float | None) -> Iterator[tuple[str, str]]:
         """(event kind, data) of the job's event stream; stops after `end`, or raises WaitTimeout at the
@@ -315,46 +252,39 @@ class Client:
         with self._stream(
             "GET", path, params={"after": after}, headers={"Accept": "text/event-stream"}, timeout=timeout
         ) as response:
-            kind, data = "message", list[str]()
             try:
-                lines = response.iter_lines()
-                for line in lines:
-                    _check_deadline(deadline, job_id)
-                    if not line:
-                        if data:
-                            yield kind, "\n".join(data)
-                            if kind == "end":
-                                return
-                        kind, data = "message", []
-                        continue
-                    if line.startswith(":"):
-                        continue
-                    field, _, value = line.partition(":")
-                    value = value.removeprefix(" ")
-                    if field == "event":
-                        kind = value
-                    elif field == "data":
-                        data.append(value)
+                for kind, data in read_sse(response.iter_lines(), lambda: check_deadline(deadline, job_id)):
+                    yield kind, data
+                    if kind == "end":
+                        return
             except httpx.TransportError as exc:
                 if deadline is not None and time.monotonic() >= deadline:
-                    _check_deadline(deadline, job_id)
-                raise ApiError(
-                    0,
-                    "unavailable",
-                    f"the event stream from {self.base_url} broke: {str(exc) or type(exc).__name__}",
-                ) from exc
+                    check_deadline(deadline, job_id)
+                raise broken("event stream", self.base_url, exc) from exc
         raise ApiError(0, "unavailable", f"the event stream from {self.base_url} ended before the job did")
 
 
 # -- helpers -------------------------------------------------------------------------------------------
 
 
+def _sent(
+    tasks: Sequence[str | TaskKind] | SubmitOptions, options: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(body fields, headers) of a submission, checked by SubmitOptions first: a field it does not know or
+    refuses is an ApiError `invalid_input`, and nothing is sent."""
+    given = tasks.given() if isinstance(tasks, SubmitOptions) else {"tasks": [str(t) for t in tasks]}
+    try:
+        fields = SubmitOptions.of(given | options).given()
+    except InvalidInput as exc:
+        raise ApiError(0, exc.code, exc.message) from exc
+    headers = {
+        header: str(fields.pop(name)) for name, header in SubmitOptions.HEADERS.items() if name in fields
+    }
+    return fields, headers
+
+
 def _id(job_id: JobId) -> str:
     return quote(str(job_id), safe="")
-
-
-def _idempotency(key: str | None) -> dict[str, str]:
-    return {"Idempotency-Key": key} if key is not None else {}
 
 
 @contextmanager
@@ -381,71 +311,8 @@ def _parse(model: type[M], response: httpx.Response) -> M:
         ) from exc
 
 
-def _parse_event(data: str) -> EventView:
-    try:
-        return EventView.model_validate_json(data)
-    except ValidationError as exc:
-        raise ApiError(200, "invalid_response", f"an event is not an EventView: {data[:200]}") from exc
-
-
-def _api_error(response: httpx.Response) -> ApiError:
-    code, message = f"http_{response.status_code}", response.text[:500] or response.reason_phrase
-    try:
-        body = json.loads(response.content)
-        error = body["error"]
-        code, message = str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        pass
-    return ApiError(response.status_code, code, message, _retry_after(response.headers.get("Retry-After")))
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _unreachable(base_url: str, exc: httpx.TransportError) -> ApiError:
-    reason = str(exc) or type(exc).__name__
-    return ApiError(0, "unavailable", f"cannot reach the docvl API at {base_url}: {reason}")
-
-
 def _chunks(response: httpx.Response, base_url: str) -> Iterator[bytes]:
     try:
         yield from response.iter_bytes(256 * 1024)
     except httpx.TransportError as exc:
-        raise ApiError(
-            0, "unavailable", f"the download from {base_url} broke: {str(exc) or type(exc).__name__}"
-        ) from exc
-
-
-def _state(view: JobView) -> tuple[JobStatus, int, int, int]:
-    p = view.progress
-    return view.status, p.pages_total, p.pages_done, p.pages_failed
-
-
-def _apply(view: JobView, event: EventView) -> JobView:
-    """The job as an event leaves it: its status, and the counters of progress events. The stream starts
-    from the job's first event, so events older than `view` are replayed: nothing goes backwards."""
-    if _RANK[event.status] < _RANK[view.status]:
-        return view
-    current = view.progress.model_dump()
-    for name in ("pages_total", "pages_done", "pages_failed"):
-        value = event.data.get(name)
-        if isinstance(value, int) and value > current[name]:
-            current[name] = value
-    return view.model_copy(update={"status": event.status, "progress": Progress.model_validate(current)})
-
-
-_RANK = {
-    status: 0 if status is JobStatus.QUEUED else 1 if status is JobStatus.RUNNING else 2
-    for status in JobStatus
-}
-
-
-def _check_deadline(deadline: float | None, job_id: JobId) -> None:
-    if deadline is not None and time.monotonic() >= deadline:
-        raise WaitTimeout(f"job {job_id} had not finished when the wait ran out")
+        raise broken("download", base_url, exc) from exc

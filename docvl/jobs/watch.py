@@ -1,0 +1,109 @@
+"""The one job-event watch loop, behind SSE (`GET /v1/jobs/{id}/events`) and gRPC `WatchJob`.
+
+`follow` is the loop: it reads the events after the last one sent, sends them, ends after the job's final
+status event, and otherwise waits until the job's events change (a Postgres notification, through
+`JobService.subscribed`) or `poll_s` passes, whichever comes first. It is async, so that an SSE stream
+holds no thread while it waits; its database reads run where the caller says (`offload`: the API's thread
+pool). `follow_blocking` runs the same loop for a caller that has a thread of its own (the gateway's), on a
+private event loop, reading inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from enum import Enum
+from functools import partial
+from typing import TYPE_CHECKING
+
+from docvl.db.api_keys import Caller
+from docvl.jobs.views import EventView
+
+if TYPE_CHECKING:
+    from docvl.jobs.service import JobService
+
+Polled = tuple[list[EventView], bool]  # the events after the last one sent; whether the job has ended
+Offload = Callable[[Callable[[], Polled]], Awaitable[Polled]]
+
+
+class Mark(Enum):
+    """What a stream says besides events."""
+
+    KEEP_ALIVE = "keep-alive"  # nothing was sent for `keepalive_s`: the stream is still there
+    END = "end"  # the job has ended and its last event was sent: nothing more comes
+
+
+async def _always() -> bool:
+    return True
+
+
+async def _inline(read: Callable[[], Polled]) -> Polled:
+    return read()
+
+
+async def follow(
+    svc: JobService,
+    caller: Caller,
+    job_id: uuid.UUID,
+    *,
+    after_id: int = 0,
+    poll_s: float,
+    keepalive_s: float | None = None,
+    keep_going: Callable[[], Awaitable[bool]] = _always,
+    offload: Offload = _inline,
+) -> AsyncIterator[EventView | Mark]:
+    """The job's events after `after_id` as they happen, then Mark.END once it has ended; Mark.KEEP_ALIVE
+    when nothing was sent for `keepalive_s` (None: never). Stops, without END, when `keep_going` says so
+    (it is asked before each look). The caller checks the job is the caller's before it starts."""
+    loop, woken = asyncio.get_running_loop(), asyncio.Event()
+    last_sent = time.monotonic()
+
+    def wake() -> None:  # called from the notifier's thread
+        with contextlib.suppress(RuntimeError):  # the loop has closed: its stream is over
+            loop.call_soon_threadsafe(woken.set)
+
+    with svc.subscribed(job_id, wake):
+        while await keep_going():
+            woken.clear()  # before looking: an event committed after the look ends the wait below
+            batch, ended = await offload(partial(svc.poll_events, caller, job_id, after_id))
+            for event in batch:
+                after_id = event.id
+                yield event
+                last_sent = time.monotonic()
+            if ended:
+                yield Mark.END
+                return
+            if keepalive_s is not None and time.monotonic() - last_sent > keepalive_s:
+                yield Mark.KEEP_ALIVE
+                last_sent = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), poll_s)
+
+
+def follow_blocking(
+    svc: JobService,
+    caller: Caller,
+    job_id: uuid.UUID,
+    *,
+    after_id: int = 0,
+    poll_s: float,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> Generator[EventView, None, None]:
+    """`follow`'s events, for a thread of its own: the loop runs on a private event loop, between the
+    events it yields. Closing the iterator ends the stream (and its subscription)."""
+
+    async def going() -> bool:
+        return keep_going()
+
+    stream = follow(svc, caller, job_id, after_id=after_id, poll_s=poll_s, keep_going=going)
+
+    async def pull() -> EventView | Mark | None:
+        return await anext(stream, None)
+
+    with asyncio.Runner() as runner:  # on leaving, the loop finishes `stream` (aclose) and closes
+        while (item := runner.run(pull())) is not None:
+            if isinstance(item, EventView):
+                yield item
