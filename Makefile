@@ -49,7 +49,7 @@ bench: install ## the model worker benchmark (bench/model_worker.py); the other 
 	$(BIN)/python bench/model_worker.py
 
 console-screenshots: install ## redo docs/console/*.png (the web console's tests, in headless Chromium)
-	DOCVL_CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest tests/test_console.py -q
+	DOCVL_CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest tests/front_doors/test_console.py -q
 
 clean: ## remove the virtualenv, caches and local models
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -28,7 +28,7 @@ from docvl.inference.client import InferenceClient  # noqa: E402
 from docvl.inference.types import GenerationParams, InferenceRequest  # noqa: E402
 from docvl.tasks import TaskKind  # noqa: E402
 from model_worker.tiny import build_tiny  # noqa: E402
-from tests.helpers import model_worker_process  # noqa: E402
+from tests.support.helpers import model_worker_process  # noqa: E402
 
 SAMPLES = [ROOT / "docvl" / "samples" / name for name in ("page.png", "chart.png", "webpage.png")]
 CONCURRENCY = (1, 4, 16)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.model_worker import machine, write_section  # noqa: E402
 from docvl.office import DOCX, PPTX, OfficeConverter  # noqa: E402
-from tests import office_files  # noqa: E402
+from tests.support import office_files  # noqa: E402
 
 HEADING = "### Office conversion"
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.model_worker import machine, write_section  # noqa: E402
 from bench.up_platform import descendants  # noqa: E402
-from tests.services import prefect_server, scratch_database  # noqa: E402
+from tests.support.services import prefect_server, scratch_database  # noqa: E402
 
 HEADING = "### Orchestration"
 

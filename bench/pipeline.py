@@ -45,8 +45,8 @@ from docvl.storage.local import LocalObjectStore  # noqa: E402
 from docvl.storage.s3 import S3ObjectStore  # noqa: E402
 from docvl.tasks import TaskKind  # noqa: E402
 from model_worker.tiny import build_tiny  # noqa: E402
-from tests.helpers import model_worker_process  # noqa: E402
-from tests.services import celery_worker, moto_s3_server, prefect_server, scratch_database  # noqa: E402
+from tests.support.helpers import model_worker_process  # noqa: E402
+from tests.support.services import celery_worker, moto_s3_server, prefect_server, scratch_database  # noqa: E402
 
 WARM_UP_PAGES = 8
 STORES = {

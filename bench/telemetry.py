@@ -40,9 +40,9 @@ from docvl.db.database import Database  # noqa: E402
 from docvl.inference.client import InferenceClient  # noqa: E402
 from docvl.storage.s3 import S3ObjectStore  # noqa: E402
 from model_worker.tiny import build_tiny  # noqa: E402
-from tests.helpers import model_worker_process  # noqa: E402
-from tests.otlp import OtlpReceiver, otlp_receiver  # noqa: E402
-from tests.services import celery_worker, free_port, moto_s3_server, prefect_server, scratch_database  # noqa: E402
+from tests.support.helpers import model_worker_process  # noqa: E402
+from tests.support.otlp import OtlpReceiver, otlp_receiver  # noqa: E402
+from tests.support.services import celery_worker, free_port, moto_s3_server, prefect_server, scratch_database  # noqa: E402
 
 HEADING = "### Telemetry cost"
 MODES = ("off", "on", "off", "on")  # also "metrics" or "tracing" alone, with --modes

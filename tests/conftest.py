@@ -28,8 +28,8 @@ from model_worker.checkpoint import LoadedModel, load_checkpoint
 from model_worker.engine import Engine, Limits
 from model_worker.settings import ModelWorkerSettings
 from model_worker.tiny import build_tiny
-from tests.platform import FrontDoorPlatform, front_door_platform
-from tests.services import moto_s3_server, scratch_database
+from tests.support.platform import FrontDoorPlatform, front_door_platform
+from tests.support.services import moto_s3_server, scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +100,7 @@ def frontdoor(
     tiny_small_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[FrontDoorPlatform]:
-    """The whole platform behind the front doors (see tests/platform.py), started once per session."""
+    """The whole platform behind the front doors (see tests/support/platform.py), started once per session."""
     logs = tmp_path_factory.mktemp("frontdoor")
     with front_door_platform(migrated_database, s3_endpoint, tiny_small_dir, logs) as platform:
         yield platform
