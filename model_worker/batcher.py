@@ -128,17 +128,20 @@ class Batcher:
         for pending in batch:
             if pending.gone(now):
                 self.stats.requests_dropped += 1
-                metrics.requests.labels("dropped").inc()
-                if pending.cancelled:
-                    pending.future.cancel()  # nobody waits for it any more
-                elif not pending.future.done():
-                    pending.future.set_exception(
-                        Cancelled("the deadline passed while the request was queued")
-                    )
-                log.info("dropped request %s before generation: caller gone", pending.prepared.request_id)
+                self._drop(pending)
             else:
                 live.append(pending)
         return live
+
+    @staticmethod
+    def _drop(pending: _Pending) -> None:
+        """A queued request whose caller went away or whose deadline passed: answered without generating."""
+        metrics.requests.labels("dropped").inc()
+        if pending.cancelled:
+            pending.future.cancel()  # nobody waits for it any more
+        elif not pending.future.done():
+            pending.future.set_exception(Cancelled("the deadline passed while the request was queued"))
+        log.info("dropped request %s before generation: caller gone", pending.prepared.request_id)
 
     async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
         rows = [

@@ -13,6 +13,7 @@ from docvl.observability import logs, tracing
 from docvl.observability.metrics import model as metrics
 from model_worker.batcher import Batcher
 from model_worker.engine import Engine
+from model_worker.scheduler import ContinuousBatcher
 from model_worker.settings import ModelWorkerSettings
 
 log = logging.getLogger(__name__)
@@ -22,12 +23,22 @@ class InferenceService:
     def __init__(self, engine: Engine, settings: ModelWorkerSettings) -> None:
         self.engine = engine
         self.settings = settings
-        self.batcher = Batcher(
-            engine,
-            max_batch_size=settings.max_batch_size,
-            max_wait_ms=settings.max_wait_ms,
-            max_queue=settings.max_queue,
-        )
+        self.batcher: Batcher | ContinuousBatcher
+        if settings.scheduler == "continuous":
+            self.batcher = ContinuousBatcher(
+                engine,
+                max_batch_size=settings.max_batch_size,
+                max_queue=settings.max_queue,
+                max_batch_total_tokens=settings.max_batch_total_tokens,
+                max_prefill_tokens=settings.max_prefill_tokens,
+            )
+        else:
+            self.batcher = Batcher(
+                engine,
+                max_batch_size=settings.max_batch_size,
+                max_wait_ms=settings.max_wait_ms,
+                max_queue=settings.max_queue,
+            )
         self._preprocess = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
 
     @property

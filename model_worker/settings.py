@@ -37,6 +37,24 @@ class ModelWorkerSettings(BaseSettings):
         256, ge=1, description="Requests waiting beyond this are refused (RESOURCE_EXHAUSTED)."
     )
     preprocess_threads: int = Field(2, ge=1)
+    scheduler: Literal["window", "continuous"] = Field(
+        "window",
+        description="window: a batch closes on max_batch_size or max_wait_ms and generates until its "
+        "longest row ends. continuous: iteration-level scheduling, rows join and leave the running batch "
+        "at every decoding step, admitted by the token budget below (max_batch_size caps its rows).",
+    )
+    max_batch_total_tokens: int = Field(
+        65_536,
+        ge=1,
+        description="continuous: cache tokens the running rows may reserve together (each reserves its "
+        "prompt, image tokens included, plus its max_new_tokens); a request that alone needs more is "
+        "refused (RESOURCE_EXHAUSTED).",
+    )
+    max_prefill_tokens: int = Field(
+        8192,
+        ge=1,
+        description="continuous: prompt tokens prefilled in one step (a lone newcomer always may).",
+    )
 
     default_max_new_tokens: int = Field(512, ge=1)
     max_new_tokens_limit: int = Field(4096, ge=1)
