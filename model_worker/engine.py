@@ -63,6 +63,7 @@ class PreparedInput:
     image_tokens: int
     prompt_version: str
     preprocessing_ms: float
+    priority: int = 0  # 0..9, higher first: the continuous scheduler admits by it (then by arrival)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -131,6 +132,8 @@ class Engine:
                 raise InvalidInput(
                     f"{name} is {len(text)} characters: the limit is {limits.max_prompt_chars}"
                 )
+        if not 0 <= request.priority <= 9:
+            raise InvalidInput(f"priority is {request.priority}: use 0..9 (higher first)")
         params = self.resolve_params(request.params)
         prompt = build_prompt(request.task, len(request.images), request.question, request.prompt_override)
         images = [
@@ -149,6 +152,7 @@ class Engine:
             prompt_version=prompt.version
             + ("" if self.repeat_guard is None else "+" + self.repeat_guard.version),
             preprocessing_ms=(time.perf_counter() - started) * 1000,
+            priority=request.priority,
         )
 
     # -- a batch --------------------------------------------------------------------------------------

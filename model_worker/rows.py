@@ -150,15 +150,26 @@ class RunningBatch:
     # -- decoding -------------------------------------------------------------------------------------
 
     def decode(self) -> None:
-        """One token for every running row that is not done yet."""
+        """One token for every running row that is not done yet. When the model raises (out of memory
+        midway, say), the step is undone: the cache layers it grew are cut back, so the rows can go on."""
+        before, length = self.mask, self.cache_length
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
-        output = self.engine.model(
-            input_ids=self.next_ids[:, None],
-            attention_mask=self.mask,
-            position_ids=self.positions[:, None],
-            cache=self.cache,
-            use_cache=True,
-        )
+        try:
+            output = self.engine.model(
+                input_ids=self.next_ids[:, None],
+                attention_mask=self.mask,
+                position_ids=self.positions[:, None],
+                cache=self.cache,
+                use_cache=True,
+            )
+        except BaseException:
+            self.mask = before
+            assert self.cache is not None
+            for layer in self.cache.layers:
+                if layer.keys is not None and layer.keys.shape[2] > length:
+                    layer.keys = layer.keys[:, :, :length, :]
+                    layer.values = layer.values[:, :, :length, :]
+            raise
         self.cache = output.cache
         self.positions = self.positions + 1
         self.next_ids = self.choose(output.logits[:, -1, :])

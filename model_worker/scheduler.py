@@ -3,10 +3,16 @@
 Every step, on the model thread: requests admitted since the last step are prefilled together (their
 images encoded once) and join the running batch; one token is decoded for every running row; finished rows
 (end token, their own max_new_tokens, cancelled, deadline passed) leave at once and free their cache rows.
-Between steps, on the event loop, waiting requests are admitted in arrival order while the token budget
-allows: the running rows' reserved tokens (prompt + max_new_tokens each) stay within
-`max_batch_total_tokens`, a step prefills at most `max_prefill_tokens` prompt tokens (a lone newcomer always
-may), and at most `max_batch_size` rows run. Same interface as `Batcher`, so the service takes either.
+Between steps, on the event loop, waiting requests are admitted by priority, then arrival (with ageing,
+see `model_worker.waiting`) while the token budget allows: the running rows' reserved tokens (prompt +
+max_new_tokens each) stay within `max_batch_total_tokens`, a step prefills at most `max_prefill_tokens`
+prompt tokens (a lone newcomer always may), and at most `max_batch_size` rows run. Same interface as
+`Batcher`, so the service takes either.
+
+Out of memory while decoding preempts rather than fails: the step is undone, the lowest-priority row (the
+newest among equals) leaves the batch and goes back to the waiting queue, to be recomputed from scratch
+later (its streamed text is not sent twice), and the rest go on; until a row leaves, no more rows are
+admitted than ran when memory ran out. A row that runs out of memory alone fails (RESOURCE_EXHAUSTED).
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +34,7 @@ from model_worker.batcher import Batcher, _Pending
 from model_worker.decoding import RowControl
 from model_worker.engine import Engine, PreparedInput, is_out_of_memory
 from model_worker.rows import Row, RunningBatch, new_row
+from model_worker.waiting import Replay, WaitingQueue
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +52,7 @@ class _Admitted:
 @dataclass
 class _StepResult:
     finished: list[tuple[Row, Outcome]] = field(default_factory=list)
-    requeue: list[Row] = field(default_factory=list)  # newcomers that did not fit in memory this step
+    requeue: list[Row] = field(default_factory=list)  # did not fit in memory: newcomers, preempted rows
     rows: int = 0  # running after the step
     steps: int = 0  # decoding steps run
 
@@ -60,6 +66,7 @@ class ContinuousBatcher:
         max_queue: int,
         max_batch_total_tokens: int,
         max_prefill_tokens: int,
+        priority_aging_s: float = 30.0,
     ) -> None:
         self.engine = engine
         self.max_batch_size = max_batch_size
@@ -68,7 +75,8 @@ class ContinuousBatcher:
         self.max_prefill_tokens = max_prefill_tokens
         self.steps_per_call = 64  # at most, between two visits to the event loop (with nobody waiting)
         self.stats = WorkerStats()
-        self._waiting: deque[_Pending] = deque()
+        self._waiting = WaitingQueue(priority_aging_s)
+        self._row_cap: int | None = None  # rows that fit in memory, learnt from running out of it
         self._wake = asyncio.Event()
         self._batch = RunningBatch(engine)
         self._owners: dict[int, _Admitted] = {}  # id(row) -> its request
@@ -118,7 +126,7 @@ class ContinuousBatcher:
             future=loop.create_future(),
             enqueued_at=now,
             deadline=None if time_left is None else now + time_left,
-            on_delta=on_delta,
+            on_delta=None if on_delta is None else Replay(Batcher._threadsafe(loop, on_delta)),
             trace=tracing.captured(),
             enqueued_ns=time.time_ns(),
         )
@@ -140,11 +148,15 @@ class ContinuousBatcher:
                 await self._wake.wait()
             newcomers = self._admit(loop)
             result = await loop.run_in_executor(self._model_thread, self._step, newcomers)
-            for row in reversed(result.requeue):  # back to the head of the queue, in their order
-                admitted = self._owners.pop(id(row))
-                self._waiting.appendleft(admitted.pending)
+            for row in result.requeue:  # back to the queue, with their arrival time: ahead of their class
+                pending = self._owners.pop(id(row)).pending
+                if isinstance(pending.on_delta, Replay):
+                    pending.on_delta.restart()
+                self._waiting.append(pending)
             for row, outcome in result.finished:
                 self._deliver(loop, row, outcome)
+            if result.finished or not self._owners:
+                self._row_cap = None
             self.stats.batches += result.steps
 
     def _admit(self, loop: asyncio.AbstractEventLoop) -> list[Row]:
@@ -160,20 +172,23 @@ class ContinuousBatcher:
         )
         newcomers: list[Row] = []
         prefill = 0
-        while self._waiting and len(running) + len(newcomers) < self.max_batch_size:
-            prepared = self._waiting[0].prepared
+        rows = self.max_batch_size if self._row_cap is None else min(self.max_batch_size, self._row_cap)
+        for pending in self._waiting.ordered(now):
+            if len(running) + len(newcomers) >= rows:
+                break
+            prepared = pending.prepared
             need = len(prepared.input_ids) + prepared.params.max_new_tokens
             if reserved + need > self.max_batch_total_tokens:
                 break
             if newcomers and prefill + len(prepared.input_ids) > self.max_prefill_tokens:
                 break
-            pending = self._waiting.popleft()
+            self._waiting.remove(pending)
             reserved += need
             prefill += len(prepared.input_ids)
             control = RowControl(
                 prepared.params,
                 cancelled=(lambda p=pending: p.gone(loop.time())),  # type: ignore[misc]
-                on_delta=None if pending.on_delta is None else Batcher._threadsafe(loop, pending.on_delta),
+                on_delta=pending.on_delta,
             )
             row = new_row(self.engine, prepared, control)
             self._owners[id(row)] = _Admitted(
@@ -196,20 +211,25 @@ class ContinuousBatcher:
                 self._join(newcomers, result)
             result.finished += batch.retire()
             # Step after step without a trip to the event loop while nothing joins or leaves.
-            while batch.rows and not result.finished and result.steps < self.steps_per_call:
-                if result.steps and self._waiting:
+            while batch.rows and not (result.finished or result.requeue):
+                if result.steps >= self.steps_per_call or (result.steps and self._waiting):
                     break
                 self._decode(result)
                 result.finished += batch.retire()
         result.rows = len(batch.rows)
+        metrics.running_rows.set(result.rows)
+        metrics.cache_tokens.set(result.rows * batch.cache_length)
         return result
 
     def _decode(self, result: _StepResult) -> None:
         batch = self._batch
         started = time.perf_counter()
         try:
-            batch.decode()
-        except Exception as exc:  # the cache may be half-updated: every running row fails
+            batch.decode()  # undone when it raises
+        except Exception as exc:
+            if is_out_of_memory(exc) and len(batch.rows) > 1:
+                self._preempt(result)
+                return
             log.exception("a decoding step of %d rows failed", len(batch.rows))
             result.finished += [(row, self._failure(exc)) for row in batch.rows]
             batch.keep([])
@@ -217,8 +237,28 @@ class ContinuousBatcher:
         elapsed = time.perf_counter() - started
         result.steps += 1
         metrics.batch_size.observe(len(batch.rows))
+        metrics.tokens_per_step.observe(len(batch.rows))
+        metrics.running_rows.set(len(batch.rows))
+        metrics.cache_tokens.set(len(batch.rows) * batch.cache_length)
         metrics.generation.observe(elapsed)
         metrics.tokens_per_second.set(len(batch.rows) / max(elapsed, 1e-9))
+
+    def _preempt(self, result: _StepResult) -> None:
+        """Out of memory decoding: the lowest-priority row, the newest among equals, leaves to be recomputed
+        later; no more rows than those left are admitted until a row finishes."""
+        batch = self._batch
+        order = {id(row): i for i, row in enumerate(batch.rows)}  # rows join at the end
+        victim = min(batch.rows, key=lambda row: (row.prepared.priority, -order[id(row)]))
+        log.warning(
+            "out of memory decoding %d rows: request %s preempted, to be recomputed",
+            len(batch.rows),
+            victim.prepared.request_id,
+        )
+        batch.keep([i for i, row in enumerate(batch.rows) if row is not victim])
+        self.engine.release_memory()
+        self._row_cap = len(batch.rows)
+        metrics.preemptions.inc()
+        result.requeue.append(victim)
 
     def _join(self, newcomers: list[Row], result: _StepResult) -> None:
         """Prefill the newcomers together; on failure one by one, so an error stays with its request.
@@ -235,6 +275,7 @@ class ContinuousBatcher:
             row = newcomers[0]
             if is_out_of_memory(exc) and self._batch.rows:
                 self.engine.release_memory()
+                self._row_cap = len(self._batch.rows)
                 result.requeue.append(row)
                 return
             log.exception("request %s failed", row.prepared.request_id)

@@ -31,6 +31,7 @@ class InferenceService:
                 max_queue=settings.max_queue,
                 max_batch_total_tokens=settings.max_batch_total_tokens,
                 max_prefill_tokens=settings.max_prefill_tokens,
+                priority_aging_s=settings.priority_aging_s,
             )
         else:
             self.batcher = Batcher(

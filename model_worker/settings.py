@@ -56,6 +56,14 @@ class ModelWorkerSettings(BaseSettings):
         description="continuous: prompt tokens prefilled in one step (a lone newcomer always may).",
     )
 
+    priority_aging_s: float = Field(
+        30.0,
+        gt=0,
+        description="continuous: a waiting request's priority (0..9, higher first) rises by one for every "
+        "this many seconds it waits, so an old low-priority request is admitted eventually (a priority-0 one "
+        "outranks fresh priority-9 ones after 9 × this).",
+    )
+
     default_max_new_tokens: int = Field(512, ge=1)
     max_new_tokens_limit: int = Field(4096, ge=1)
     max_images_per_request: int = Field(4, ge=1)

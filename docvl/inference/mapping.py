@@ -53,6 +53,7 @@ def request_from_pb(message: pb.GenerateRequest) -> InferenceRequest:
             seed=p.seed if p.HasField("seed") else None,
         ),
         request_id=message.request_id or uuid.uuid4().hex,
+        priority=message.priority,
     )
 
 
@@ -71,6 +72,7 @@ def request_to_pb(request: InferenceRequest) -> pb.GenerateRequest:
         question=request.question or "",
         prompt_override=request.prompt_override or "",
         parameters=params,
+        priority=request.priority,
     )
 
 

@@ -37,6 +37,7 @@ class InferenceRequest:
     prompt_override: str | None = None
     params: GenerationParams = field(default_factory=GenerationParams)
     request_id: str = ""
+    priority: int = 0  # 0..9, higher first (the job's): orders admission in the continuous scheduler
 
 
 @dataclass(frozen=True)

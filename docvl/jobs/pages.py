@@ -49,6 +49,7 @@ def process_page(
         question=page.question,
         params=GenerationParams(max_new_tokens=max_new_tokens),
         request_id=work.id,
+        priority=work.priority,
     )
     checked = generate_checked(generate, request, PageInput(image, page.text_layer), verifier)
     result, made = checked.result, checked.made

@@ -24,35 +24,35 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64ocvl/v1/inference.proto\x12\x08\x64ocvl.v1\"n\n\x14GenerationParameters\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\r\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\xb6\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12 \n\x04task\x18\x02 \x01(\x0e\x32\x12.docvl.v1.TaskKind\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\x10\n\x08question\x18\x04 \x01(\t\x12\x17\n\x0fprompt_override\x18\x05 \x01(\t\x12\x32\n\nparameters\x18\x06 \x01(\x0b\x32\x1e.docvl.v1.GenerationParameters\"T\n\x0bTokenCounts\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x14\n\x0cimage_tokens\x18\x02 \x01(\r\x12\x18\n\x10generated_tokens\x18\x03 \x01(\r\"`\n\x07Timings\x12\x11\n\tqueued_ms\x18\x01 \x01(\x01\x12\x18\n\x10preprocessing_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\r\"\xf9\x01\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12%\n\x06tokens\x18\x03 \x01(\x0b\x32\x15.docvl.v1.TokenCounts\x12-\n\rfinish_reason\x18\x04 \x01(\x0e\x32\x16.docvl.v1.FinishReason\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x16\n\x0emodel_revision\x18\x06 \x01(\t\x12\x1f\n\x17prompt_template_version\x18\x07 \x01(\t\x12\"\n\x07timings\x18\x08 \x01(\x0b\x32\x11.docvl.v1.Timings\"k\n\x16GenerateStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ntext_delta\x18\x02 \x01(\t\x12)\n\x05\x66inal\x18\x03 \x01(\x0b\x32\x1a.docvl.v1.GenerateResponse\"\x15\n\x13GetModelInfoRequest\"\x9c\x01\n\x0bWorkerStats\x12\x1a\n\x12requests_completed\x18\x01 \x01(\x04\x12\x17\n\x0frequests_failed\x18\x02 \x01(\x04\x12\x18\n\x10requests_dropped\x18\x03 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\x04\x12\x18\n\x10generated_tokens\x18\x05 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x06 \x01(\r\"\xc8\x03\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x16\n\x0emodel_revision\x18\x02 \x01(\t\x12\x12\n\nmodel_type\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x1e\n\x16image_tokens_per_image\x18\x06 \x01(\r\x12\x1f\n\x17prompt_template_version\x18\x07 \x01(\t\x12!\n\x05tasks\x18\x08 \x03(\x0e\x32\x12.docvl.v1.TaskKind\x12\x16\n\x0emax_batch_size\x18\t \x01(\r\x12\x13\n\x0bmax_wait_ms\x18\n \x01(\r\x12\x1c\n\x14max_new_tokens_limit\x18\x0b \x01(\r\x12\x1e\n\x16\x64\x65\x66\x61ult_max_new_tokens\x18\x0c \x01(\r\x12\x1e\n\x16max_images_per_request\x18\r \x01(\r\x12\x17\n\x0fmax_image_bytes\x18\x0e \x01(\x04\x12\x18\n\x10max_image_pixels\x18\x0f \x01(\x04\x12\x16\n\x0erandom_weights\x18\x10 \x01(\x08\x12$\n\x05stats\x18\x11 \x01(\x0b\x32\x15.docvl.v1.WorkerStats*|\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rTASK_KIND_OCR\x10\x01\x12\x18\n\x14TASK_KIND_CHART2CODE\x10\x02\x12\x16\n\x12TASK_KIND_WEB2HTML\x10\x03\x12\x10\n\x0cTASK_KIND_QA\x10\x04*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xea\x01\n\x10InferenceService\x12\x41\n\x08Generate\x12\x19.docvl.v1.GenerateRequest\x1a\x1a.docvl.v1.GenerateResponse\x12O\n\x0eGenerateStream\x12\x19.docvl.v1.GenerateRequest\x1a .docvl.v1.GenerateStreamResponse0\x01\x12\x42\n\x0cGetModelInfo\x12\x1d.docvl.v1.GetModelInfoRequest\x1a\x13.docvl.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64ocvl/v1/inference.proto\x12\x08\x64ocvl.v1\"n\n\x14GenerationParameters\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\r\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\xc8\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12 \n\x04task\x18\x02 \x01(\x0e\x32\x12.docvl.v1.TaskKind\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\x10\n\x08question\x18\x04 \x01(\t\x12\x17\n\x0fprompt_override\x18\x05 \x01(\t\x12\x32\n\nparameters\x18\x06 \x01(\x0b\x32\x1e.docvl.v1.GenerationParameters\x12\x10\n\x08priority\x18\x07 \x01(\r\"T\n\x0bTokenCounts\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x14\n\x0cimage_tokens\x18\x02 \x01(\r\x12\x18\n\x10generated_tokens\x18\x03 \x01(\r\"`\n\x07Timings\x12\x11\n\tqueued_ms\x18\x01 \x01(\x01\x12\x18\n\x10preprocessing_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\r\"\xf9\x01\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12%\n\x06tokens\x18\x03 \x01(\x0b\x32\x15.docvl.v1.TokenCounts\x12-\n\rfinish_reason\x18\x04 \x01(\x0e\x32\x16.docvl.v1.FinishReason\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x16\n\x0emodel_revision\x18\x06 \x01(\t\x12\x1f\n\x17prompt_template_version\x18\x07 \x01(\t\x12\"\n\x07timings\x18\x08 \x01(\x0b\x32\x11.docvl.v1.Timings\"k\n\x16GenerateStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ntext_delta\x18\x02 \x01(\t\x12)\n\x05\x66inal\x18\x03 \x01(\x0b\x32\x1a.docvl.v1.GenerateResponse\"\x15\n\x13GetModelInfoRequest\"\x9c\x01\n\x0bWorkerStats\x12\x1a\n\x12requests_completed\x18\x01 \x01(\x04\x12\x17\n\x0frequests_failed\x18\x02 \x01(\x04\x12\x18\n\x10requests_dropped\x18\x03 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\x04\x12\x18\n\x10generated_tokens\x18\x05 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x06 \x01(\r\"\xc8\x03\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x16\n\x0emodel_revision\x18\x02 \x01(\t\x12\x12\n\nmodel_type\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x1e\n\x16image_tokens_per_image\x18\x06 \x01(\r\x12\x1f\n\x17prompt_template_version\x18\x07 \x01(\t\x12!\n\x05tasks\x18\x08 \x03(\x0e\x32\x12.docvl.v1.TaskKind\x12\x16\n\x0emax_batch_size\x18\t \x01(\r\x12\x13\n\x0bmax_wait_ms\x18\n \x01(\r\x12\x1c\n\x14max_new_tokens_limit\x18\x0b \x01(\r\x12\x1e\n\x16\x64\x65\x66\x61ult_max_new_tokens\x18\x0c \x01(\r\x12\x1e\n\x16max_images_per_request\x18\r \x01(\r\x12\x17\n\x0fmax_image_bytes\x18\x0e \x01(\x04\x12\x18\n\x10max_image_pixels\x18\x0f \x01(\x04\x12\x16\n\x0erandom_weights\x18\x10 \x01(\x08\x12$\n\x05stats\x18\x11 \x01(\x0b\x32\x15.docvl.v1.WorkerStats*|\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rTASK_KIND_OCR\x10\x01\x12\x18\n\x14TASK_KIND_CHART2CODE\x10\x02\x12\x16\n\x12TASK_KIND_WEB2HTML\x10\x03\x12\x10\n\x0cTASK_KIND_QA\x10\x04*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xea\x01\n\x10InferenceService\x12\x41\n\x08Generate\x12\x19.docvl.v1.GenerateRequest\x1a\x1a.docvl.v1.GenerateResponse\x12O\n\x0eGenerateStream\x12\x19.docvl.v1.GenerateRequest\x1a .docvl.v1.GenerateStreamResponse0\x01\x12\x42\n\x0cGetModelInfo\x12\x1d.docvl.v1.GetModelInfoRequest\x1a\x13.docvl.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docvl.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKKIND']._serialized_start=1521
-  _globals['_TASKKIND']._serialized_end=1645
-  _globals['_FINISHREASON']._serialized_start=1647
-  _globals['_FINISHREASON']._serialized_end=1771
+  _globals['_TASKKIND']._serialized_start=1539
+  _globals['_TASKKIND']._serialized_end=1663
+  _globals['_FINISHREASON']._serialized_start=1665
+  _globals['_FINISHREASON']._serialized_end=1789
   _globals['_GENERATIONPARAMETERS']._serialized_start=38
   _globals['_GENERATIONPARAMETERS']._serialized_end=148
   _globals['_GENERATEREQUEST']._serialized_start=151
-  _globals['_GENERATEREQUEST']._serialized_end=333
-  _globals['_TOKENCOUNTS']._serialized_start=335
-  _globals['_TOKENCOUNTS']._serialized_end=419
-  _globals['_TIMINGS']._serialized_start=421
-  _globals['_TIMINGS']._serialized_end=517
-  _globals['_GENERATERESPONSE']._serialized_start=520
-  _globals['_GENERATERESPONSE']._serialized_end=769
-  _globals['_GENERATESTREAMRESPONSE']._serialized_start=771
-  _globals['_GENERATESTREAMRESPONSE']._serialized_end=878
-  _globals['_GETMODELINFOREQUEST']._serialized_start=880
-  _globals['_GETMODELINFOREQUEST']._serialized_end=901
-  _globals['_WORKERSTATS']._serialized_start=904
-  _globals['_WORKERSTATS']._serialized_end=1060
-  _globals['_MODELINFO']._serialized_start=1063
-  _globals['_MODELINFO']._serialized_end=1519
-  _globals['_INFERENCESERVICE']._serialized_start=1774
-  _globals['_INFERENCESERVICE']._serialized_end=2008
+  _globals['_GENERATEREQUEST']._serialized_end=351
+  _globals['_TOKENCOUNTS']._serialized_start=353
+  _globals['_TOKENCOUNTS']._serialized_end=437
+  _globals['_TIMINGS']._serialized_start=439
+  _globals['_TIMINGS']._serialized_end=535
+  _globals['_GENERATERESPONSE']._serialized_start=538
+  _globals['_GENERATERESPONSE']._serialized_end=787
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=789
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=896
+  _globals['_GETMODELINFOREQUEST']._serialized_start=898
+  _globals['_GETMODELINFOREQUEST']._serialized_end=919
+  _globals['_WORKERSTATS']._serialized_start=922
+  _globals['_WORKERSTATS']._serialized_end=1078
+  _globals['_MODELINFO']._serialized_start=1081
+  _globals['_MODELINFO']._serialized_end=1537
+  _globals['_INFERENCESERVICE']._serialized_start=1792
+  _globals['_INFERENCESERVICE']._serialized_end=2026
 # @@protoc_insertion_point(module_scope)

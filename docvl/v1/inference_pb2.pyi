@@ -44,20 +44,22 @@ class GenerationParameters(_message.Message):
     def __init__(self, max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("request_id", "task", "images", "question", "prompt_override", "parameters")
+    __slots__ = ("request_id", "task", "images", "question", "prompt_override", "parameters", "priority")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     PROMPT_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     task: TaskKind
     images: _containers.RepeatedScalarFieldContainer[bytes]
     question: str
     prompt_override: str
     parameters: GenerationParameters
-    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[TaskKind, str]] = ..., images: _Optional[_Iterable[bytes]] = ..., question: _Optional[str] = ..., prompt_override: _Optional[str] = ..., parameters: _Optional[_Union[GenerationParameters, _Mapping]] = ...) -> None: ...
+    priority: int
+    def __init__(self, request_id: _Optional[str] = ..., task: _Optional[_Union[TaskKind, str]] = ..., images: _Optional[_Iterable[bytes]] = ..., question: _Optional[str] = ..., prompt_override: _Optional[str] = ..., parameters: _Optional[_Union[GenerationParameters, _Mapping]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class TokenCounts(_message.Message):
     __slots__ = ("prompt_tokens", "image_tokens", "generated_tokens")

@@ -1,6 +1,7 @@
-"""The model worker's metrics: its queue, batches, the time each stage takes, tokens, errors by code,
-and (on CUDA) the GPU memory torch holds. torch is not imported here: the GPU gauges are registered by
-the engine once it knows it runs on CUDA."""
+"""The model worker's metrics: its queue, batches, the time each stage takes, tokens, errors by code, the
+continuous scheduler's running rows, tokens per step, cache use and preemptions, and (on CUDA) the GPU
+memory torch holds. torch is not imported here: the GPU gauges are registered by the engine once it
+knows it runs on CUDA."""
 
 from __future__ import annotations
 
@@ -45,6 +46,22 @@ generated_tokens = Counter("model_generated_tokens", "Tokens generated.", namesp
 image_tokens = Counter("model_image_tokens", "Image tokens the model read.", namespace=NAMESPACE)
 tokens_per_second = Gauge(
     "model_tokens_per_second", "Generation throughput of the last batch (its tokens over its time).",
+    namespace=NAMESPACE,
+)  # fmt: skip
+running_rows = Gauge(
+    "model_running_rows", "Continuous scheduler: rows in the running batch after its last step.",
+    namespace=NAMESPACE,
+)  # fmt: skip
+tokens_per_step = Histogram(
+    "model_tokens_per_step", "Continuous scheduler: tokens decoded per decoding step (one per running row).",
+    namespace=NAMESPACE, buckets=BATCH_BUCKETS,
+)  # fmt: skip
+cache_tokens = Gauge(
+    "model_cache_tokens", "Continuous scheduler: key/value cache positions the running batch holds (rows × "
+    "padded length, padding included).", namespace=NAMESPACE,
+)  # fmt: skip
+preemptions = Counter(
+    "model_preemptions", "Continuous scheduler: rows preempted (out of memory) to be recomputed later.",
     namespace=NAMESPACE,
 )  # fmt: skip
 errors = Counter(
