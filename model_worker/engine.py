@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import io
 import logging
-import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,52 +16,17 @@ from PIL import Image
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from docvl.errors import InvalidInput, ResourceExhausted
+from docvl.errors import ResourceExhausted
 from docvl.inference.types import FinishReason, Generated, GenerationParams, InferenceRequest, RepeatGuard
 from docvl.observability.metrics import model as metrics
 from docvl.tasks import TaskKind
 from model_worker.checkpoint import LoadedModel
 from model_worker.decoding import NoRepeatWindow, RowControl, RowSampler, RowStop, RowStreamer
-from model_worker.images import decode_image
-from model_worker.prompts import build_prompt
-from model_worker.settings import ModelWorkerSettings
+from model_worker.preprocess import Limits, PreparedInput, Preparer
+
+__all__ = ["Engine", "Limits", "PreparedInput", "is_out_of_memory"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_images: int
-    max_image_bytes: int
-    max_image_pixels: int
-    max_prompt_chars: int
-    default_max_new_tokens: int
-    max_new_tokens: int
-
-    @classmethod
-    def from_settings(cls, s: ModelWorkerSettings) -> Limits:
-        return cls(
-            max_images=s.max_images_per_request,
-            max_image_bytes=s.max_image_bytes,
-            max_image_pixels=s.max_image_pixels,
-            max_prompt_chars=s.max_prompt_chars,
-            default_max_new_tokens=s.default_max_new_tokens,
-            max_new_tokens=s.max_new_tokens_limit,
-        )
-
-
-@dataclass(frozen=True)
-class PreparedInput:
-    """One request, ready for a batch: token ids (unpadded), pixel tensors, resolved parameters."""
-
-    request_id: str
-    input_ids: torch.Tensor
-    pixels: dict[str, torch.Tensor]
-    params: GenerationParams
-    image_tokens: int
-    prompt_version: str
-    preprocessing_ms: float
-    priority: int = 0  # 0..9, higher first: the continuous scheduler admits by it (then by arrival)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -96,6 +59,9 @@ class Engine:
         eos = self.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id]
         self.eos_ids = {int(e) for e in eos_ids}
+        self.preparer = Preparer(
+            self.processor, limits, self.description.image_tokens_per_image, repeat_guard
+        )
         self.pad_id = int(
             self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos_ids[0]
         )
@@ -103,57 +69,11 @@ class Engine:
     # -- one request ----------------------------------------------------------------------------------
 
     def resolve_params(self, params: GenerationParams) -> GenerationParams:
-        limit = self.limits.max_new_tokens
-        max_new = params.max_new_tokens or self.limits.default_max_new_tokens
-        if not 1 <= max_new <= limit:
-            raise InvalidInput(f"max_new_tokens is {max_new}: use 1..{limit} (or 0 for the default)")
-        if not 0.0 <= params.temperature <= 5.0:
-            raise InvalidInput(f"temperature is {params.temperature}: use 0 (greedy) up to 5")
-        top_p = params.top_p or 1.0
-        if not 0.0 < top_p <= 1.0:
-            raise InvalidInput(f"top_p is {params.top_p}: use a value in (0, 1], or 0 for 1")
-        seed = params.seed
-        if not params.greedy and seed is None:
-            seed = secrets.randbits(63)
-        return GenerationParams(
-            max_new_tokens=max_new, temperature=params.temperature, top_p=top_p, seed=seed
-        )
+        return self.preparer.resolve_params(params)
 
     def prepare(self, request: InferenceRequest) -> PreparedInput:
         """Validate, decode the images, render the prompt and run the processor. Raises InvalidInput."""
-        started = time.perf_counter()
-        limits = self.limits
-        if not request.images:
-            raise InvalidInput("no image: send at least one image")
-        if len(request.images) > limits.max_images:
-            raise InvalidInput(f"{len(request.images)} images: this worker takes at most {limits.max_images}")
-        for name, text in (("question", request.question), ("prompt_override", request.prompt_override)):
-            if text and len(text) > limits.max_prompt_chars:
-                raise InvalidInput(
-                    f"{name} is {len(text)} characters: the limit is {limits.max_prompt_chars}"
-                )
-        if not 0 <= request.priority <= 9:
-            raise InvalidInput(f"priority is {request.priority}: use 0..9 (higher first)")
-        params = self.resolve_params(request.params)
-        prompt = build_prompt(request.task, len(request.images), request.question, request.prompt_override)
-        images = [
-            decode_image(data, index=i, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
-            for i, data in enumerate(request.images)
-        ]
-        text = self.processor.apply_chat_template(prompt.messages, add_generation_prompt=True)
-        encoded = self.processor(text=[text], images=images, return_tensors="pt")
-        pixels = {k: v for k, v in encoded.items() if k not in ("input_ids", "attention_mask")}
-        return PreparedInput(
-            request_id=request.request_id,
-            input_ids=encoded["input_ids"][0],
-            pixels=pixels,
-            params=params,
-            image_tokens=len(images) * self.description.image_tokens_per_image,
-            prompt_version=prompt.version
-            + ("" if self.repeat_guard is None else "+" + self.repeat_guard.version),
-            preprocessing_ms=(time.perf_counter() - started) * 1000,
-            priority=request.priority,
-        )
+        return self.preparer.prepare(request)
 
     # -- a batch --------------------------------------------------------------------------------------
 

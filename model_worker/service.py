@@ -6,13 +6,13 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from docvl.inference.types import InferenceRequest, InferenceResult, ModelDescription, WorkerStats
 from docvl.observability import logs, tracing
 from docvl.observability.metrics import model as metrics
 from model_worker.batcher import Batcher
 from model_worker.engine import Engine
+from model_worker.preprocess import PreprocessPool
 from model_worker.scheduler import ContinuousBatcher
 from model_worker.settings import ModelWorkerSettings
 
@@ -40,7 +40,13 @@ class InferenceService:
                 max_wait_ms=settings.max_wait_ms,
                 max_queue=settings.max_queue,
             )
-        self._preprocess = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
+        self._preprocess = PreprocessPool(
+            engine.preparer,
+            threads=settings.preprocess_threads,
+            processes=settings.preprocess_processes,
+            model_dir=settings.model_dir,
+        )
+        self._preprocess.warm_up()  # worker processes start here, off the event loop (the loader's thread)
 
     @property
     def description(self) -> ModelDescription:
@@ -59,7 +65,7 @@ class InferenceService:
 
     async def stop(self) -> None:
         await self.batcher.stop()
-        self._preprocess.shutdown(wait=False, cancel_futures=True)
+        self._preprocess.shutdown()
 
     async def infer(
         self,
@@ -85,7 +91,9 @@ class InferenceService:
     ) -> InferenceResult:
         loop = asyncio.get_running_loop()
         with tracing.span("docvl.preprocess"):
-            prepared = await loop.run_in_executor(self._preprocess, self.engine.prepare, request)
+            prepared = await loop.run_in_executor(
+                self._preprocess.executor, self._preprocess.function, request
+            )
         metrics.preprocessing.observe(prepared.preprocessing_ms / 1000)
         generated, timings = await self.batcher.submit(prepared, time_left=time_left, on_delta=on_delta)
         log.info(
