@@ -43,6 +43,24 @@ class _Pending:
         return self.cancelled or self.future.done() or (self.deadline is not None and now >= self.deadline)
 
 
+def settle(stats: WorkerStats, pending: _Pending, outcome: Generated | Exception, timings: Timings) -> None:
+    """Answer the request with its outcome and count it (both schedulers); nothing when it was already
+    answered."""
+    if pending.future.done():
+        return
+    if isinstance(outcome, Exception):
+        stats.requests_failed += 1
+        metrics.requests.labels("failed").inc()
+        pending.future.set_exception(outcome)
+        return
+    stats.requests_completed += 1
+    stats.generated_tokens += len(outcome.token_ids)
+    metrics.requests.labels("completed").inc()
+    metrics.generated_tokens.inc(len(outcome.token_ids))
+    metrics.image_tokens.inc(outcome.image_tokens)
+    pending.future.set_result((outcome, timings))
+
+
 class Batcher:
     def __init__(self, engine: Engine, *, max_batch_size: int, max_wait_ms: int, max_queue: int) -> None:
         self.engine = engine
@@ -162,26 +180,15 @@ class Batcher:
         metrics.batch_size.observe(len(batch))
         self._trace(batch, begun_ns, time.time_ns())
         for pending, outcome in zip(batch, outcomes, strict=True):
-            if pending.future.done():
-                continue
-            if isinstance(outcome, Exception):
-                self.stats.requests_failed += 1
-                metrics.requests.labels("failed").inc()
-                pending.future.set_exception(outcome)
-                continue
-            self.stats.requests_completed += 1
-            self.stats.generated_tokens += len(outcome.token_ids)
-            metrics.requests.labels("completed").inc()
-            metrics.generated_tokens.inc(len(outcome.token_ids))
-            metrics.image_tokens.inc(outcome.image_tokens)
-            metrics.queue_wait.observe(started - pending.enqueued_at)
             timings = Timings(
                 queued_ms=(started - pending.enqueued_at) * 1000,
                 preprocessing_ms=pending.prepared.preprocessing_ms,
                 inference_ms=inference_ms,
                 batch_size=len(batch),
             )
-            pending.future.set_result((outcome, timings))
+            if not pending.future.done() and not isinstance(outcome, Exception):
+                metrics.queue_wait.observe(started - pending.enqueued_at)
+            settle(self.stats, pending, outcome, timings)
 
     def _trace(self, batch: list[_Pending], begun_ns: int, ended_ns: int) -> None:
         """Each request's own spans (when tracing is on): its wait for a batch, and the batch's generate

@@ -35,6 +35,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "not enough memory" in str(exc)
 
 
+def out_of_memory_alone() -> ResourceExhausted:
+    """The error of a request that does not fit in memory even alone."""
+    return ResourceExhausted(
+        "out of memory generating this request: retry later, or send fewer images or a smaller max_new_tokens"
+    )
+
+
 class Engine:
     def __init__(
         self,
@@ -178,12 +185,7 @@ class Engine:
                 self.release_memory()
                 if len(batch) == 1:
                     log.warning("out of memory on request %s alone", batch[0].request_id)
-                    return [
-                        ResourceExhausted(
-                            "out of memory generating this request: retry later, or send fewer images or a "
-                            "smaller max_new_tokens"
-                        )
-                    ]
+                    return [out_of_memory_alone()]
                 half = len(batch) // 2
                 log.warning("out of memory on a batch of %d: splitting it", len(batch))
                 return self.run_isolated(batch[:half], rows[:half]) + self.run_isolated(

@@ -30,9 +30,9 @@ from docvl.errors import ResourceExhausted, Unavailable
 from docvl.inference.types import Generated, Timings, WorkerStats
 from docvl.observability import tracing
 from docvl.observability.metrics import model as metrics
-from model_worker.batcher import Batcher, _Pending
+from model_worker.batcher import Batcher, _Pending, settle
 from model_worker.decoding import RowControl
-from model_worker.engine import Engine, PreparedInput, is_out_of_memory
+from model_worker.engine import Engine, PreparedInput, is_out_of_memory, out_of_memory_alone
 from model_worker.rows import Row, RunningBatch, new_row
 from model_worker.waiting import Replay, WaitingQueue
 
@@ -285,10 +285,7 @@ class ContinuousBatcher:
         if not is_out_of_memory(exc):
             return exc
         self.engine.release_memory()
-        return ResourceExhausted(
-            "out of memory generating this request: retry later, or send fewer images or a smaller "
-            "max_new_tokens"
-        )
+        return out_of_memory_alone()
 
     def _deliver(self, loop: asyncio.AbstractEventLoop, row: Row, outcome: Outcome) -> None:
         admitted = self._owners.pop(id(row))
@@ -302,23 +299,10 @@ class ContinuousBatcher:
             metrics.requests.labels("dropped").inc()
             pending.future.cancel()
             return
-        if pending.future.done():
-            return
-        if isinstance(outcome, Exception):
-            self.stats.requests_failed += 1
-            metrics.requests.labels("failed").inc()
-            pending.future.set_exception(outcome)
-            return
-        self.stats.requests_completed += 1
-        self.stats.generated_tokens += len(outcome.token_ids)
-        metrics.requests.labels("completed").inc()
-        metrics.generated_tokens.inc(len(outcome.token_ids))
-        metrics.image_tokens.inc(outcome.image_tokens)
-        now = loop.time()
         timings = Timings(
             queued_ms=(admitted.admitted_at - pending.enqueued_at) * 1000,
             preprocessing_ms=pending.prepared.preprocessing_ms,
-            inference_ms=(now - admitted.admitted_at) * 1000,
+            inference_ms=(loop.time() - admitted.admitted_at) * 1000,
             batch_size=admitted.peak_rows,
         )
-        pending.future.set_result((outcome, timings))
+        settle(self.stats, pending, outcome, timings)
