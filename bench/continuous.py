@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.model_worker import SAMPLES, machine  # noqa: E402
+from bench.model_worker import SAMPLES, closed_loop, machine  # noqa: E402
 from docvl.inference.client import InferenceClient  # noqa: E402
 from docvl.inference.types import GenerationParams, InferenceRequest, InferenceResult  # noqa: E402
 from docvl.tasks import TaskKind  # noqa: E402
@@ -97,15 +97,7 @@ def mixed(target: str, plan: list[tuple[int, int]], images: list[bytes]) -> Mixe
                     texts[index] = result.text
                     tokens += result.generated_tokens
 
-    threads = [threading.Thread(target=client_loop) for _ in range(CLIENTS)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"{len(errors)} requests failed: {errors[0]!r}")
+    seconds = closed_loop(CLIENTS, client_loop, errors)
     short = [latencies[i] for i, (_, n) in enumerate(plan) if n <= SHORT]
     return Mixed(seconds, tokens, short, list(latencies.values()), texts)
 

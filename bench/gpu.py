@@ -117,15 +117,9 @@ def drive(target: str, concurrency: int, seconds: float, lengths: list[int], ima
                     batches.append(result.timings.batch_size)
                     tokens += result.generated_tokens
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client_loop) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise RuntimeError(f"{len(errors)} requests failed: {errors[0]!r}")
-    elapsed = time.perf_counter() - started
+    from bench.model_worker import closed_loop
+
+    elapsed = closed_loop(concurrency, client_loop, errors)
     mean_batch = sum(batches) / len(batches) if batches else 0.0
     return Point("", concurrency, elapsed, len(latencies), tokens, latencies, mean_batch)
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,21 @@ class Driven:
     texts: dict[int, set[str]]  # sample image -> the answers it got (greedy: one)
 
 
+def closed_loop(clients: int, client_loop: Callable[[], None], errors: list[BaseException]) -> float:
+    """Run `clients` threads of `client_loop` (each sends a request when its last one is answered, and
+    appends what it raises to `errors`); the seconds they took. Raises when any request failed."""
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed: {errors[0]!r}")
+    return seconds
+
+
 def drive(target: str, concurrency: int, total: int, max_new_tokens: int) -> Driven:
     """`total` requests from `concurrency` closed-loop clients."""
     images = [path.read_bytes() for path in SAMPLES]
@@ -93,15 +109,7 @@ def drive(target: str, concurrency: int, total: int, max_new_tokens: int) -> Dri
                     batches.append(result.timings.batch_size)
                     texts[index % len(images)].add(result.text)
 
-    threads = [threading.Thread(target=client_loop) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"{len(errors)} requests failed: {errors[0]!r}")
+    seconds = closed_loop(concurrency, client_loop, errors)
     return Driven(seconds, latencies, statistics.mean(batches), texts)
 
 
