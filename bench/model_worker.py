@@ -1,4 +1,5 @@
-"""Benchmark of the model worker: requests/s and latency, batching on and off, on this machine.
+"""Benchmark of the model worker's window batcher: requests/s and latency, batching on and off, on this
+machine (bench/continuous.py compares it with the continuous scheduler, the default).
 
 Starts `docvl model-worker` processes with the tiny model (small and full-resolution variants), drives them
 over gRPC at concurrency 1, 4 and 16 with the bundled sample images, and writes docs/benchmarks.md.
@@ -119,7 +120,8 @@ def bench_model(name: str, model_dir: Path, total: int, max_new_tokens: int, log
     for batching in (False, True):
         args = ["--max-batch-size", "16" if batching else "1", "--max-wait-ms", "20" if batching else "0"]
         log = logs / f"{name}-{max_new_tokens}-{'on' if batching else 'off'}.log"
-        with model_worker_process(model_dir, log, *args) as (_, target):
+        window = {"DOCVL_MODEL_WORKER_SCHEDULER": "window"}  # this benchmark measures the window batcher
+        with model_worker_process(model_dir, log, *args, env=window) as (_, target):
             with InferenceClient(target) as client:
                 client.wait_ready(600)
             drive(target, 4, 8, max_new_tokens)  # warm-up

@@ -11,6 +11,7 @@ from docvl.inference.types import InferenceRequest, InferenceResult, ModelDescri
 from docvl.observability import logs, tracing
 from docvl.observability.metrics import model as metrics
 from model_worker.batcher import Batcher
+from model_worker.budget import token_budget
 from model_worker.engine import Engine
 from model_worker.preprocess import PreprocessPool
 from model_worker.scheduler import ContinuousBatcher
@@ -29,7 +30,13 @@ class InferenceService:
                 engine,
                 max_batch_size=settings.max_batch_size,
                 max_queue=settings.max_queue,
-                max_batch_total_tokens=settings.max_batch_total_tokens,
+                max_batch_total_tokens=token_budget(
+                    settings.max_batch_total_tokens,
+                    settings.gpu_memory_fraction,
+                    engine.model.config,
+                    engine.model.dtype,
+                    engine.loaded.device,
+                ),
                 max_prefill_tokens=settings.max_prefill_tokens,
                 priority_aging_s=settings.priority_aging_s,
             )

@@ -28,7 +28,12 @@ class ModelWorkerSettings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="Address /metrics (Prometheus) listens on.")
     metrics_port: int = Field(9103, ge=0, le=65535, description="Port of /metrics; 0: no metrics.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: int = Field(0, ge=0, description="torch threads on the CPU; 0 keeps torch's default.")
+    cpu_threads: int = Field(
+        0,
+        ge=0,
+        description="torch threads on the CPU; 0: the cores the preprocessing pool leaves (at least 1), so "
+        "the model and preprocessing do not fight over cores.",
+    )
 
     max_batch_size: int = Field(8, ge=1, le=256)
     max_wait_ms: int = Field(10, ge=0, le=10_000)
@@ -48,17 +53,25 @@ class ModelWorkerSettings(BaseSettings):
         "threads stop scaling near one core: at a GPU's rate use processes, about one per 7 pages/s.",
     )
     scheduler: Literal["window", "continuous"] = Field(
-        "window",
+        "continuous",
         description="window: a batch closes on max_batch_size or max_wait_ms and generates until its "
         "longest row ends. continuous: iteration-level scheduling, rows join and leave the running batch "
         "at every decoding step, admitted by the token budget below (max_batch_size caps its rows).",
     )
     max_batch_total_tokens: int = Field(
-        65_536,
-        ge=1,
+        0,
+        ge=0,
         description="continuous: cache tokens the running rows may reserve together (each reserves its "
         "prompt, image tokens included, plus its max_new_tokens); a request that alone needs more is "
-        "refused (RESOURCE_EXHAUSTED).",
+        "refused (RESOURCE_EXHAUSTED). 0: sized from the device (on CUDA, from gpu_memory_fraction of the "
+        "card less the weights, a fifth kept for activations; on the CPU 65,536).",
+    )
+    gpu_memory_fraction: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="continuous, on CUDA with max_batch_total_tokens 0: the share of the card's memory the "
+        "worker may use, weights included.",
     )
     max_prefill_tokens: int = Field(
         8192,
@@ -94,6 +107,15 @@ class ModelWorkerSettings(BaseSettings):
         if self.default_max_new_tokens > self.max_new_tokens_limit:
             raise ValueError("default_max_new_tokens must not exceed max_new_tokens_limit")
         return self
+
+    def torch_threads(self, cores: int) -> int:
+        """torch's threads for a model on the CPU: the setting, or the cores left to it by preprocessing
+        (torch's own default, every core, makes its threads and the preprocessing threads take turns on
+        the same cores: measured 2.4× fewer tokens/s on 2 cores, see docs/benchmarks.md)."""
+        if self.cpu_threads:
+            return self.cpu_threads
+        preprocessing = self.preprocess_processes or self.preprocess_threads
+        return max(1, cores - preprocessing)
 
     @property
     def repeat_guard(self) -> RepeatGuard | None:

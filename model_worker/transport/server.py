@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -38,14 +39,14 @@ def load_service(settings: ModelWorkerSettings) -> InferenceService:
     from model_worker.engine import Engine, Limits
     from model_worker.service import InferenceService
 
-    if settings.cpu_threads:
-        torch.set_num_threads(settings.cpu_threads)
     loaded = load_checkpoint(
         settings.model_dir,
         device=settings.device,
         model_id=settings.model_id,
         revision=settings.model_revision,
     )
+    if loaded.device.type == "cpu":
+        torch.set_num_threads(settings.torch_threads(os.cpu_count() or 1))
     engine = Engine(loaded, Limits.from_settings(settings), settings.vision_batch_size, settings.repeat_guard)
     engine.warm_up()
     return InferenceService(engine, settings)

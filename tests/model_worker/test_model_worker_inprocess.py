@@ -71,7 +71,7 @@ def test_not_serving_while_loading_then_serving(small_engine: Engine) -> None:
 
 
 def test_out_of_memory_answers_resource_exhausted_and_the_worker_recovers(small_engine: Engine) -> None:
-    settings = ModelWorkerSettings(model_dir=Path("unused"), port=0, max_batch_size=4)
+    settings = ModelWorkerSettings(model_dir=Path("unused"), port=0, max_batch_size=4, scheduler="window")
     engine = OutOfMemoryAbove(small_engine, fits=4, poison="too-big")
 
     with running_server(settings, lambda s: InferenceService(engine, s)) as (_, client):

@@ -196,9 +196,24 @@ def long_image(small_model: LoadedModel) -> bytes:
     raise AssertionError("no image among 40 made the tiny model talk for 300 tokens")
 
 
+@pytest.fixture
+def one_row_worker(tiny_small_dir: Path, tmp_path: Path) -> Iterator[Worker]:
+    """The default (continuous) scheduler with room for one running row: the next request waits."""
+    with (
+        model_worker_process(tiny_small_dir, tmp_path / "one-row.log", "--max-batch-size", "1") as (
+            _,
+            target,
+        ),
+        InferenceClient(target) as client,
+    ):
+        client.wait_ready(120)
+        yield Worker(target, client, pb_grpc.InferenceServiceStub(client.channel))
+
+
 def test_cancelled_and_expired_requests_are_dropped_without_generation(
-    worker: Worker, long_image: bytes
+    one_row_worker: Worker, long_image: bytes
 ) -> None:
+    worker = one_row_worker
     before = worker.client.model_info()["stats"]
     busy = worker.client.generate_stream(ocr(long_image, 300))
     first = next(busy)  # the long request is generating now; whatever comes next waits in the queue
