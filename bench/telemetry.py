@@ -38,6 +38,7 @@ from docvl.broker.dispatch import CeleryDispatch  # noqa: E402
 from docvl.db import jobs, migrate  # noqa: E402
 from docvl.db.database import Database  # noqa: E402
 from docvl.inference.client import InferenceClient  # noqa: E402
+from docvl.namespace import derive  # noqa: E402
 from docvl.storage.s3 import S3ObjectStore  # noqa: E402
 from model_worker.tiny import build_tiny  # noqa: E402
 from tests.support.helpers import model_worker_process  # noqa: E402
@@ -115,7 +116,7 @@ def segment(
             celery_worker(runner_env, logs / "job-runner.log", queues="jobs", concurrency=1),
             scraping(urls) as scrapes,
         ):
-            dispatch = CeleryDispatch.connect(base["DOCVL_REDIS_URL"])
+            dispatch = CeleryDispatch.connect(base["DOCVL_REDIS_URL"], derive(base["DOCVL_DATABASE_URL"]))
             warm_up, measured = pdfs
             job_id = new_job(db, store, warm_up)
             dispatch.start_jobs()

@@ -43,6 +43,12 @@ class NotFound(DocvlError):
     code = "not_found"
 
 
+class UnknownJob(NotFound):
+    """No job of this id in this stack's database: work sent by another stack, or for a job that is gone."""
+
+    code = "unknown_job"
+
+
 class Conflict(DocvlError):
     """The request contradicts the current state, e.g. an idempotency key reused with another body."""
 
@@ -53,6 +59,12 @@ class IllegalTransition(Conflict):
     """A job status change that the status machine forbids; nothing was written."""
 
     code = "illegal_transition"
+
+
+class NamespaceTaken(Conflict):
+    """Another stack, with another database, uses this stack's namespace on the same Redis."""
+
+    code = "namespace_taken"
 
 
 class DatabaseUnavailable(Unavailable):

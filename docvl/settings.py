@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from docvl import namespace as namespaces
 
 
 def split_list(value: object) -> object:
@@ -26,6 +28,11 @@ class CoreSettings(BaseSettings):
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/docvl"
     database_wait_s: float = Field(60.0, ge=0, description="How long start-up waits for the database.")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = Field(
+        "",
+        description="The stack's name on shared servers: its Redis keys start with it and its Prefect "
+        "deployments carry it; empty: the name of the stack's database (see docvl/namespace.py).",
+    )
 
     object_store: Literal["s3", "local"] = "s3"
     s3_endpoint: str = Field("http://127.0.0.1:9000", description="MinIO or S3 endpoint URL.")
@@ -72,6 +79,17 @@ class CoreSettings(BaseSettings):
         if not value.startswith("postgresql"):
             raise ValueError("DOCVL_DATABASE_URL must be a postgresql:// or postgresql+psycopg:// URL")
         return value.replace("postgresql://", "postgresql+psycopg://", 1)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_name(cls, value: str) -> str:
+        return namespaces.check(value) if value else value
+
+    @model_validator(mode="after")
+    def _derive_namespace(self) -> CoreSettings:
+        if not self.namespace:
+            self.namespace = namespaces.derive(self.database_url)
+        return self
 
     @field_validator("s3_endpoint")
     @classmethod

@@ -9,15 +9,17 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from functools import cache
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, tags, task
 from prefect.runtime import flow_run
 from prefect.settings import temporary_settings
 
 from docvl import office
+from docvl.broker import stack
 from docvl.broker.celery_app import ALL_QUEUES
 from docvl.broker.dispatch import CeleryDispatch
 from docvl.db import lifecycle
@@ -31,6 +33,7 @@ from docvl.jobs.finish import fail, finalize
 from docvl.jobs.intake import Limits, parse_request
 from docvl.jobs.options import SubmitOptions
 from docvl.jobs.render import RenderLimits, drive
+from docvl.namespace import redis_prefix
 from docvl.observability import logs, metrics, tracing
 from docvl.observability.metrics import jobs as job_metrics
 from docvl.observability.metrics import platform as platform_metrics
@@ -59,7 +62,14 @@ def context() -> Context:
 
 @cache
 def dispatch() -> CeleryDispatch:
-    return CeleryDispatch.connect(settings().redis_url)
+    return CeleryDispatch.connect(settings().redis_url, settings().namespace)
+
+
+def namespace_tags() -> AbstractContextManager[Any]:
+    """Flow runs started inside carry the stack's namespace as a tag (one Prefect server may serve several
+    stacks; the UI filters by tag)."""
+    context: AbstractContextManager[Any] = tags(f"namespace:{settings().namespace}")
+    return context
 
 
 def _retryable(task: Any, task_run: Any, state: Any) -> bool:
@@ -160,7 +170,7 @@ def run_claimed() -> int:
             return total
         try:
             heartbeat_off()
-            with tracing.detached():  # the batch's flow run: a trace of its own (each job has its own)
+            with tracing.detached(), namespace_tags():  # the batch's flow run: a trace of its own
                 total += start_jobs(job_ids)
         except Exception:  # the flow run itself failed (Prefect away): the jobs wait, none is lost
             log.exception("could not start %d jobs; they wait for the next request", len(job_ids))
@@ -273,29 +283,50 @@ def serve() -> None:
     from prefect import serve as prefect_serve
 
     s = settings()
+    marker = stack.stake(s)  # another stack with this namespace on this Redis: refused here
     if metrics.serve(s.flows_metrics_port, s.metrics_host) is not None:
-        platform_metrics.register(s.database_url, s.redis_url, ALL_QUEUES, s.platform_metrics_timeout_s)
+        platform_metrics.register(
+            s.database_url,
+            s.redis_url,
+            ALL_QUEUES,
+            s.platform_metrics_timeout_s,
+            key_prefix=redis_prefix(s.namespace),
+        )
     stop = threading.Event()
-    passes = threading.Thread(target=reconcile_every, args=(s.reconcile_interval_s, stop), daemon=True)
+    passes = threading.Thread(
+        target=reconcile_every, args=(s.reconcile_interval_s, stop, marker.refresh), daemon=True
+    )
     passes.start()
+    tagged = [f"namespace:{s.namespace}"]
     try:
         prefect_serve(
-            reconcile.to_deployment(name="reconciler"),
-            sweep_bucket.to_deployment(name="nightly-sweep", cron=s.sweep_cron),
+            reconcile.to_deployment(name=deployment_name("reconciler"), tags=tagged),
+            sweep_bucket.to_deployment(name=deployment_name("nightly-sweep"), cron=s.sweep_cron, tags=tagged),
             limit=None,
         )
     finally:
         stop.set()
 
 
-def reconcile_every(interval_s: float, stop: threading.Event) -> None:
+def deployment_name(name: str) -> str:
+    """A deployment's name in this stack: Prefect keeps one deployment per flow and name, so stacks that
+    share a Prefect server keep theirs apart by namespace."""
+    return f"{name}-{settings().namespace}"
+
+
+def reconcile_every(
+    interval_s: float, stop: threading.Event, refresh: Callable[[], None] = lambda: None
+) -> None:
     """A reconciler pass at once (after a restart, overdue jobs need not wait; and Prefect's first flow run
     in a process costs seconds of CPU, better spent at start-up), then every `interval_s` until `stop`. A
-    pass that fails (the database or Prefect away) is logged, and the next one tries again."""
+    pass that fails (the database or Prefect away) is logged, and the next one tries again. `refresh` runs
+    before each pass (the stack's namespace marker)."""
     heartbeat_off()
     while True:
+        refresh()
         try:
-            reconcile()
+            with namespace_tags():
+                reconcile()
         except Exception:  # whatever the outage, the next pass comes
             log.exception("reconciler pass failed; the next one is in %.0f s", interval_s)
         if stop.wait(interval_s):

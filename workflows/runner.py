@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from docvl.broker import signals
+from docvl.broker import signals, stack
 from docvl.broker.celery_app import START_TASK, make_celery
 from workflows.settings import FlowSettings
 
@@ -29,8 +29,10 @@ def register(celery: Celery) -> None:
 settings = FlowSettings()
 app = make_celery(
     settings.redis_url,
+    settings.namespace,
     visibility_timeout_s=settings.visibility_timeout_s,
     time_limit_s=settings.task_time_limit_s,
 )
 register(app)
 signals.observe("docvl-job-runner", settings)
+stack.guard(app, settings)

@@ -1,5 +1,7 @@
 """The Celery app every deployable makes: Redis broker, one queue per task kind, priorities, late
-acknowledgement; the task and queue names (stable strings: work already queued survives a deploy)."""
+acknowledgement; the task and queue names (stable strings: work already queued survives a deploy). Every
+Redis key of the app (queues, unacknowledged messages, bindings, the control channel) starts with the
+stack's namespace (kombu's global_keyprefix): stacks sharing one Redis never take each other's tasks."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from celery import Celery
 from kombu import Queue
 
 from docvl.errors import BrokerUnavailable
+from docvl.namespace import redis_prefix
 from docvl.tasks import TaskKind
 
 PAGE_TASK = "docvl.page"
@@ -23,9 +26,13 @@ QUEUES = [task.value for task in TaskKind]  # the page queues
 ALL_QUEUES = [*QUEUES, WEBHOOK_QUEUE, JOBS_QUEUE]
 
 
-def make_celery(redis_url: str, *, visibility_timeout_s: int = 3600, time_limit_s: int = 1800) -> Celery:
+def make_celery(
+    redis_url: str, namespace: str, *, visibility_timeout_s: int = 3600, time_limit_s: int = 1800
+) -> Celery:
+    """The app of the stack named `namespace` (see docvl.namespace)."""
     app = Celery("docvl", broker=redis_url)
     app.conf.update(
+        docvl_namespace=namespace,  # read back by namespace_of
         task_queues=[Queue(name) for name in ALL_QUEUES],
         task_default_queue=TaskKind.OCR.value,
         task_acks_late=True,  # a task is acknowledged when done: a worker that dies loses nothing
@@ -41,11 +48,17 @@ def make_celery(redis_url: str, *, visibility_timeout_s: int = 3600, time_limit_
             "priority_steps": list(range(10)),
             "sep": ":",
             "queue_order_strategy": "priority",
+            "global_keyprefix": redis_prefix(namespace),
         },
         task_serializer="json",
         accept_content=["json"],
     )
     return app
+
+
+def namespace_of(app: Celery) -> str:
+    """The namespace `app` was made for."""
+    return str(app.conf.docvl_namespace)
 
 
 @contextmanager

@@ -15,19 +15,22 @@ from docvl.broker.celery_app import (
     broker_errors,
     celery_priority,
     make_celery,
+    namespace_of,
 )
 from docvl.jobs.context import PageWork
 
 
 class CeleryDispatch:
-    """Sends by task name only: the sender imports no task code."""
+    """Sends by task name only: the sender imports no task code. Everything it sends stays in its app's
+    namespace; page tasks also say which namespace sent them (their `namespace` argument)."""
 
     def __init__(self, app: Celery) -> None:
         self.app = app
+        self.namespace = namespace_of(app)
 
     @classmethod
-    def connect(cls, redis_url: str) -> CeleryDispatch:
-        return cls(make_celery(redis_url))
+    def connect(cls, redis_url: str, namespace: str) -> CeleryDispatch:
+        return cls(make_celery(redis_url, namespace))
 
     def start_jobs(self, count: int = 1) -> None:
         """The message names no job: whichever runner takes it claims what is waiting (FOR UPDATE SKIP
@@ -49,6 +52,7 @@ class CeleryDispatch:
                 self.app.send_task(
                     PAGE_TASK,
                     args=[str(item.job_id), item.page_index, item.task.value, item.priority],
+                    kwargs={"namespace": self.namespace},
                     queue=item.task.value,
                     priority=celery_priority(item.priority),
                     task_id=item.id,

@@ -31,7 +31,10 @@ def flows_serve() -> None:
     _observe("docvl-flows", "info")
     from workflows.flows import serve
 
-    serve()
+    try:
+        serve()
+    except DocvlError as exc:  # the stack's namespace taken by another database: refused, said plainly
+        fail(exc)
 
 
 @flows_app.command("sweep")

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from docvl.db import jobs
 from docvl.db.models import Job, Page, TaskResult
-from docvl.errors import InvalidInput, NotFound
+from docvl.errors import InvalidInput, NotFound, UnknownJob
 from docvl.job_status import JobStatus
 from docvl.tasks import TaskKind
 
@@ -153,7 +153,7 @@ class PageToRun:
 
 def page_to_run(session: Session, job_id: uuid.UUID, page_index: int, task: TaskKind) -> PageToRun | None:
     """The page's input for `task`, in one query; None when the job has finished or the result exists.
-    NotFound when the job has no such page."""
+    NotFound when the job has no such page, UnknownJob when this database has no such job."""
     done = (
         select(TaskResult.id)
         .where(
@@ -167,6 +167,8 @@ def page_to_run(session: Session, job_id: uuid.UUID, page_index: int, task: Task
         .where(Page.job_id == job_id, Page.index == page_index)
     ).one_or_none()
     if row is None:
+        if session.execute(select(Job.id).where(Job.id == job_id)).first() is None:
+            raise UnknownJob(f"no job {job_id} in this database")
         raise NotFound(f"job {job_id} has no page {page_index}")
     status, question, image_key, text_layer, finished_before = row
     if JobStatus(status).finished or finished_before:

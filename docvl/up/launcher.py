@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from docvl.broker import stack
 from docvl.broker.celery_app import JOBS_QUEUE, QUEUES, WEBHOOK_QUEUE
 from docvl.db import api_keys, migrate
 from docvl.db.database import Database
 from docvl.errors import DocvlError
+from docvl.namespace import database_name, redis_prefix
 from docvl.office import office_off
 from docvl.probes import grpc_serving
 from docvl.up import embedded
@@ -106,7 +108,7 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
             stop_signal=signal.SIGINT,  # PostgreSQL's fast shutdown
         )
     embedded.ensure_database(database_url)
-    prefect_db = _prefect_database(database_url, data)
+    prefect_db = _prefect_database(database_url, prefect_database_name(settings))
     database = Database(database_url)
     migrate.upgrade(database)
 
@@ -116,6 +118,7 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
         supervisor.start(
             "redis", launch.command, lambda _: embedded.redis_reachable(settings.redis_url), timeout
         )
+    stack.stake(settings)  # NamespaceTaken: another stack uses this namespace on this Redis
 
     model_dir, tiny = _model(settings, data)
     prefect_api = f"http://{HOST}:{settings.prefect_port}/api"
@@ -123,6 +126,7 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
         {
             "DOCVL_DATABASE_URL": database_url,
             "DOCVL_REDIS_URL": settings.redis_url,
+            "DOCVL_NAMESPACE": settings.namespace,
             "DOCVL_OBJECT_STORE": settings.object_store,
             "DOCVL_STORAGE_DIR": str(_absolute(settings.storage_dir, data)),
             "DOCVL_MODEL_WORKER_TARGETS": f"{HOST}:{settings.model_worker_port}",
@@ -197,7 +201,8 @@ docvl is up on this machine:
   REST API       {api_url}        (OpenAPI docs: {api_url}/docs)
   web console    {api_url}/       (sign in with the API key below)
   gRPC JobService {gateway_target}  (docvl.v1.JobService, health, reflection)
-  Prefect UI     http://{HOST}:{settings.prefect_port}
+  Prefect UI     http://{HOST}:{settings.prefect_port}  (its database: {prefect_database_name(settings)})
+  namespace      {settings.namespace}  (Redis keys {redis_prefix(settings.namespace)}*)
   model worker   {model_target}  ({"the TINY RANDOM model" if tiny else model_dir})
   API key        {key}
                  (also in {data / "api-key"}; use it as DOCVL_API_KEY or `Authorization: Bearer`)
@@ -243,8 +248,14 @@ def metrics_where(settings: UpSettings) -> str:
     return "\n                 ".join(lines) or "off"
 
 
-def _prefect_database(database_url: str, data: Path) -> str:
-    """Prefect's own database: `prefect` on the same Postgres, which must offer the pg_trgm extension that
+def prefect_database_name(settings: UpSettings) -> str:
+    """DOCVL_PREFECT_DATABASE, or docvl's database's name followed by `_prefect`: each stack on a server
+    keeps its Prefect state (deployments, runs) apart (Postgres names are at most 63 bytes)."""
+    return settings.prefect_database or f"{database_name(settings.database_url)[:55]}_prefect"
+
+
+def _prefect_database(database_url: str, name: str) -> str:
+    """Prefect's own database, `name`, on the same Postgres, which must offer the pg_trgm extension that
     Prefect's schema needs (the embedded PostgreSQL does, and so does a system one with its contrib
     modules). Prefect never falls back to SQLite, which locks under load."""
     if not embedded.has_extension(database_url, "pg_trgm"):
@@ -254,7 +265,7 @@ def _prefect_database(database_url: str, data: Path) -> str:
             "DOCVL_DATABASE_URL at a loopback port where no server answers and docvl up starts its "
             "embedded PostgreSQL, which has pg_trgm"
         )
-    url = urlsplit(database_url)._replace(path="/prefect").geturl()
+    url = urlsplit(database_url)._replace(path=f"/{name}").geturl()
     embedded.ensure_database(url)
     return url.replace("+psycopg", "+asyncpg").replace("postgresql://", "postgresql+asyncpg://")
 

@@ -23,6 +23,11 @@ class UpSettings(CoreSettings):
     api_port: int = Field(8000, ge=1, le=65535, description="REST API (docs at /docs).")
     gateway_port: int = Field(50051, ge=1, le=65535, description="gRPC JobService.")
     prefect_port: int = Field(4200, ge=1, le=65535, description="Prefect server and UI.")
+    prefect_database: str | None = Field(
+        None,
+        description="Prefect's database, on docvl's Postgres server; default: docvl's database's name "
+        "followed by _prefect (each stack keeps its own Prefect state).",
+    )
     model_worker_port: int = Field(50061, ge=1, le=65535)
     # Each process's /metrics (Prometheus); 0: off for that process.
     api_metrics_port: int = Field(9101, ge=0, le=65535)

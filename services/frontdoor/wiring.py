@@ -11,6 +11,7 @@ from functools import partial
 import httpx
 import redis
 
+from docvl.broker import stack
 from docvl.broker.dispatch import CeleryDispatch
 from docvl.db.database import Database
 from docvl.db.notifications import EventNotifier
@@ -39,13 +40,15 @@ def limits(settings: FrontDoorSettings) -> Limits:
 
 
 def job_service(settings: FrontDoorSettings, db: Database | None = None) -> JobService:
+    """The service; NamespaceTaken when another stack holds this one's namespace on its Redis."""
+    stack.stake(settings)
     store = open_store(settings)
     store.ensure_ready()  # the bucket or directory, made when missing
     return JobService(
         db or Database(settings.database_url),
         store,
         limits(settings),
-        CeleryDispatch.connect(settings.redis_url),
+        CeleryDispatch.connect(settings.redis_url, settings.namespace),
         source_store=partial(open_bucket, settings, own=store),
         presign_expiry_s=settings.presign_expiry_s,
         spool_dir=settings.spool_dir,

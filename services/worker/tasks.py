@@ -16,11 +16,11 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
-from docvl.broker import signals
+from docvl.broker import signals, stack
 from docvl.broker.celery_app import PAGE_TASK, WEBHOOK_TASK, make_celery
 from docvl.broker.dispatch import CeleryDispatch
 from docvl.db.database import Database
-from docvl.errors import DocvlError, InvalidInput, Unavailable
+from docvl.errors import DocvlError, InvalidInput, Unavailable, UnknownJob
 from docvl.inference.client import InferenceClient
 from docvl.inference.types import InferenceRequest, InferenceResult
 from docvl.jobs import webhooks
@@ -38,11 +38,13 @@ log = logging.getLogger(__name__)
 settings = WorkerSettings()
 app = make_celery(
     settings.redis_url,
+    settings.namespace,
     visibility_timeout_s=settings.visibility_timeout_s,
     time_limit_s=settings.task_time_limit_s,
 )
 dispatch = CeleryDispatch(app)
 signals.observe("docvl-worker", settings)
+stack.guard(app, settings)
 
 
 class ModelWorkers:
@@ -96,14 +98,17 @@ def _reset_after_fork(**_: Any) -> None:
 
 
 @app.task(bind=True, name=PAGE_TASK, max_retries=None)
-def run_page(self: Task, job_id: str, page_index: int, task: str, priority: int = 0) -> bool:
+def run_page(
+    self: Task, job_id: str, page_index: int, task: str, priority: int = 0, namespace: str | None = None
+) -> bool:
     """One page through one task. Retryable errors retry with backoff; the last failure is recorded. The
-    task whose result completes the job finalises it; returns whether this one did."""
+    task whose result completes the job finalises it; returns whether this one did. `namespace`: the
+    stack that sent it (None from a docvl that did not say)."""
     ctx, workers = _dependencies()
     work = PageWork(uuid.UUID(job_id), page_index, TaskKind(task), priority)
     tracing.annotate(job_id=job_id, page=page_index, task=task)
     with logs.job_context(job_id, page_index, task):
-        if _run_page(self, ctx, workers, work):
+        if _run_page(self, ctx, workers, work, namespace):
             with tracing.span("docvl.finalize", job_id=job_id):
                 job = finalize(ctx, work.job_id, dispatch)
             log.info("job finished: %s", job.status)
@@ -111,7 +116,7 @@ def run_page(self: Task, job_id: str, page_index: int, task: str, priority: int 
     return False
 
 
-def _run_page(self: Task, ctx: Context, workers: ModelWorkers, work: PageWork) -> bool:
+def _run_page(self: Task, ctx: Context, workers: ModelWorkers, work: PageWork, namespace: str | None) -> bool:
     attempt = self.request.retries + 1
     try:
         with worker_metrics.timed(work.task.value):
@@ -123,6 +128,9 @@ def _run_page(self: Task, ctx: Context, workers: ModelWorkers, work: PageWork) -
                 attempt=attempt,
                 verifier=_verifier(),
             )
+    except UnknownJob:
+        _drop_foreign(work, namespace)
+        return False
     except InvalidInput as exc:
         return record_failure(ctx, work, exc, attempt)
     except DocvlError as exc:
@@ -134,6 +142,20 @@ def _run_page(self: Task, ctx: Context, workers: ModelWorkers, work: PageWork) -
             worker_metrics.page_tasks.labels(work.task.value, "retried").inc()
             raise self.retry(exc=exc, countdown=delay) from exc
         return record_failure(ctx, work, exc, attempt)
+
+
+def _drop_foreign(work: PageWork, namespace: str | None) -> None:
+    """A page task whose job this stack's database does not have can never succeed here: it is said once
+    and dropped, never retried (see docvl/broker/stack.py for how stacks keep apart)."""
+    origin = namespace or "unknown"
+    log.error(
+        "page task %s dropped: its job is not in this stack's database (namespace %r); it was sent from "
+        "namespace %r. Two stacks share a namespace on this Redis, or the job is gone",
+        work.id,
+        settings.namespace,
+        origin,
+    )
+    worker_metrics.foreign_tasks.labels(work.task.value, origin).inc()
 
 
 @app.task(bind=True, name=WEBHOOK_TASK, max_retries=None)

@@ -640,7 +640,7 @@ def test_an_oversized_json_submission_is_refused(api: TestClient, frontdoor: Fro
 def test_a_submission_stands_while_the_broker_is_away(frontdoor: FrontDoorPlatform) -> None:
     """The job is committed and answered 202 even though its start request cannot be sent; a later
     request (what the reconciler sends) starts it. Readiness reports the broker but stays ready."""
-    from docvl.broker.dispatch import CeleryDispatch
+    from tests.support.dispatch import celery_dispatch
     from tests.support.platform import environment
     from tests.support.services import free_port
 
@@ -657,5 +657,5 @@ def test_a_submission_stands_while_the_broker_is_away(frontdoor: FrontDoorPlatfo
     assert response.status_code == 202, response.text
     job_id = uuid.UUID(response.json()["id"])
     assert frontdoor.status(job_id) is JobStatus.QUEUED
-    CeleryDispatch.connect(frontdoor.env["DOCVL_REDIS_URL"]).start_jobs()
+    celery_dispatch(frontdoor.env).start_jobs()
     assert frontdoor.wait_finished(job_id) is JobStatus.SUCCEEDED

@@ -344,11 +344,11 @@ def test_a_celery_worker_killed_mid_task_loses_nothing(platform: Platform) -> No
 def test_a_start_request_is_taken_by_a_job_runner_and_recorded_in_prefect(platform: Platform) -> None:
     import httpx
 
-    from docvl.broker.dispatch import CeleryDispatch
+    from tests.support.dispatch import celery_dispatch
 
     job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR])
     with celery_worker(platform.env, platform.logs / "job-runner.log", queues="jobs"):
-        CeleryDispatch.connect(platform.env["DOCVL_REDIS_URL"]).start_jobs()
+        celery_dispatch(platform.env).start_jobs()
         assert wait_finished(platform.db, job_id, 120) is JobStatus.SUCCEEDED
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
@@ -431,13 +431,13 @@ def test_page_tasks_lost_without_a_trace_are_sent_again(
 
 def test_interactive_jobs_go_before_batch_jobs(platform: Platform) -> None:
     """Page tasks of a priority-9 job queued after those of a priority-0 job are served first."""
-    from docvl.broker.dispatch import CeleryDispatch
     from docvl.jobs.context import Context
     from docvl.jobs.pages import unfinished_work
+    from tests.support.dispatch import celery_dispatch
 
     redis_url = f"redis://127.0.0.1:6379/{1 + (os.getpid() + 3) % 14}"  # this test's own broker queues
     env = {**platform.env, "DOCVL_REDIS_URL": redis_url}
-    dispatch = CeleryDispatch.connect(redis_url)
+    dispatch = celery_dispatch(env)
     dispatch.app.control.purge()
     batch = submit(platform, FOUR_PAGES, [TaskKind.OCR])
     interactive = submit(platform, FOUR_PAGES, [TaskKind.OCR])
@@ -468,7 +468,7 @@ def test_a_job_runner_killed_mid_render_is_resumed_by_the_reconciler(
 ) -> None:
     import signal
 
-    from docvl.broker.dispatch import CeleryDispatch
+    from tests.support.dispatch import celery_dispatch
     from tests.support.helpers import wait_for
     from workflows import flows
 
@@ -479,7 +479,7 @@ def test_a_job_runner_killed_mid_render_is_resumed_by_the_reconciler(
     with celery_worker(
         platform.env, platform.logs / "doomed-runner.log", queues="jobs", new_session=True
     ) as victim:
-        CeleryDispatch.connect(platform.env["DOCVL_REDIS_URL"]).start_jobs()
+        celery_dispatch(platform.env).start_jobs()
 
         def rendering() -> bool:
             with platform.db.transaction() as s:
@@ -514,7 +514,7 @@ def jobs_events(platform: Platform, job_id: uuid.UUID, kind: str) -> list[Any]:
 
 
 def test_jobs_wait_while_prefect_is_away_and_start_when_it_is_back(platform: Platform) -> None:
-    from docvl.broker.dispatch import CeleryDispatch
+    from tests.support.dispatch import celery_dispatch
     from tests.support.helpers import wait_for
     from tests.support.services import free_port
 
@@ -522,7 +522,7 @@ def test_jobs_wait_while_prefect_is_away_and_start_when_it_is_back(platform: Pla
     away = {**platform.env, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}  # nothing listens
     log = platform.logs / "runner-without-prefect.log"
     with celery_worker(away, log, queues="jobs"):
-        CeleryDispatch.connect(platform.env["DOCVL_REDIS_URL"]).start_jobs()
+        celery_dispatch(platform.env).start_jobs()
         wait_for(lambda: "could not start 1 jobs" in log.read_text(), 120, "the runner to give up")
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
@@ -530,9 +530,7 @@ def test_jobs_wait_while_prefect_is_away_and_start_when_it_is_back(platform: Pla
         "untouched, unclaimed"
     )
     with celery_worker(platform.env, platform.logs / "runner-with-prefect.log", queues="jobs"):
-        CeleryDispatch.connect(
-            platform.env["DOCVL_REDIS_URL"]
-        ).start_jobs()  # what the reconciler asks once back
+        celery_dispatch(platform.env).start_jobs()  # what the reconciler asks once back
         assert wait_finished(platform.db, job_id, 120) is JobStatus.SUCCEEDED
 
 

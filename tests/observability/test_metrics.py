@@ -25,6 +25,7 @@ from docvl.errors import InvalidInput
 from docvl.inference.client import InferenceClient
 from docvl.inference.types import InferenceRequest
 from docvl.job_status import JobStatus
+from docvl.namespace import redis_prefix
 from docvl.observability import metrics
 from docvl.observability.metrics import model
 from docvl.observability.metrics.platform import PlatformCollector, queue_keys
@@ -217,16 +218,20 @@ def test_platform_gauges_sum_every_priority_and_survive_a_dead_database(frontdoo
     keys = queue_keys(queue)
     assert keys[:2] == [queue, f"{queue}:1"]
     assert keys[-1] == f"{queue}:9"
+    prefix = redis_prefix(frontdoor.settings.namespace)  # the stack's keys; another stack's are not counted
     try:
-        broker.rpush(queue, "a")
-        broker.rpush(f"{queue}:3", "b", "c")
-        broker.rpush(f"{queue}:9", "d")
-        live = PlatformCollector(frontdoor.db.url, frontdoor.env["DOCVL_REDIS_URL"], [queue], 2.0)
+        broker.rpush(prefix + queue, "a")
+        broker.rpush(f"{prefix}{queue}:3", "b", "c")
+        broker.rpush(f"{prefix}{queue}:9", "d")
+        broker.rpush(f"elsewhere:{queue}", "e")
+        live = PlatformCollector(
+            frontdoor.db.url, frontdoor.env["DOCVL_REDIS_URL"], [queue], 2.0, key_prefix=prefix
+        )
         samples = {(s.name, tuple(s.labels.values())): s.value for f in live.collect() for s in f.samples}
         assert samples[("docvl_platform_queue_length", (queue,))] == 4
         assert samples[("docvl_platform_up", ("database",))] == 1
     finally:
-        broker.delete(*keys)
+        broker.delete(*(prefix + key for key in keys), f"elsewhere:{queue}")
         broker.close()
 
     closed = free_port()  # nothing listens there

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings
 from docvl.broker.celery_app import ALL_QUEUES
 from docvl.cli.jobs import register as register_jobs
 from docvl.cli.platform import register as register_platform
+from docvl.namespace import redis_prefix
 from docvl.observability.logs import LogSettings
 from docvl.observability.tracing import TracingSettings
 from docvl.settings import CoreSettings, FrontDoorSettings
@@ -289,13 +290,17 @@ def test_kubernetes_manifests_name_only_what_exists() -> None:
 
 def test_keda_scaling_targets_the_worker_deployments() -> None:
     deployments = {d["metadata"]["name"] for _, d in manifests() if d["kind"] == "Deployment"}
+    (config,) = [
+        d for _, d in manifests() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "docvl-config"
+    ]
+    prefix = redis_prefix(config["data"]["DOCVL_NAMESPACE"])  # Celery's keys are the stack's (kombu prefix)
     for scaled in yaml.safe_load_all((K8S / "keda-scaling.yaml").read_text()):
         assert scaled["apiVersion"] == "keda.sh/v1alpha1"
         assert scaled["kind"] == "ScaledObject"
         assert scaled["spec"]["scaleTargetRef"]["name"] in deployments
         trigger = scaled["spec"]["triggers"][0]
         assert trigger["type"] == "redis"
-        assert trigger["metadata"]["listName"] in ALL_QUEUES
+        assert trigger["metadata"]["listName"] in [prefix + queue for queue in ALL_QUEUES]
         assert int(trigger["metadata"]["listLength"]) > 0
 
 

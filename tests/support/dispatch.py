@@ -1,11 +1,26 @@
-"""A dispatch port that records what it is asked to send instead of sending it (no broker)."""
+"""A dispatch port that records what it is asked to send instead of sending it (no broker); and the real
+one of a stack the tests started."""
 
 from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from docvl.jobs.context import PageWork
+from docvl.namespace import derive
+
+if TYPE_CHECKING:
+    from docvl.broker.dispatch import CeleryDispatch
+
+
+def celery_dispatch(env: Mapping[str, str]) -> CeleryDispatch:
+    """The Celery dispatch of the stack whose processes run with `env`: its Redis, its namespace."""
+    from docvl.broker.dispatch import CeleryDispatch  # Celery only where a test sends for real
+
+    namespace = env.get("DOCVL_NAMESPACE") or derive(env["DOCVL_DATABASE_URL"])
+    return CeleryDispatch.connect(env["DOCVL_REDIS_URL"], namespace)
 
 
 class RecordingDispatch:

@@ -92,8 +92,15 @@ def _alive(process: subprocess.Popen[bytes], log_path: Path) -> bool:
 
 @contextmanager
 def front_door_platform(
-    database: Database, s3_endpoint: str, model_dir: Path, logs: Path
+    database: Database,
+    s3_endpoint: str,
+    model_dir: Path,
+    logs: Path,
+    *,
+    beside: FrontDoorPlatform | None = None,
 ) -> Iterator[FrontDoorPlatform]:
+    """The platform on `database`. `beside`: a platform already running whose Redis and model worker this
+    one shares (a second stack on the same servers; it has its own Prefect server and bucket)."""
     from services.frontdoor.wiring import job_service
 
     ensure_redis()
@@ -105,14 +112,18 @@ def front_door_platform(
         ports = {
             name: free_port() for name in METRICS
         }  # each process's /metrics (tests/observability/test_metrics.py)
-        model_env = {**traces.env(), "DOCVL_MODEL_WORKER_METRICS_PORT": str(ports["model-worker"])}
-        _, target = stack.enter_context(
-            model_worker_process(model_dir, logs / "model-worker.log", env=model_env)
-        )
+        if beside is None:
+            model_env = {**traces.env(), "DOCVL_MODEL_WORKER_METRICS_PORT": str(ports["model-worker"])}
+            _, target = stack.enter_context(
+                model_worker_process(model_dir, logs / "model-worker.log", env=model_env)
+            )
+            redis_url = f"redis://127.0.0.1:6379/{1 + (os.getpid() + 7) % 14}"
+        else:
+            target, redis_url = beside.env["DOCVL_MODEL_WORKER_TARGETS"], beside.env["DOCVL_REDIS_URL"]
         env = {
             **traces.env(),
             "DOCVL_DATABASE_URL": database.url,
-            "DOCVL_REDIS_URL": f"redis://127.0.0.1:6379/{1 + (os.getpid() + 7) % 14}",
+            "DOCVL_REDIS_URL": redis_url,
             "DOCVL_OBJECT_STORE": "s3",
             "DOCVL_S3_ENDPOINT": s3_endpoint,
             "DOCVL_S3_ACCESS_KEY": "testing",
@@ -151,6 +162,8 @@ def front_door_platform(
         settings = FrontDoorSettings()
         service = job_service(settings, database)
         metrics = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+        if beside is not None:
+            metrics["model-worker"] = beside.metrics["model-worker"]
         yield FrontDoorPlatform(env, settings, database, store, service, logs, traces, metrics)
 
 

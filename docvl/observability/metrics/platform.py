@@ -31,9 +31,17 @@ def queue_keys(queue: str) -> list[str]:
 
 
 class PlatformCollector(Collector):
-    def __init__(self, database_url: str, redis_url: str, queues: Sequence[str], timeout_s: float) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        redis_url: str,
+        queues: Sequence[str],
+        timeout_s: float,
+        key_prefix: str = "",
+    ) -> None:
         self.conninfo = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
         self.queues = list(queues)
+        self.key_prefix = key_prefix  # the stack's namespace in Redis (docvl.namespace.redis_prefix)
         self.timeout_s = timeout_s
         self.redis = redis.Redis.from_url(
             redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
@@ -95,7 +103,7 @@ class PlatformCollector(Collector):
             with self.redis.pipeline(transaction=False) as pipe:
                 for queue in self.queues:
                     for key in queue_keys(queue):
-                        pipe.llen(key)
+                        pipe.llen(self.key_prefix + key)
                 lengths = pipe.execute()
         except (redis.RedisError, OSError) as exc:
             log.warning("platform metrics: the broker did not answer: %s", exc)
@@ -113,7 +121,8 @@ def register(
     queues: Sequence[str],
     timeout_s: float,
     registry: CollectorRegistry = REGISTRY,
+    key_prefix: str = "",
 ) -> PlatformCollector:
-    collector = PlatformCollector(database_url, redis_url, queues, timeout_s)
+    collector = PlatformCollector(database_url, redis_url, queues, timeout_s, key_prefix)
     registry.register(collector)
     return collector

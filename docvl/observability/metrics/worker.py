@@ -33,6 +33,12 @@ page_task_duration = Histogram(
     "worker_page_task_duration_seconds", "Time one page task attempt took, by task kind.", ["task"],
     namespace=NAMESPACE, buckets=SECONDS_BUCKETS,
 )  # fmt: skip
+foreign_tasks = Counter(
+    "foreign_tasks", "Page tasks dropped because their job is not in this stack's database (sent by another "
+    "stack that shares the namespace, or for a job that is gone), by task kind and the namespace that sent "
+    "them (`unknown` when it did not say).",
+    ["task", "origin"], namespace=NAMESPACE,
+)  # fmt: skip
 webhooks = Counter(
     "worker_webhooks", "Webhook delivery attempts, by outcome: delivered, retried, failed (given up or "
     "refused).", ["outcome"], namespace=NAMESPACE,
