@@ -126,7 +126,10 @@ class RunningBatch:
         batch.mask = mask
         batch.positions = positions[:, -1] + 1
         batch.next_ids = batch.choose(output.logits[:, -1, :])
+        # As the window batcher counts a generate call: requests batched, images encoded, prompt run.
+        metrics.batch_size.observe(len(newcomers))
         metrics.vision.observe(encoded - started)
+        metrics.generation.observe(time.perf_counter() - encoded)
         return batch
 
     def join(self, other: RunningBatch) -> None:

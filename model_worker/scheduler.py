@@ -236,11 +236,10 @@ class ContinuousBatcher:
             return
         elapsed = time.perf_counter() - started
         result.steps += 1
-        metrics.batch_size.observe(len(batch.rows))
         metrics.tokens_per_step.observe(len(batch.rows))
         metrics.running_rows.set(len(batch.rows))
         metrics.cache_tokens.set(len(batch.rows) * batch.cache_length)
-        metrics.generation.observe(elapsed)
+        metrics.decode_step.observe(elapsed)
         metrics.tokens_per_second.set(len(batch.rows) / max(elapsed, 1e-9))
 
     def _preempt(self, result: _StepResult) -> None:

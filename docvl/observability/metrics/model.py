@@ -23,7 +23,8 @@ requests = Counter(
     "caller went away or its deadline passed).", ["outcome"], namespace=NAMESPACE,
 )  # fmt: skip
 batch_size = Histogram(
-    "model_batch_size", "Requests per generate call (the sum: requests batched).", namespace=NAMESPACE,
+    "model_batch_size", "Requests per generate call (continuous scheduler: per prefill of newcomers; the "
+    "sum: requests batched).", namespace=NAMESPACE,
     buckets=BATCH_BUCKETS,
 )  # fmt: skip
 queue_wait = Histogram(
@@ -39,7 +40,8 @@ vision = Histogram(
     buckets=SECONDS_BUCKETS,
 )  # fmt: skip
 generation = Histogram(
-    "model_generation_seconds", "Generating a batch's text (the language model).", namespace=NAMESPACE,
+    "model_generation_seconds", "Generating a batch's text (the language model; continuous scheduler: the "
+    "prefill of newcomers, decoding steps are model_decode_step_seconds).", namespace=NAMESPACE,
     buckets=SECONDS_BUCKETS,
 )  # fmt: skip
 generated_tokens = Counter("model_generated_tokens", "Tokens generated.", namespace=NAMESPACE)
@@ -51,6 +53,10 @@ tokens_per_second = Gauge(
 running_rows = Gauge(
     "model_running_rows", "Continuous scheduler: rows in the running batch after its last step.",
     namespace=NAMESPACE,
+)  # fmt: skip
+decode_step = Histogram(
+    "model_decode_step_seconds", "Continuous scheduler: one decoding step of the running batch (one token "
+    "for every row).", namespace=NAMESPACE, buckets=SECONDS_BUCKETS,
 )  # fmt: skip
 tokens_per_step = Histogram(
     "model_tokens_per_step", "Continuous scheduler: tokens decoded per decoding step (one per running row).",
