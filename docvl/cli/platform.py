@@ -24,14 +24,18 @@ def register(app: typer.Typer) -> None:
 
 
 def up(
-    demo: Annotated[bool, typer.Option(help="Submit the bundled samples and print their results.")] = True,
+    demo: Annotated[
+        bool | None,
+        typer.Option(help="Submit the bundled samples and print their results [DOCVL_DEMO, default: on]."),
+    ] = None,
 ) -> None:
     """The whole platform on this machine (database, broker, Prefect, Celery worker, model worker, REST API,
     gRPC gateway), on loopback, until Ctrl-C. Starts its own Postgres and Redis where none answers."""
     from docvl.up.launcher import up as run_up
     from docvl.up.settings import UpSettings
 
-    raise typer.Exit(run_up(UpSettings(demo=demo)))
+    chosen = {} if demo is None else {"demo": demo}  # the option, else DOCVL_DEMO, else on
+    raise typer.Exit(run_up(UpSettings(**chosen)))  # type: ignore[arg-type]
 
 
 def healthcheck(
