@@ -1,4 +1,8 @@
-"""The four things docvl does with a document page."""
+"""The things docvl does with a document page.
+
+Which of them a model worker serves depends on its model family (model_worker/families.py); the worker
+reports its tasks in GetModelInfo.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ class TaskKind(StrEnum):
     CHART2CODE = "chart2code"
     WEB2HTML = "web2html"
     QA = "qa"
+    LAYOUT = "layout"  # grounded parsing: blocks with labels and boxes (DeepSeek-OCR-2)
 
     @classmethod
     def parse(cls, value: str) -> TaskKind:

@@ -1,4 +1,6 @@
-"""Loading a DeepSeek-VL checkpoint from a local directory: the one production loading path."""
+"""Loading a checkpoint from a local directory: the one production loading path, for every model family
+(DeepSeek-VL, DeepSeek-VL hybrid, DeepSeek-OCR-2; model_worker/families.py), told apart by the config's
+model_type."""
 
 from __future__ import annotations
 
@@ -10,23 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoProcessor,
-    DeepseekVLForConditionalGeneration,
-    DeepseekVLHybridForConditionalGeneration,
-)
+from transformers import AutoConfig, AutoProcessor
 
 from docvl.errors import InvalidInput
 from docvl.inference.types import ModelDescription
+from model_worker.families import Family, family_of
 
 log = logging.getLogger(__name__)
-
-# model_type in config.json -> the transformers class that runs it
-MODEL_CLASSES: dict[str, type[Any]] = {
-    "deepseek_vl_hybrid": DeepseekVLHybridForConditionalGeneration,  # 7B: SigLIP-L 384 px + SAM-B 1024 px
-    "deepseek_vl": DeepseekVLForConditionalGeneration,  # 1.3B: SigLIP only
-}
 # Written by `docvl model build-tiny` beside the checkpoint: its name and that its weights are random.
 METADATA_FILE = "docvl-model.json"
 _FINGERPRINT_SAMPLE = 1024 * 1024
@@ -37,6 +29,7 @@ class LoadedModel:
     model: Any
     processor: Any
     description: ModelDescription
+    family: Family
 
     @property
     def device(self) -> torch.device:
@@ -74,18 +67,16 @@ def load_checkpoint(
     """Model and processor from `model_dir`, on the device, bf16 on CUDA and fp32 on the CPU, in eval mode."""
     if not (model_dir / "config.json").is_file():
         raise InvalidInput(
-            f"{model_dir} is not a transformers checkpoint (no config.json): point it at a DeepSeek-VL "
-            "checkpoint directory, or build the test model with `docvl model build-tiny DIR`"
+            f"{model_dir} is not a transformers checkpoint (no config.json): point it at a DeepSeek-VL or "
+            "DeepSeek-OCR-2 checkpoint directory, or build the test model with `docvl model build-tiny DIR`"
         )
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
-    model_cls = MODEL_CLASSES.get(config.model_type)
-    if model_cls is None:
-        raise InvalidInput(
-            f"{model_dir} holds a {config.model_type!r} model; this worker runs {', '.join(MODEL_CLASSES)}"
-        )
+    family = family_of(config.model_type, str(model_dir))
     target = resolve_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
-    model = model_cls.from_pretrained(model_dir, dtype=dtype, local_files_only=True).to(target).eval()
+    model = (
+        family.model_class.from_pretrained(model_dir, dtype=dtype, local_files_only=True).to(target).eval()
+    )
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
 
     metadata: dict[str, Any] = {}
@@ -97,10 +88,20 @@ def load_checkpoint(
         model_type=config.model_type,
         device=str(target),
         dtype=str(dtype).removeprefix("torch."),
-        image_tokens_per_image=int(processor.num_image_tokens),
+        image_tokens_per_image=family.image_tokens_per_image(processor),
         random_weights=bool(metadata.get("random_weights", False)),
+        family=family.name,
+        tasks=family.tasks,
+        prompt_template_version=family.prompt_version,
     )
-    log.info("loaded %s (%s) on %s as %s", description.model_id, description.model_revision, target, dtype)
+    log.info(
+        "loaded %s (%s, %s) on %s as %s",
+        description.model_id,
+        family.name,
+        description.model_revision,
+        target,
+        dtype,
+    )
     if description.random_weights:
         log.warning("%s has RANDOM weights: its text is junk; for tests and demos only", description.model_id)
-    return LoadedModel(model=model, processor=processor, description=description)
+    return LoadedModel(model=model, processor=processor, description=description, family=family)

@@ -1,4 +1,5 @@
-"""Per-row control of one batched `generate` call: each request keeps its own sampler, limit and stream."""
+"""Per-row control of one batched `generate` call: each request keeps its own sampler, limit, stream,
+decoding and logits hooks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from transformers import LogitsProcessor, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from docvl.inference.types import GenerationParams, RepeatGuard
+from model_worker.preprocess import PreparedInput
+
+LogitsHook = Callable[[PreparedInput, list[int], torch.Tensor], torch.Tensor]
+"""Extra per-row logits processing, `Engine.logits_hooks`: called with a row's request, the tokens it has
+generated so far and its scores over the vocabulary (one row, float32), it returns the scores to choose
+from. Both schedulers call every hook for every row at every step, after the repetition guard and the
+sampler, so a hook has the last word (tests steer the tiny random model with one; no hook is installed in
+production)."""
 
 
 @dataclass
@@ -79,6 +88,24 @@ class NoRepeatWindow(LogitsProcessor):  # type: ignore[misc]
         return scores
 
 
+class RowHooks(LogitsProcessor):  # type: ignore[misc]
+    """The engine's logits hooks, row by row, inside one batched `generate` call."""
+
+    def __init__(
+        self, hooks: Sequence[LogitsHook], batch: Sequence[PreparedInput], prompt_length: int
+    ) -> None:
+        self.hooks = hooks
+        self.batch = batch
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for row, prepared in enumerate(self.batch):
+            generated = input_ids[row, self.prompt_length :].tolist()
+            for hook in self.hooks:
+                scores[row] = hook(prepared, generated, scores[row])
+        return scores
+
+
 class RowStop(StoppingCriteria):  # type: ignore[misc]
     """A row is done at its own max_new_tokens, or as soon as its caller has gone."""
 
@@ -99,13 +126,18 @@ class RowStop(StoppingCriteria):  # type: ignore[misc]
 class RowStreamer(BaseStreamer):  # type: ignore[misc]
     """Turns the batch's new tokens into text deltas per streaming row.
 
-    Decodes a window of recent tokens and holds back text that ends in an incomplete character, so the
-    deltas concatenate to the decoded answer.
+    Decodes a window of recent tokens (each row with its own decoder: a task may keep special tokens) and
+    holds back text that ends in an incomplete character, so the deltas concatenate to the decoded answer.
     """
 
-    def __init__(self, rows: Sequence[RowControl], decode: Callable[[list[int]], str], eos: set[int]) -> None:
+    def __init__(
+        self,
+        rows: Sequence[RowControl],
+        decoders: Sequence[Callable[[list[int]], str]],
+        eos: set[int],
+    ) -> None:
         self.rows = rows
-        self.decode = decode
+        self.decoders = decoders
         self.eos = eos
         self.tokens: list[list[int]] = [[] for _ in rows]
         self.offsets = [(0, 0) for _ in rows]  # (prefix, read) as token indexes
@@ -132,8 +164,9 @@ class RowStreamer(BaseStreamer):  # type: ignore[misc]
         if len(tokens) >= row.params.max_new_tokens:
             self.finished[i] = True
         prefix, read = self.offsets[i]
-        before = self.decode(tokens[prefix:read])
-        after = self.decode(tokens[prefix:])
+        decode = self.decoders[i]
+        before = decode(tokens[prefix:read])
+        after = decode(tokens[prefix:])
         if len(after) > len(before) and not after.endswith("\ufffd"):
             row.on_delta(after[len(before) :])
             self.offsets[i] = (read, len(tokens))

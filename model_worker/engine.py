@@ -1,6 +1,8 @@
 """The model's work: validate and preprocess one request, and generate for a batch of them.
 
-No transport and no asyncio here: the batcher calls these from worker threads.
+What differs per model family (prompts, pixels, image encoding, kept special tokens) is asked of the loaded
+family (model_worker/families.py). No transport and no asyncio here: the batcher calls these from worker
+threads.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -21,10 +23,18 @@ from docvl.inference.types import FinishReason, Generated, GenerationParams, Inf
 from docvl.observability.metrics import model as metrics
 from docvl.tasks import TaskKind
 from model_worker.checkpoint import LoadedModel
-from model_worker.decoding import NoRepeatWindow, RowControl, RowSampler, RowStop, RowStreamer
+from model_worker.decoding import (
+    LogitsHook,
+    NoRepeatWindow,
+    RowControl,
+    RowHooks,
+    RowSampler,
+    RowStop,
+    RowStreamer,
+)
 from model_worker.preprocess import Limits, PreparedInput, Preparer
 
-__all__ = ["Engine", "Limits", "PreparedInput", "is_out_of_memory"]
+__all__ = ["Engine", "Limits", "LogitsHook", "PreparedInput", "is_out_of_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +61,11 @@ class Engine:
         repeat_guard: RepeatGuard | None = None,
     ) -> None:
         self.loaded = loaded
+        self.family = loaded.family
         self.repeat_guard = repeat_guard
+        # Extra per-row logits processing, applied by both schedulers after the guard and the sampler (see
+        # decoding.LogitsHook). Empty in production; tests append a hook to steer the tiny random model.
+        self.logits_hooks: list[LogitsHook] = []
         self.model = loaded.model
         self.processor = loaded.processor
         self.tokenizer = loaded.processor.tokenizer
@@ -66,12 +80,14 @@ class Engine:
         eos = self.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id]
         self.eos_ids = {int(e) for e in eos_ids}
-        self.preparer = Preparer(
-            self.processor, limits, self.description.image_tokens_per_image, repeat_guard
-        )
+        self.preparer = Preparer(self.processor, self.family, limits, repeat_guard)
         self.pad_id = int(
             self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos_ids[0]
         )
+        self._special_ids = set(self.tokenizer.all_special_ids) | {
+            int(i) for i, token in self.tokenizer.added_tokens_decoder.items() if token.special
+        }
+        self._decoders = {task: self._decoder(task) for task in self.family.tasks}
 
     # -- one request ----------------------------------------------------------------------------------
 
@@ -85,29 +101,29 @@ class Engine:
     # -- a batch --------------------------------------------------------------------------------------
 
     def collate(self, batch: Sequence[PreparedInput]) -> dict[str, torch.Tensor]:
-        """Left-pad the prompts and stack the pixels, as the processor does for a list of prompts."""
+        """Left-pad the prompts and join the pixels (the family's way), as the processor does for a list of
+        prompts."""
         length = max(len(p.input_ids) for p in batch)
         input_ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
         for row, p in enumerate(batch):
             input_ids[row, length - len(p.input_ids) :] = p.input_ids
             attention_mask[row, length - len(p.input_ids) :] = 1
-        tensors = {"input_ids": input_ids, "attention_mask": attention_mask}
-        for key in batch[0].pixels:
-            tensors[key] = torch.cat([p.pixels[key] for p in batch])
-        return tensors
+        return {"input_ids": input_ids, "attention_mask": attention_mask} | self.family.collate(
+            [p.pixels for p in batch]
+        )
 
-    def encode_images(self, pixels: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Image features, `vision_batch_size` images at a time (the SAM encoder's memory grows fast)."""
-        device, dtype = self.loaded.device, self.model.dtype
-        count = next(iter(pixels.values())).shape[0]
-        chunks = []
-        for start in range(0, count, self.vision_batch_size):
-            chunk = {
-                k: v[start : start + self.vision_batch_size].to(device, dtype) for k, v in pixels.items()
-            }
-            chunks.append(self.model.model.get_image_features(**chunk, return_dict=True).pooler_output)
-        return torch.cat(chunks)
+    def encode_images(self, pixels: dict[str, torch.Tensor]) -> dict[str, BaseModelOutputWithPooling]:
+        """The batch's image features, `vision_batch_size` images at a time (the SAM encoder's memory grows
+        fast), as the model's `mm_encoder_outputs`: images encoded once, before prefill."""
+        features = self.family.encode(
+            self.model,
+            pixels,
+            chunk=self.vision_batch_size,
+            device=self.loaded.device,
+            dtype=self.model.dtype,
+        )
+        return {"image": features}
 
     def generate(self, batch: Sequence[PreparedInput], rows: Sequence[RowControl]) -> list[Generated]:
         """One generate call for the batch; each row ends at its own limit, its end or its cancellation."""
@@ -120,10 +136,12 @@ class Engine:
             processors.append(NoRepeatWindow(self.repeat_guard, prompt_length))
         if any(row.sampler is not None for row in rows):
             processors.append(RowSampler(rows))
+        if self.logits_hooks:  # last: a hook has the last word
+            processors.append(RowHooks(self.logits_hooks, batch, prompt_length))
         if processors:
             kwargs["logits_processor"] = LogitsProcessorList(processors)
         if any(row.on_delta is not None for row in rows):
-            kwargs["streamer"] = RowStreamer(rows, self._decode, self.eos_ids)
+            kwargs["streamer"] = RowStreamer(rows, [self.decoder(p.task) for p in batch], self.eos_ids)
         with torch.inference_mode():
             started = time.perf_counter()
             features = self.encode_images({k: tensors[k] for k in pixel_keys})
@@ -133,7 +151,7 @@ class Engine:
             output = self.model.generate(
                 input_ids=tensors["input_ids"].to(self.loaded.device),
                 attention_mask=tensors["attention_mask"].to(self.loaded.device),
-                mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=features)},
+                mm_encoder_outputs=features,
                 max_new_tokens=max(row.params.max_new_tokens for row in rows),
                 do_sample=False,
                 stopping_criteria=StoppingCriteriaList([RowStop(rows, prompt_length)]),
@@ -159,15 +177,39 @@ class Engine:
                 tokens, reason = tokens[:index], FinishReason.STOP
                 break
         return Generated(
-            text=self._decode(tokens),
+            text=self.decoder(prepared.task)(tokens),
             token_ids=tokens,
             finish_reason=reason,
             prompt_tokens=len(prepared.input_ids),
             image_tokens=prepared.image_tokens,
         )
 
-    def _decode(self, tokens: list[int]) -> str:
+    def decoder(self, task: TaskKind) -> Callable[[list[int]], str]:
+        """How an answer to `task` becomes text."""
+        return self._decoders.get(task, self._decode_plain)
+
+    def _decode_plain(self, tokens: list[int]) -> str:
         return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+    def _decoder(self, task: TaskKind) -> Callable[[list[int]], str]:
+        """Special tokens (end, padding, image) are dropped, but those the family keeps for the task: the
+        grounding tags of `layout` are its answer's structure."""
+        kept = {
+            int(token_id)
+            for token in self.family.kept_tokens(task)
+            if (token_id := self.tokenizer.convert_tokens_to_ids(token)) is not None
+            and self.tokenizer.convert_ids_to_tokens(int(token_id)) == token
+        }
+        if not kept:
+            return self._decode_plain
+        dropped = self._special_ids - kept
+        tokenizer = self.tokenizer
+
+        def decode(tokens: list[int]) -> str:
+            kept_tokens = [t for t in tokens if t not in dropped]
+            return str(tokenizer.decode(kept_tokens, skip_special_tokens=False))
+
+        return decode
 
     def release_memory(self) -> None:
         if self.loaded.device.type == "cuda":
@@ -205,7 +247,7 @@ class Engine:
         buffer = io.BytesIO()
         Image.new("RGB", (64, 48), (255, 255, 255)).save(buffer, format="PNG")
         request = InferenceRequest(
-            task=TaskKind.OCR, images=[buffer.getvalue()], params=GenerationParams(max_new_tokens=2)
+            task=self.family.tasks[0], images=[buffer.getvalue()], params=GenerationParams(max_new_tokens=2)
         )
         prepared = self.prepare(request)
         self.generate([prepared], [RowControl(prepared.params)])

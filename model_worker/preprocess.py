@@ -1,5 +1,6 @@
 """Preprocessing one request (validation, image decoding, the processor, the prompt's tokens), and the pool
-that runs it off the event loop: threads (the default) or worker processes.
+that runs it off the event loop: threads (the default) or worker processes. What differs per model family
+(the tasks served, the prompt, the processor's outputs) is asked of the family (model_worker/families.py).
 
 The processor's Python parts (numpy conversions, normalisation, PIL bookkeeping) hold the GIL, so threads
 scale poorly past about one core's worth (bench/preprocess.py); with `preprocess_processes` set, each
@@ -23,8 +24,9 @@ import torch
 
 from docvl.errors import InvalidInput
 from docvl.inference.types import GenerationParams, InferenceRequest, RepeatGuard
+from docvl.tasks import TaskKind
+from model_worker.families import Family, family_named
 from model_worker.images import decode_image
-from model_worker.prompts import build_prompt
 from model_worker.settings import ModelWorkerSettings
 
 
@@ -51,7 +53,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class PreparedInput:
-    """One request, ready for a batch: token ids (unpadded), pixel tensors, resolved parameters."""
+    """One request, ready for a batch: token ids (unpadded), pixel tensors (the family's), resolved
+    parameters, and its task (it decides how the answer is decoded)."""
 
     request_id: str
     input_ids: torch.Tensor
@@ -61,18 +64,20 @@ class PreparedInput:
     prompt_version: str
     preprocessing_ms: float
     priority: int = 0  # 0..9, higher first: the continuous scheduler admits by it (then by arrival)
+    task: TaskKind = TaskKind.OCR
 
 
 class Preparer:
     """Validation and preprocessing with one processor: no model, so a worker process can hold one."""
 
     def __init__(
-        self, processor: Any, limits: Limits, image_tokens_per_image: int, repeat_guard: RepeatGuard | None
+        self, processor: Any, family: Family, limits: Limits, repeat_guard: RepeatGuard | None
     ) -> None:
         self.processor = processor
+        self.family = family
         self.limits = limits
-        self.image_tokens_per_image = image_tokens_per_image
         self.repeat_guard = repeat_guard
+        self.image_token_id = int(processor.image_token_id)  # its count is the request's image tokens
 
     def resolve_params(self, params: GenerationParams) -> GenerationParams:
         limit = self.limits.max_new_tokens
@@ -95,6 +100,7 @@ class Preparer:
         """Validate, decode the images, render the prompt and run the processor. Raises InvalidInput."""
         started = time.perf_counter()
         limits = self.limits
+        self.family.check_task(request.task)
         if not request.images:
             raise InvalidInput("no image: send at least one image")
         if len(request.images) > limits.max_images:
@@ -107,24 +113,26 @@ class Preparer:
         if not 0 <= request.priority <= 9:
             raise InvalidInput(f"priority is {request.priority}: use 0..9 (higher first)")
         params = self.resolve_params(request.params)
-        prompt = build_prompt(request.task, len(request.images), request.question, request.prompt_override)
+        prompt = self.family.render(
+            self.processor, request.task, len(request.images), request.question, request.prompt_override
+        )
         images = [
             decode_image(data, index=i, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
             for i, data in enumerate(request.images)
         ]
-        text = self.processor.apply_chat_template(prompt.messages, add_generation_prompt=True)
-        encoded = self.processor(text=[text], images=images, return_tensors="pt")
-        pixels = {k: v for k, v in encoded.items() if k not in ("input_ids", "attention_mask")}
+        encoded = self.processor(text=[prompt.text], images=images, return_tensors="pt")
+        input_ids = encoded["input_ids"][0]
         return PreparedInput(
             request_id=request.request_id,
-            input_ids=encoded["input_ids"][0],
-            pixels=pixels,
+            input_ids=input_ids,
+            pixels=self.family.pixels(encoded),
             params=params,
-            image_tokens=len(images) * self.image_tokens_per_image,
+            image_tokens=int((input_ids == self.image_token_id).sum()),
             prompt_version=prompt.version
             + ("" if self.repeat_guard is None else "+" + self.repeat_guard.version),
             preprocessing_ms=(time.perf_counter() - started) * 1000,
             priority=request.priority,
+            task=request.task,
         )
 
 
@@ -133,16 +141,14 @@ class Preparer:
 _process_preparer: Preparer | None = None
 
 
-def _start_process(
-    model_dir: str, limits: Limits, image_tokens_per_image: int, repeat_guard: RepeatGuard | None
-) -> None:
+def _start_process(model_dir: str, family: str, limits: Limits, repeat_guard: RepeatGuard | None) -> None:
     """A worker process's start: one torch thread (the pool is the parallelism), the processor alone."""
     from transformers import AutoProcessor
 
     global _process_preparer
     torch.set_num_threads(1)
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-    _process_preparer = Preparer(processor, limits, image_tokens_per_image, repeat_guard)
+    _process_preparer = Preparer(processor, family_named(family), limits, repeat_guard)
 
 
 def _prepare_in_process(request: InferenceRequest) -> PreparedInput:
@@ -167,12 +173,7 @@ class PreprocessPool:
                 processes,
                 mp_context=multiprocessing.get_context("spawn"),  # no fork of a process with threads
                 initializer=_start_process,
-                initargs=(
-                    str(model_dir),
-                    preparer.limits,
-                    preparer.image_tokens_per_image,
-                    preparer.repeat_guard,
-                ),
+                initargs=(str(model_dir), preparer.family.name, preparer.limits, preparer.repeat_guard),
             )
             self.function = _prepare_in_process
         else:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from docvl.inference.types import Generated
 from docvl.observability.metrics import model as metrics
@@ -120,7 +119,7 @@ class RunningBatch:
             cache=cache,
             use_cache=True,
             logits_to_keep=1,
-            mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=features)},
+            mm_encoder_outputs=features,
         )
         batch.cache = output.cache
         batch.mask = mask
@@ -178,15 +177,18 @@ class RunningBatch:
         self.next_ids = self.choose(output.logits[:, -1, :])
 
     def choose(self, logits: torch.Tensor) -> torch.Tensor:
-        """Each row's next token by its own rules (guard, then its sampler or greedy), recorded and
-        streamed; a row is done at an end token or its own max_new_tokens."""
+        """Each row's next token by its own rules (guard, then its sampler or greedy, then the engine's
+        logits hooks), recorded and streamed; a row is done at an end token or its own max_new_tokens."""
         scores = logits.float()
         guard = self.engine.repeat_guard
+        hooks = self.engine.logits_hooks
         for i, row in enumerate(self.rows):
             if guard is not None and row.tokens:
                 NoRepeatWindow(guard, 0)(torch.tensor([row.tokens]), scores[i : i + 1])
             if row.control.sampler is not None:
                 RowSampler([row.control])(torch.zeros((1, 0), dtype=torch.long), scores[i : i + 1])  # type: ignore[arg-type]
+            for hook in hooks:
+                scores[i] = hook(row.prepared, list(row.tokens), scores[i])
         chosen = scores.argmax(dim=-1)
         for row, token in zip(self.rows, chosen.tolist(), strict=True):
             row.tokens.append(int(token))
@@ -210,6 +212,6 @@ def _left_pad(tensor: torch.Tensor, columns: int) -> torch.Tensor:
 def new_row(engine: Engine, prepared: PreparedInput, control: RowControl) -> Row:
     row = Row(prepared, control)
     if control.on_delta is not None:
-        row.streamer = RowStreamer([control], engine._decode, engine.eos_ids)
+        row.streamer = RowStreamer([control], [engine.decoder(prepared.task)], engine.eos_ids)
         row.streamer.prompt_seen = True
     return row

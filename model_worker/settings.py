@@ -16,7 +16,9 @@ MiB = 1024 * 1024
 class ModelWorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCVL_MODEL_WORKER_", extra="ignore")
 
-    model_dir: Path = Field(description="Directory of a DeepSeek-VL checkpoint in transformers format.")
+    model_dir: Path = Field(
+        description="Directory of a DeepSeek-VL or DeepSeek-OCR-2 checkpoint in transformers format."
+    )
     model_id: str | None = Field(
         None, description="Name reported with every answer; default: the checkpoint's."
     )

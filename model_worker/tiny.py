@@ -2,13 +2,16 @@
 
 It exercises every code path of the production model (SigLIP + SAM encoders, aligner, LLaMA decoder,
 processor, chat template) in seconds on a CPU. Its weights are random, so its text is junk.
+`build_tiny(..., family="deepseek-ocr2")` builds a tiny DeepSeek-OCR-2 instead (model_worker/tiny_ocr2.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -45,6 +48,8 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}Assistant:{%- endif -%}"
 )
 TINY_MODEL_ID = "docvl/tiny-random-deepseek-vl-hybrid"
+TinyFamily = Literal["deepseek-vl-hybrid", "deepseek-ocr2"]
+TINY_FAMILIES: tuple[TinyFamily, ...] = ("deepseek-vl-hybrid", "deepseek-ocr2")
 
 _CORPUS = [
     SYSTEM_PROMPT,
@@ -57,18 +62,25 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained here, offline, with DeepSeek-VL's special tokens; pads on the left."""
+def build_tokenizer(
+    vocab_size: int = 1024,
+    *,
+    image_token: str = IMAGE,
+    extra_special: Sequence[str] = (),
+    extra_corpus: Sequence[str] = (),
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained here, offline, with DeepSeek's special tokens (begin, end, the image
+    placeholder, then `extra_special`: each one token); pads on the left."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=[BOS, EOS, IMAGE],
+        special_tokens=[BOS, EOS, image_token, *extra_special],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_CORPUS * 20, trainer)
+    tokenizer.train_from_iterator([*_CORPUS, *extra_corpus] * 20, trainer)
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tokenizer.token_to_id(BOS))]
     )
@@ -77,7 +89,7 @@ def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
         bos_token=BOS,
         eos_token=EOS,
         pad_token=EOS,
-        extra_special_tokens={"image_token": IMAGE},
+        extra_special_tokens={"image_token": image_token},
         padding_side="left",
     )
 
@@ -136,8 +148,17 @@ def _randomise(model: DeepseekVLHybridForConditionalGeneration, seed: int) -> No
         model.model.high_res_vision_alpha.fill_(0.5)
 
 
-def build_tiny(out_dir: Path, *, small: bool = False, seed: int = 0) -> Path:
-    """Write the tiny checkpoint to `out_dir` with save_pretrained; checkpoint.load_checkpoint loads it."""
+def build_tiny(
+    out_dir: Path, *, small: bool = False, seed: int = 0, family: TinyFamily = "deepseek-vl-hybrid"
+) -> Path:
+    """Write the tiny checkpoint of `family` to `out_dir` with save_pretrained; checkpoint.load_checkpoint
+    loads it."""
+    if family == "deepseek-ocr2":
+        from model_worker.tiny_ocr2 import build_tiny_ocr2
+
+        return build_tiny_ocr2(out_dir, small=small, seed=seed)
+    if family != "deepseek-vl-hybrid":
+        raise ValueError(f"no tiny model of family {family!r}: use one of {', '.join(TINY_FAMILIES)}")
     tokenizer = build_tokenizer()
     config = tiny_config(tokenizer, small=small)
     torch.manual_seed(seed)

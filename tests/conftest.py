@@ -47,6 +47,17 @@ def small_model(tiny_small_dir: Path) -> LoadedModel:
     return load_checkpoint(tiny_small_dir, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def tiny_ocr2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random DeepSeek-OCR-2 (128 px pages, 96 px tiles), the family that serves ocr and layout."""
+    return build_tiny(tmp_path_factory.mktemp("tiny-ocr2"), small=True, family="deepseek-ocr2")
+
+
+@pytest.fixture(scope="session")
+def ocr2_model(tiny_ocr2_dir: Path) -> LoadedModel:
+    return load_checkpoint(tiny_ocr2_dir, device="cpu")
+
+
 def make_engine(loaded: LoadedModel, **overrides: object) -> Engine:
     settings = ModelWorkerSettings(model_dir=Path("unused"), **overrides)  # type: ignore[arg-type]
     return Engine(loaded, Limits.from_settings(settings), settings.vision_batch_size, settings.repeat_guard)
@@ -55,6 +66,11 @@ def make_engine(loaded: LoadedModel, **overrides: object) -> Engine:
 @pytest.fixture(scope="session")
 def small_engine(small_model: LoadedModel) -> Engine:
     return make_engine(small_model)
+
+
+@pytest.fixture(scope="session")
+def ocr2_engine(ocr2_model: LoadedModel) -> Engine:
+    return make_engine(ocr2_model)
 
 
 # -- Postgres and S3 ---------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ METRICS: dict[TaskKind, dict[str, bool]] = {
     TaskKind.CHART2CODE: {"executed": True, "similarity": True, "data_value_recall": True, "valid": True},
     TaskKind.WEB2HTML: {"rendered": True, "similarity": True, "text_similarity": True, "valid": True},
     TaskKind.QA: {"anls": True, "relaxed_accuracy": True},
+    TaskKind.LAYOUT: {},  # not scored yet (issue 21: IoU and text-in-box against layout references)
 }
 # The metric the worst items are picked by: the first of these that has values.
 PRIMARY: dict[TaskKind, tuple[str, ...]] = {
@@ -31,6 +32,7 @@ PRIMARY: dict[TaskKind, tuple[str, ...]] = {
     TaskKind.CHART2CODE: ("similarity", "executed", "data_value_recall", "valid"),
     TaskKind.WEB2HTML: ("similarity", "rendered", "text_similarity", "valid"),
     TaskKind.QA: ("anls", "relaxed_accuracy"),
+    TaskKind.LAYOUT: (),
 }
 WORST = 5
 
@@ -52,6 +54,8 @@ def score(outcome: Outcome) -> Scores:
     verification = outcome.verification
     failed = text is None
     scores: Scores = {}
+    if item.task is TaskKind.LAYOUT:
+        return scores
     if item.task is TaskKind.OCR:
         if item.reference is not None:
             scores["cer"] = metrics.page_cer(output, item.reference)

@@ -15,6 +15,7 @@ from docvl.errors import DocvlError, Unavailable
 from docvl.inference import mapping
 from docvl.inference.types import InferenceRequest, InferenceResult
 from docvl.status_codes import error_from_grpc
+from docvl.tasks import TaskKind
 from docvl.v1 import inference_pb2 as pb
 from docvl.v1 import inference_pb2_grpc as pb_grpc
 
@@ -67,13 +68,25 @@ class InferenceClient:
             raise _domain_error(exc) from None
 
     def model_info(self, *, timeout: float | None = 10.0) -> dict[str, Any]:
-        try:
-            info = self.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=timeout)
-        except grpc.RpcError as exc:
-            raise _domain_error(exc) from None
-        return MessageToDict(
+        """GetModelInfo as a dict of its fields, with `family` (deepseek-vl-hybrid, deepseek-vl,
+        deepseek-ocr2) and `tasks` as task names, the way jobs name them (["ocr", "layout"])."""
+        info = self._model_info(timeout)
+        fields = MessageToDict(
             info, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
         )
+        fields["tasks"] = [task.value for task in mapping.tasks_from_pb(info.tasks)]
+        return fields
+
+    def served_tasks(self, *, timeout: float | None = 10.0) -> list[TaskKind]:
+        """The tasks this worker serves (its model family's); a request for another is refused."""
+        return mapping.tasks_from_pb(self._model_info(timeout).tasks)
+
+    def _model_info(self, timeout: float | None) -> pb.ModelInfo:
+        try:
+            info: pb.ModelInfo = self.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise _domain_error(exc) from None
+        return info
 
     def health_status(self, *, timeout: float = 2.0) -> str:
         """SERVING, NOT_SERVING, or UNREACHABLE when nothing answers."""

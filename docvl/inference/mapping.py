@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from docvl.errors import InvalidInput
 from docvl.inference.types import (
@@ -22,6 +23,7 @@ TASK_TO_PB: dict[TaskKind, int] = {
     TaskKind.CHART2CODE: pb.TASK_KIND_CHART2CODE,
     TaskKind.WEB2HTML: pb.TASK_KIND_WEB2HTML,
     TaskKind.QA: pb.TASK_KIND_QA,
+    TaskKind.LAYOUT: pb.TASK_KIND_LAYOUT,
 }
 PB_TO_TASK = {value: task for task, value in TASK_TO_PB.items()}
 FINISH_TO_PB: dict[FinishReason, int] = {
@@ -135,5 +137,12 @@ def description_to_pb(d: ModelDescription) -> pb.ModelInfo:
         dtype=d.dtype,
         image_tokens_per_image=d.image_tokens_per_image,
         random_weights=d.random_weights,
-        tasks=list(TASK_TO_PB.values()),  # type: ignore[arg-type]
+        tasks=[TASK_TO_PB[t] for t in d.tasks],  # type: ignore[misc]
+        family=d.family,
+        prompt_template_version=d.prompt_template_version,
     )
+
+
+def tasks_from_pb(values: Iterable[int]) -> list[TaskKind]:
+    """The tasks a ModelInfo lists; values this side does not know (a newer worker's) are left out."""
+    return [PB_TO_TASK[v] for v in values if v in PB_TO_TASK]

@@ -77,11 +77,14 @@ class InferenceResult:
 class ModelDescription:
     model_id: str
     model_revision: str
-    model_type: str
+    model_type: str  # the checkpoint's config: deepseek_vl_hybrid, deepseek_vl, deepseek_ocr2
     device: str
     dtype: str
-    image_tokens_per_image: int
+    image_tokens_per_image: int  # DeepSeek-OCR-2: an image's global view alone (local tiles add more)
     random_weights: bool
+    family: str = ""  # deepseek-vl-hybrid, deepseek-vl, deepseek-ocr2: it decides prompts and tasks
+    tasks: tuple[TaskKind, ...] = ()  # what this worker serves; other tasks are refused
+    prompt_template_version: str = ""  # of the family's prompts
 
 
 @dataclass

@@ -14,6 +14,7 @@ class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_KIND_CHART2CODE: _ClassVar[TaskKind]
     TASK_KIND_WEB2HTML: _ClassVar[TaskKind]
     TASK_KIND_QA: _ClassVar[TaskKind]
+    TASK_KIND_LAYOUT: _ClassVar[TaskKind]
 
 class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -26,6 +27,7 @@ TASK_KIND_OCR: TaskKind
 TASK_KIND_CHART2CODE: TaskKind
 TASK_KIND_WEB2HTML: TaskKind
 TASK_KIND_QA: TaskKind
+TASK_KIND_LAYOUT: TaskKind
 FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_STOP: FinishReason
 FINISH_REASON_LENGTH: FinishReason
@@ -134,7 +136,7 @@ class WorkerStats(_message.Message):
     def __init__(self, requests_completed: _Optional[int] = ..., requests_failed: _Optional[int] = ..., requests_dropped: _Optional[int] = ..., batches: _Optional[int] = ..., generated_tokens: _Optional[int] = ..., queue_depth: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_id", "model_revision", "model_type", "device", "dtype", "image_tokens_per_image", "prompt_template_version", "tasks", "max_batch_size", "max_wait_ms", "max_new_tokens_limit", "default_max_new_tokens", "max_images_per_request", "max_image_bytes", "max_image_pixels", "random_weights", "stats")
+    __slots__ = ("model_id", "model_revision", "model_type", "device", "dtype", "image_tokens_per_image", "prompt_template_version", "tasks", "max_batch_size", "max_wait_ms", "max_new_tokens_limit", "default_max_new_tokens", "max_images_per_request", "max_image_bytes", "max_image_pixels", "random_weights", "stats", "family")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_REVISION_FIELD_NUMBER: _ClassVar[int]
     MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +154,7 @@ class ModelInfo(_message.Message):
     MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
     RANDOM_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_revision: str
     model_type: str
@@ -169,4 +172,5 @@ class ModelInfo(_message.Message):
     max_image_pixels: int
     random_weights: bool
     stats: WorkerStats
-    def __init__(self, model_id: _Optional[str] = ..., model_revision: _Optional[str] = ..., model_type: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., image_tokens_per_image: _Optional[int] = ..., prompt_template_version: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[TaskKind, str]]] = ..., max_batch_size: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., max_new_tokens_limit: _Optional[int] = ..., default_max_new_tokens: _Optional[int] = ..., max_images_per_request: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., random_weights: _Optional[bool] = ..., stats: _Optional[_Union[WorkerStats, _Mapping]] = ...) -> None: ...
+    family: str
+    def __init__(self, model_id: _Optional[str] = ..., model_revision: _Optional[str] = ..., model_type: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., image_tokens_per_image: _Optional[int] = ..., prompt_template_version: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[TaskKind, str]]] = ..., max_batch_size: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., max_new_tokens_limit: _Optional[int] = ..., default_max_new_tokens: _Optional[int] = ..., max_images_per_request: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., random_weights: _Optional[bool] = ..., stats: _Optional[_Union[WorkerStats, _Mapping]] = ..., family: _Optional[str] = ...) -> None: ...

@@ -112,11 +112,13 @@ class ModelWorkerServer:
             await self.servicer.service.stop()
 
 
-async def serve(settings: ModelWorkerSettings) -> None:
-    """Run until SIGTERM or SIGINT."""
+async def serve(
+    settings: ModelWorkerSettings, loader: Callable[[ModelWorkerSettings], InferenceService] = load_service
+) -> None:
+    """Run until SIGTERM or SIGINT. `loader` makes the service (tests wrap load_service to add a hook)."""
     tracing.instrument_grpc_server(aio=True)  # when tracing is on: a server span per request
     exported = metrics.serve(settings.metrics_port, settings.metrics_host)
-    server = ModelWorkerServer(settings)
+    server = ModelWorkerServer(settings, loader)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

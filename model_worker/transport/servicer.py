@@ -14,7 +14,6 @@ from docvl.inference import mapping
 from docvl.status_codes import grpc_code
 from docvl.v1 import inference_pb2 as pb
 from docvl.v1 import inference_pb2_grpc as pb_grpc
-from model_worker.prompts import PROMPT_TEMPLATE_VERSION
 from model_worker.settings import ModelWorkerSettings
 
 if TYPE_CHECKING:  # the service imports torch, which the server loads only after it is listening
@@ -95,8 +94,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):  # type: ignore[misc]
             await context.abort(grpc_code(exc), exc.message)
             raise
         s = self.settings
-        info = mapping.description_to_pb(service.description)
-        info.prompt_template_version = PROMPT_TEMPLATE_VERSION
+        info = mapping.description_to_pb(service.description)  # with its family, tasks and prompt version
         info.max_batch_size = s.max_batch_size
         info.max_wait_ms = s.max_wait_ms
         info.max_new_tokens_limit = s.max_new_tokens_limit

@@ -242,7 +242,7 @@ def test_sign_in_submit_by_keyboard_watch_and_open_every_view(
         assert job.priority == 6
         assert job.options["question"] == "What is the title?"
         results = {TaskKind(r.task): r for r in page_results.results(s, job_id)}
-    assert set(results) == set(TaskKind)
+    assert set(results) == set(TaskKind) - {TaskKind.LAYOUT}  # the form's four tasks, all ticked
 
     page_one = page.get_by_role("region", name="Page 1")
     expect(page_one.get_by_role("img", name="Page 1 of the document")).to_be_visible()

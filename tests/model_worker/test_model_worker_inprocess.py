@@ -96,4 +96,6 @@ def test_model_info_reports_the_model_and_limits(small_model: LoadedModel, small
     assert info["max_batch_size"] == 3
     assert info["max_wait_ms"] == 7
     assert info["model_revision"] == small_model.description.model_revision
-    assert len(info["tasks"]) == 4
+    assert info["family"] == "deepseek-vl-hybrid"
+    assert info["tasks"] == ["ocr", "chart2code", "web2html", "qa"]
+    assert info["prompt_template_version"] == small_model.description.prompt_template_version

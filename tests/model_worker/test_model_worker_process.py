@@ -26,6 +26,7 @@ from docvl.tasks import TaskKind
 from docvl.v1 import inference_pb2 as pb
 from docvl.v1 import inference_pb2_grpc as pb_grpc
 from model_worker.checkpoint import LoadedModel
+from tests.model_worker.test_engine import VL_TASKS
 from tests.support.helpers import model_worker_process, png, wait_for
 from tests.support.reference import direct_generate
 
@@ -77,7 +78,7 @@ def test_health_is_not_serving_until_the_model_is_loaded_then_serving(
 
 
 def test_answer_over_grpc_equals_direct_generate(worker: Worker, small_model: LoadedModel) -> None:
-    for i, task in enumerate(TaskKind):
+    for i, task in enumerate(VL_TASKS):
         request = ocr(png(10 + i), 16, task)
         got = worker.client.generate(request)
         tokens, text = direct_generate(small_model, task, list(request.images), 16, request.question)

@@ -11,7 +11,6 @@ import pytest
 
 from docvl.errors import Cancelled, ResourceExhausted
 from docvl.inference.types import FinishReason, Generated, Timings
-from docvl.tasks import TaskKind
 from model_worker.checkpoint import LoadedModel
 from model_worker.decoding import RowControl
 from model_worker.engine import Engine, PreparedInput
@@ -19,7 +18,7 @@ from model_worker.scheduler import ContinuousBatcher
 from model_worker.service import InferenceService
 from model_worker.settings import ModelWorkerSettings
 from tests.conftest import make_engine
-from tests.model_worker.test_engine import request, run_one
+from tests.model_worker.test_engine import VL_TASKS, request, run_one
 from tests.support.reference import direct_generate
 
 T = TypeVar("T")
@@ -58,7 +57,7 @@ LENGTHS = [1, 64, 5, 33, 2, 48, 17, 9, 64, 3]
 def test_staggered_mixed_lengths_equal_direct_generate(
     small_engine: Engine, small_model: LoadedModel
 ) -> None:
-    tasks = list(TaskKind)
+    tasks = VL_TASKS
     reqs = [request(i, tasks[i % 4], max_new=n) for i, n in enumerate(LENGTHS)]
     prepared = [small_engine.prepare(r) for r in reqs]
 
