@@ -114,16 +114,29 @@ def _observe(service: str, level: str) -> None:
 @model_app.command("build-tiny")
 def build_tiny(
     directory: Annotated[Path, typer.Argument(help="Where to write the checkpoint.")],
+    family: Annotated[
+        str,
+        typer.Option(
+            help="deepseek-vl-hybrid (serves ocr, chart2code, web2html, qa) or deepseek-ocr2 (ocr, layout)."
+        ),
+    ] = "deepseek-vl-hybrid",
     small: Annotated[
-        bool, typer.Option(help="64/128 px images and 16 image tokens, for fast tests.")
+        bool,
+        typer.Option(
+            help="Small images, for fast tests: hybrid 64/128 px and 16 image tokens; "
+            "deepseek-ocr2 128 px pages and 96 px tiles (the same image tokens)."
+        ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
 ) -> None:
-    """Build a tiny randomly initialised DeepSeek-VL hybrid checkpoint (its text is junk)."""
+    """Build a tiny randomly initialised checkpoint of the real classes (its text is junk)."""
     _offline()
+    from model_worker.tiny import TINY_FAMILIES
     from model_worker.tiny import build_tiny as build
 
-    build(directory, small=small, seed=seed)
+    if family not in TINY_FAMILIES:
+        usage(f"--family {family}: use one of {', '.join(TINY_FAMILIES)}")
+    build(directory, small=small, seed=seed, family=family)  # type: ignore[arg-type]
     typer.echo(str(directory))
 
 
@@ -200,6 +213,9 @@ def model_worker(
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda [DOCVL_MODEL_WORKER_DEVICE].")] = None,
     max_batch_size: Annotated[int | None, typer.Option(help="[DOCVL_MODEL_WORKER_MAX_BATCH_SIZE]")] = None,
     max_wait_ms: Annotated[int | None, typer.Option(help="[DOCVL_MODEL_WORKER_MAX_WAIT_MS]")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="/metrics port, 0: none [DOCVL_MODEL_WORKER_METRICS_PORT].")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
     """Serve the model over gRPC (InferenceService, health, reflection) until SIGTERM or Ctrl-C."""
@@ -217,6 +233,7 @@ def model_worker(
         "device": device,
         "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms,
+        "metrics_port": metrics_port,
     }
     try:
         settings = ModelWorkerSettings(**{k: v for k, v in overrides.items() if v is not None})
@@ -259,7 +276,9 @@ def gateway(
 def infer(
     image: Annotated[list[Path], typer.Option(help="Image file; repeat for several.")],
     target: Annotated[str, typer.Option(help="Model worker HOST:PORT.")] = "127.0.0.1:50061",
-    task: Annotated[str, typer.Option(help="ocr, chart2code, web2html or qa.")] = "ocr",
+    task: Annotated[
+        str, typer.Option(help="ocr, chart2code, web2html, qa (DeepSeek-VL) or ocr, layout (DeepSeek-OCR-2).")
+    ] = "ocr",
     question: Annotated[str | None, typer.Option(help="The question (qa).")] = None,
     prompt: Annotated[str | None, typer.Option(help="Replace the task's instruction text.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="0: the worker's default.")] = 0,
