@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from docvl import png
 from docvl.errors import InvalidInput
+from docvl.layout.checks import Word, text_layer_words
 from docvl.page_ranges import PageRanges
 
 PDF = "application/pdf"
@@ -70,6 +71,9 @@ class RenderedPage:
     height: int
     media_type: str = "image/png"
     text: str | None = None  # a PDF page's text layer (None: it has none, or the page is an image)
+    width_pt: float | None = None  # a PDF page's size in points, as displayed (None: an image)
+    height_pt: float | None = None
+    words: list[Word] | None = None  # its text layer's words with their boxes, when asked for
 
 
 def sniff_media_type(head: bytes) -> str:
@@ -117,16 +121,18 @@ def open_document(
     max_side: int | None = None,
     password: str | None = None,
     pages: PageRanges | None = None,
+    words: bool = False,
 ) -> Iterator[OpenedDocument]:
     """Open the document at `path`, its pages limited to `pages` when given; raise a DocumentError naming
-    the cause when it cannot be processed (PagesOutOfRange when `pages` goes past its end)."""
+    the cause when it cannot be processed (PagesOutOfRange when `pages` goes past its end). `words`: also
+    read each PDF page's text-layer words with their boxes (the layout task's checks compare with them)."""
     with path.open("rb") as fh:
         media_type = sniff_media_type(fh.read(1024))
     if media_type == PDF:
         with _open_pdf(path, password) as pdf:
             chosen = _chosen(len(pdf), max_pages, pages)
             yield OpenedDocument(
-                len(pdf), lambda skip: _render_pdf(pdf, dpi, max_pixels, max_side, skip), chosen
+                len(pdf), lambda skip: _render_pdf(pdf, dpi, max_pixels, max_side, skip, words), chosen
             )
     else:
         with _open_image(path) as image:
@@ -189,7 +195,12 @@ def _open_pdf(path: Path, password: str | None) -> Iterator[pdfium.PdfDocument]:
 
 
 def _render_pdf(
-    pdf: pdfium.PdfDocument, dpi: int, max_pixels: int, max_side: int | None, skip: frozenset[int]
+    pdf: pdfium.PdfDocument,
+    dpi: int,
+    max_pixels: int,
+    max_side: int | None,
+    skip: frozenset[int],
+    with_words: bool = False,
 ) -> Iterator[RenderedPage]:
     for index in range(len(pdf)):
         if index in skip:
@@ -206,11 +217,13 @@ def _render_pdf(
             # it outlives the bitmap
             pixels = page.render(scale=scale, rev_byteorder=True).to_numpy()
             text = _text_layer(page)
+            words = text_layer_words(page) if with_words else None
         except pdfium.PdfiumError as exc:
             raise CorruptDocument(f"page {index + 1} of the PDF cannot be rendered ({exc})") from None
         finally:
             page.close()
-        yield dataclasses.replace(_page(index, pixels), text=text)
+        rendered = _page(index, pixels)
+        yield dataclasses.replace(rendered, text=text, width_pt=width, height_pt=height, words=words)
 
 
 def _text_layer(page: pdfium.PdfPage) -> str | None:

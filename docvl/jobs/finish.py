@@ -15,6 +15,7 @@ from docvl.db.models import Job, TaskResult
 from docvl.job_status import JobStatus
 from docvl.jobs.context import Context, PageWork
 from docvl.jobs.dispatch import Dispatch
+from docvl.jobs.layout_pages import assemble_document
 from docvl.observability.metrics import jobs as job_metrics
 from docvl.storage.base import output_key
 from docvl.tasks import TaskKind
@@ -63,6 +64,8 @@ def _assemble_task(
     ctx: Context, job_id: uuid.UUID, task: TaskKind, results: list[TaskResult], indices: list[int]
 ) -> str | list[str]:
     page = {r.page_index: r for r in results}
+    if task is TaskKind.LAYOUT:
+        return assemble_document(ctx, job_id, page, indices)
     if task is TaskKind.OCR:
         parts = []
         for index in indices:

@@ -10,7 +10,7 @@ import ipaddress
 import json
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,10 @@ MAX_PASSWORD_CHARS = 1024
 DEFAULT_PRIORITY = 5
 
 
+def _every_task(tasks: Sequence[TaskKind]) -> None:
+    """Takes every task: where no fleet of model workers is known."""
+
+
 @dataclass(frozen=True)
 class Limits:
     max_upload_bytes: int
@@ -46,6 +50,9 @@ class Limits:
     source_buckets: tuple[str, ...] = ()
     office_off: str | None = "Office input is not configured"  # why Office documents are refused; None: taken
     max_unpacked_bytes: int = 512 * 1024 * 1024
+    # InvalidInput for a task no model worker serves (the front doors' fleet, docvl.inference.routing);
+    # by default every task is taken.
+    served: Callable[[Sequence[TaskKind]], None] = _every_task
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,7 @@ def parse_request(limits: Limits, options: SubmitOptions) -> JobRequest:
     if not options.tasks:
         raise InvalidInput(f"name at least one task: {', '.join(t.value for t in TaskKind)}")
     kinds = list(dict.fromkeys(TaskKind.parse(t) for t in options.tasks))
+    limits.served(kinds)
     if len(kinds) > limits.max_tasks:
         raise InvalidInput(f"{len(kinds)} tasks requested; at most {limits.max_tasks} per job")
     question = options.question

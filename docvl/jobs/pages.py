@@ -14,6 +14,7 @@ from docvl.db import jobs, lifecycle, page_results
 from docvl.errors import DocvlError
 from docvl.inference.types import GenerationParams, InferenceRequest, InferenceResult
 from docvl.jobs.context import Context, PageWork
+from docvl.jobs.layout_pages import lay_out_page
 from docvl.observability import tracing
 from docvl.observability.metrics import worker as worker_metrics
 from docvl.tasks import TaskKind
@@ -61,13 +62,17 @@ def process_page(
         result.timings.queued_ms,
         result.timings.inference_ms,
     )
+    laid_out = None
+    if work.task is TaskKind.LAYOUT:
+        laid_out = lay_out_page(ctx, work.job_id, work.page_index, image, made.text)
     completed = _record(
         ctx,
         work,
         attempt,
         output_text=made.text,
-        output_valid=made.valid,
-        output_problem=made.problem,
+        output_key=None if laid_out is None else laid_out.key,
+        output_valid=made.valid if laid_out is None else laid_out.problem is None,
+        output_problem=made.problem if laid_out is None else laid_out.problem,
         prompt_tokens=result.prompt_tokens,
         image_tokens=result.image_tokens,
         generated_tokens=result.generated_tokens,
@@ -77,7 +82,7 @@ def process_page(
         model_id=result.model_id,
         model_revision=result.model_revision,
         prompt_template_version=result.prompt_template_version,
-        verification=checked.verification,
+        verification=checked.verification if laid_out is None else laid_out.verification,
     )
     worker_metrics.page_tasks.labels(work.task.value, "succeeded").inc()
     return completed

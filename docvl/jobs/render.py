@@ -17,6 +17,7 @@ from docvl.documents import PDF, DocumentTooLarge, open_document
 from docvl.job_status import JobStatus
 from docvl.jobs.context import Context, PageWork
 from docvl.jobs.dispatch import Dispatch
+from docvl.jobs.layout_pages import JSON, layer_key, page_layer
 from docvl.jobs.pages import unfinished_in
 from docvl.office import EXTENSIONS as OFFICE_EXTENSIONS
 from docvl.office import ConversionFailed
@@ -121,6 +122,7 @@ def _render(
             f"the document is {plan.size_bytes} bytes, over the limit of {limits.max_bytes}: split it"
         )
     tasks, priority = plan.tasks, plan.priority
+    layout = TaskKind.LAYOUT in tasks
 
     def register(batch: list[page_results.NewPage]) -> None:
         if batch:
@@ -144,11 +146,14 @@ def _render(
             max_pixels=limits.max_pixels,
             max_side=limits.max_side,
             pages=plan.pages,
+            words=layout,
         ) as opened:
             batch: list[page_results.NewPage] = []
             for page in opened.pages(skip):
                 key = page_key(job_id, page.index)
                 ctx.store.put(key, page.png, content_type=page.media_type)
+                if layout:  # what the layout task's checks compare with: the page in points, its words
+                    ctx.store.put(layer_key(job_id, page.index), page_layer(page), content_type=JSON)
                 batch.append(
                     page_results.NewPage(page.index, key, page.width, page.height, len(page.png), page.text)
                 )

@@ -56,6 +56,7 @@ class JobService:
         presign_expiry_s: int = 3600,
         spool_dir: Path | None = None,
         notifier: EventNotifier | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -65,10 +66,13 @@ class JobService:
         self.presign_expiry_s = presign_expiry_s
         self.spool_dir = spool_dir
         self.notifier = notifier
+        self.on_close = on_close
 
     def close(self) -> None:
         if self.notifier is not None:
             self.notifier.stop()
+        if self.on_close is not None:
+            self.on_close()
 
     # -- who is calling ------------------------------------------------------------------------------
 

@@ -29,11 +29,12 @@ from docvl.up.supervisor import StartFailed, Supervisor, log_contains
 HOST = "127.0.0.1"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, a stop, a closed terminal
 TINY_WARNING = """
-┌──────────────────────────────────────────────────────────────────────────────────────────┐
-│ NO MODEL CONFIGURED: serving the TINY RANDOM DeepSeek-VL model. Its text is JUNK.        │
-│ It exists so that every path can be tried without a GPU or a download; generation is     │
-│ capped at {tokens} tokens. For real results: DOCVL_MODEL=/path/to/deepseek-vl-7b-chat.    │
-└──────────────────────────────────────────────────────────────────────────────────────────┘"""
+┌──────────────────────────────────────────────────────────────────────────────────────────────────────┐
+│ NO MODEL CONFIGURED: serving TINY RANDOM DeepSeek-VL and DeepSeek-OCR-2 models. Their text           │
+│ is JUNK. They exist so that every path can be tried without a GPU or a download;                     │
+│ generation is capped at {tokens} tokens. For real results: DOCVL_MODEL=/path/to/deepseek-vl-7b-chat        │
+│ and DOCVL_LAYOUT_MODEL=/path/to/DeepSeek-OCR-2 (the layout task).                                    │
+└──────────────────────────────────────────────────────────────────────────────────────────────────────┘"""
 
 
 def office_state(settings: UpSettings) -> str:
@@ -121,6 +122,10 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
     stack.stake(settings)  # NamespaceTaken: another stack uses this namespace on this Redis
 
     model_dir, tiny = _model(settings, data)
+    layout_dir = _layout_model(settings, data)
+    model_target = f"{HOST}:{settings.model_worker_port}"
+    layout_target = f"{HOST}:{settings.layout_worker_port}"
+    targets = [model_target] + ([layout_target] if layout_dir is not None else [])
     prefect_api = f"http://{HOST}:{settings.prefect_port}/api"
     env.update(
         {
@@ -129,7 +134,7 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
             "DOCVL_NAMESPACE": settings.namespace,
             "DOCVL_OBJECT_STORE": settings.object_store,
             "DOCVL_STORAGE_DIR": str(_absolute(settings.storage_dir, data)),
-            "DOCVL_MODEL_WORKER_TARGETS": f"{HOST}:{settings.model_worker_port}",
+            "DOCVL_MODEL_WORKER_TARGETS": ",".join(targets),
             "DOCVL_API_HOST": HOST,
             "DOCVL_API_PORT": str(settings.api_port),
             "DOCVL_GATEWAY_HOST": HOST,
@@ -156,7 +161,6 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
         lambda _: httpx.get(prefect_api + "/health", timeout=2).status_code == 200,
         timeout,
     )
-    model_target = f"{HOST}:{settings.model_worker_port}"
     supervisor.start(
         "model-worker",
         [python, "-m", "docvl", "model-worker", "--model", str(model_dir), "--host", HOST,
@@ -164,6 +168,15 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
         lambda _: grpc_serving(model_target),
         timeout,
     )  # fmt: skip
+    if layout_dir is not None:  # DeepSeek-OCR-2: the layout task (and ocr); its own metrics port
+        supervisor.start(
+            "layout-worker",
+            [python, "-m", "docvl", "model-worker", "--model", str(layout_dir), "--host", HOST,
+             "--port", str(settings.layout_worker_port),
+             f"--metrics-port={settings.layout_worker_metrics_port}"],
+            lambda _: grpc_serving(layout_target),
+            timeout,
+        )  # fmt: skip
     page_queues = [f"--queue={q}" for q in [*QUEUES, WEBHOOK_QUEUE]]
     supervisor.start(
         "celery-worker",
@@ -194,6 +207,9 @@ def _start(settings: UpSettings, data: Path, supervisor: Supervisor) -> None:
     )
 
     key = _local_key(database, data)
+    layout_line = "none (set DOCVL_LAYOUT_MODEL for the layout task)"
+    if layout_dir is not None:
+        layout_line = f"{layout_target}  ({'the TINY RANDOM DeepSeek-OCR-2' if tiny else layout_dir})"
     database.dispose()
     say(
         f"""
@@ -204,6 +220,7 @@ docvl is up on this machine:
   Prefect UI     http://{HOST}:{settings.prefect_port}  (its database: {prefect_database_name(settings)})
   namespace      {settings.namespace}  (Redis keys {redis_prefix(settings.namespace)}*)
   model worker   {model_target}  ({"the TINY RANDOM model" if tiny else model_dir})
+  layout worker  {layout_line}
   API key        {key}
                  (also in {data / "api-key"}; use it as DOCVL_API_KEY or `Authorization: Bearer`)
   logs           {data / "logs"}
@@ -225,6 +242,7 @@ METRICS = (  # (process, its UpSettings port field, the variable its own setting
     ("api", "api_metrics_port", "DOCVL_API_METRICS_PORT"),
     ("gateway", "gateway_metrics_port", "DOCVL_GATEWAY_METRICS_PORT"),
     ("model-worker", "model_worker_metrics_port", "DOCVL_MODEL_WORKER_METRICS_PORT"),
+    ("layout-worker", "layout_worker_metrics_port", None),  # given on its command line
     ("celery-worker", "worker_metrics_port", "DOCVL_WORKER_METRICS_PORT"),
     ("job-runner", "job_runner_metrics_port", None),  # given on its command line
     ("flow-runner", "flows_metrics_port", "DOCVL_FLOWS_METRICS_PORT"),
@@ -282,6 +300,26 @@ def _model(settings: UpSettings, data: Path) -> tuple[Path, bool]:
         say(f"Building the tiny random test model in {tiny}")
         build_tiny(tiny, small=True)
     return tiny, True
+
+
+def _layout_model(settings: UpSettings, data: Path) -> Path | None:
+    """The DeepSeek-OCR-2 checkpoint the layout worker serves: DOCVL_LAYOUT_MODEL, else the tiny random one
+    beside the tiny DeepSeek-VL (so every task works out of the box), else none."""
+    if settings.layout_model is not None:
+        if not (settings.layout_model / "config.json").is_file():
+            raise StartFailed(
+                f"DOCVL_LAYOUT_MODEL={settings.layout_model} is not a checkpoint directory (no config.json)"
+            )
+        return settings.layout_model
+    if settings.model is not None:
+        return None
+    tiny = data / "models" / "tiny-random-ocr2"
+    if not (tiny / "config.json").is_file():
+        from model_worker.tiny import build_tiny
+
+        say(f"Building the tiny random DeepSeek-OCR-2 test model in {tiny}")
+        build_tiny(tiny, small=True, family="deepseek-ocr2")
+    return tiny
 
 
 def _local_key(database: Database, data: Path) -> str:

@@ -18,6 +18,12 @@ class UpSettings(CoreSettings):
         validation_alias="DOCVL_MODEL",
         description="A DeepSeek-VL checkpoint directory (transformers format); unset: the tiny random model.",
     )
+    layout_model: Path | None = Field(
+        None,
+        validation_alias="DOCVL_LAYOUT_MODEL",
+        description="A DeepSeek-OCR-2 checkpoint directory for the layout task, served by a second model "
+        "worker; unset: the tiny random one when DOCVL_MODEL is unset too, else no layout worker.",
+    )
     data_dir: Path = Field(Path("var"), description="Embedded databases, objects, logs, the local API key.")
     object_store: str = "local"  # type: ignore[assignment]  # one machine: a local directory by default
     api_port: int = Field(8000, ge=1, le=65535, description="REST API (docs at /docs).")
@@ -29,12 +35,14 @@ class UpSettings(CoreSettings):
         "followed by _prefect (each stack keeps its own Prefect state).",
     )
     model_worker_port: int = Field(50061, ge=1, le=65535)
+    layout_worker_port: int = Field(50062, ge=1, le=65535, description="The DeepSeek-OCR-2 model worker.")
     # Each process's /metrics (Prometheus); 0: off for that process.
     api_metrics_port: int = Field(9101, ge=0, le=65535)
     gateway_metrics_port: int = Field(9102, ge=0, le=65535, validation_alias="DOCVL_GATEWAY_METRICS_PORT")
     model_worker_metrics_port: int = Field(
         9103, ge=0, le=65535, validation_alias="DOCVL_MODEL_WORKER_METRICS_PORT"
     )
+    layout_worker_metrics_port: int = Field(9107, ge=0, le=65535, description="The DeepSeek-OCR-2 worker.")
     worker_metrics_port: int = Field(9104, ge=0, le=65535, description="The page workers' pool, summed.")
     job_runner_metrics_port: int = Field(9105, ge=0, le=65535, description="The job runners' pool, summed.")
     flows_metrics_port: int = Field(9106, ge=0, le=65535, description="The flow runner and platform gauges.")

@@ -16,6 +16,7 @@ from docvl.broker.dispatch import CeleryDispatch
 from docvl.db.database import Database
 from docvl.db.notifications import EventNotifier
 from docvl.errors import InvalidInput
+from docvl.inference.routing import ModelFleet
 from docvl.jobs.intake import Limits
 from docvl.jobs.service import JobService
 from docvl.office import office_off
@@ -24,7 +25,8 @@ from docvl.storage import open_store
 from docvl.storage.factory import open_bucket
 
 
-def limits(settings: FrontDoorSettings) -> Limits:
+def limits(settings: FrontDoorSettings, fleet: ModelFleet | None = None) -> Limits:
+    served = {} if fleet is None else {"served": fleet.check_served}
     return Limits(
         max_upload_bytes=settings.max_upload_bytes,
         max_pages=settings.max_pages,
@@ -36,6 +38,7 @@ def limits(settings: FrontDoorSettings) -> Limits:
         source_buckets=tuple(settings.source_buckets),
         office_off=office_off(settings),
         max_unpacked_bytes=settings.office_max_unpacked_bytes,
+        **served,
     )
 
 
@@ -44,15 +47,18 @@ def job_service(settings: FrontDoorSettings, db: Database | None = None) -> JobS
     stack.stake(settings)
     store = open_store(settings)
     store.ensure_ready()  # the bucket or directory, made when missing
+    fleet = ModelFleet(settings.model_worker_targets)  # what the model workers serve, refreshed meanwhile
+    fleet.start_refreshing()
     return JobService(
         db or Database(settings.database_url),
         store,
-        limits(settings),
+        limits(settings, fleet),
         CeleryDispatch.connect(settings.redis_url, settings.namespace),
         source_store=partial(open_bucket, settings, own=store),
         presign_expiry_s=settings.presign_expiry_s,
         spool_dir=settings.spool_dir,
         notifier=EventNotifier(settings.database_url).start(),
+        on_close=fleet.close,
     )
 
 

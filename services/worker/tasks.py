@@ -1,14 +1,12 @@
 """The page worker's Celery task bodies: take ids, call the job's stage function, retry what is retryable.
 
-Run a worker with:  celery -A services.worker.tasks worker -Q ocr,chart2code,web2html,qa,webhooks
+Run a worker with:  celery -A services.worker.tasks worker -Q ocr,chart2code,web2html,qa,layout,webhooks
 (`docvl worker` does). Start requests (the `jobs` queue) are the job runner's: workflows/runner.py.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
 import uuid
 from functools import cache
 from typing import Any
@@ -21,8 +19,7 @@ from docvl.broker.celery_app import PAGE_TASK, WEBHOOK_TASK, make_celery
 from docvl.broker.dispatch import CeleryDispatch
 from docvl.db.database import Database
 from docvl.errors import DocvlError, InvalidInput, Unavailable, UnknownJob
-from docvl.inference.client import InferenceClient
-from docvl.inference.types import InferenceRequest, InferenceResult
+from docvl.inference.routing import ModelFleet
 from docvl.jobs import webhooks
 from docvl.jobs.context import Context, PageWork
 from docvl.jobs.finish import finalize
@@ -47,28 +44,12 @@ signals.observe("docvl-worker", settings)
 stack.guard(app, settings)
 
 
-class ModelWorkers:
-    """Clients of the model workers, used round-robin."""
-
-    def __init__(self, targets: list[str], timeout_s: float) -> None:
-        self.clients = [InferenceClient(target) for target in targets]
-        self._next = itertools.cycle(range(len(self.clients)))
-        self._lock = threading.Lock()
-        self.timeout_s = timeout_s
-
-    def generate(self, request: InferenceRequest) -> InferenceResult:
-        with self._lock:
-            client = self.clients[next(self._next)]
-        return client.generate(request, timeout=self.timeout_s)
-
-
 @cache
-def _dependencies() -> tuple[Context, ModelWorkers]:
+def _dependencies() -> tuple[Context, ModelFleet]:
     """Made once per worker process (after the fork: connections are not shared between processes)."""
     store = open_store(settings)
-    return Context(Database(settings.database_url), store), ModelWorkers(
-        settings.model_worker_targets, settings.inference_timeout_s
-    )
+    fleet = ModelFleet(settings.model_worker_targets, timeout_s=settings.inference_timeout_s)
+    return Context(Database(settings.database_url), store), fleet
 
 
 @cache
@@ -116,7 +97,7 @@ def run_page(
     return False
 
 
-def _run_page(self: Task, ctx: Context, workers: ModelWorkers, work: PageWork, namespace: str | None) -> bool:
+def _run_page(self: Task, ctx: Context, workers: ModelFleet, work: PageWork, namespace: str | None) -> bool:
     attempt = self.request.retries + 1
     try:
         with worker_metrics.timed(work.task.value):
