@@ -72,6 +72,7 @@ METRICS_PORTS = {
     "api": ApiSettings.model_fields["api_metrics_port"].default,
     "gateway": GatewaySettings.model_fields["metrics_port"].default,
     "model-worker": ModelWorkerSettings.model_fields["metrics_port"].default,
+    "layout-worker": ModelWorkerSettings.model_fields["metrics_port"].default,  # DeepSeek-OCR-2
     "worker": WorkerSettings.model_fields["worker_metrics_port"].default,
     "job-runner": WorkerSettings.model_fields["worker_metrics_port"].default,
     "flow-runner": FlowSettings.model_fields["flows_metrics_port"].default,
@@ -147,7 +148,7 @@ def test_compose_services_wait_for_healthy_dependencies(compose: dict[str, Any])
             "grafana",
         )
     }
-    assert expected | {"model-worker"} == set(services)
+    assert expected | {"model-worker", "layout-worker"} == set(services)
     for name, service in services.items():
         if name not in ("migrate", "otel-collector"):  # the collector's image has nothing to probe with
             assert "test" in service["healthcheck"], name
@@ -157,9 +158,11 @@ def test_compose_services_wait_for_healthy_dependencies(compose: dict[str, Any])
             assert condition == {"condition": wanted}, (name, needed)
     for name in ("api", "gateway", "flow-runner", "worker"):
         assert "migrate" in services[name]["depends_on"], name  # migrations run once, before them
-    gpu = services["model-worker"]["deploy"]["resources"]["reservations"]["devices"][0]
-    assert gpu["capabilities"] == ["gpu"]
-    assert services["model-worker"]["volumes"][0].endswith(":/models/model:ro")
+    for worker in ("model-worker", "layout-worker"):
+        gpu = services[worker]["deploy"]["resources"]["reservations"]["devices"][0]
+        assert gpu["capabilities"] == ["gpu"]
+        assert services[worker]["volumes"][0].endswith(":/models/model:ro")
+    assert services["worker"]["depends_on"]["layout-worker"] == {"condition": "service_healthy"}
 
 
 def test_compose_names_only_what_exists(compose: dict[str, Any]) -> None:
@@ -203,7 +206,15 @@ def test_compose_names_only_what_exists(compose: dict[str, Any]) -> None:
 def test_compose_services_trace_to_the_collector_and_jaeger(compose: dict[str, Any]) -> None:
     services = compose["services"]
     docvl = {n: s for n, s in services.items() if s["image"].startswith("docvl/") and n != "migrate"}
-    assert set(docvl) == {"api", "gateway", "flow-runner", "job-runner", "worker", "model-worker"}
+    assert set(docvl) == {
+        "api",
+        "gateway",
+        "flow-runner",
+        "job-runner",
+        "worker",
+        "model-worker",
+        "layout-worker",
+    }
     names = set()
     for name, service in docvl.items():
         env = service["environment"]
@@ -346,7 +357,8 @@ def test_prometheus_scrapes_every_docvl_service_on_its_metrics_port(compose: dic
     assert scraped == METRICS_PORTS  # every docvl service, each on its own setting's default port
     for name in METRICS_PORTS:
         env = services[name]["environment"]
-        host = env["DOCVL_MODEL_WORKER_METRICS_HOST" if name == "model-worker" else "DOCVL_METRICS_HOST"]
+        model = name in ("model-worker", "layout-worker")
+        host = env["DOCVL_MODEL_WORKER_METRICS_HOST" if model else "DOCVL_METRICS_HOST"]
         assert host == "0.0.0.0", name  # reachable from the prometheus container
         assert not [v for v in env if v.endswith("METRICS_PORT")], name  # the defaults above hold
 
@@ -404,6 +416,6 @@ def test_kubernetes_pods_are_scraped_on_their_metrics_ports() -> None:
         }, name
         container = template["spec"]["containers"][0]
         assert {"name": "metrics", "containerPort": port} in container["ports"], name
-        if name == "model-worker":
+        if name in ("model-worker", "layout-worker"):
             env = {e["name"]: e.get("value") for e in container["env"]}
             assert env["DOCVL_MODEL_WORKER_METRICS_HOST"] == "0.0.0.0"
