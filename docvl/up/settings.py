@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from docvl.settings import CoreSettings
+from docvl.settings import CoreSettings, split_list
 
 
 class UpSettings(CoreSettings):
@@ -53,8 +54,14 @@ class UpSettings(CoreSettings):
     tiny_max_new_tokens: int = Field(
         24, ge=1, description="Generation cap with the tiny model (its text is junk)."
     )
-    source_buckets: list[str] = Field(
-        default_factory=list, description="Buckets callers may name documents in; default: DOCVL_S3_BUCKET."
+    source_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Buckets callers may name documents in (comma-separated); default: DOCVL_S3_BUCKET.",
     )
     demo: bool = Field(True, description="Submit the bundled samples at start and print their results.")
     start_timeout_s: float = Field(300.0, gt=0, description="How long each service may take to become ready.")
+
+    @field_validator("source_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: object) -> object:
+        return split_list(value)
