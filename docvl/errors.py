@@ -61,6 +61,24 @@ class IllegalTransition(Conflict):
     code = "illegal_transition"
 
 
+class LayoutNotRequested(Conflict):
+    """A layout result asked of a job submitted without the layout task."""
+
+    code = "layout_not_requested"
+
+
+class JobNotFinished(Conflict):
+    """A result that exists only once the job has ended, asked while it is still queued or running."""
+
+    code = "job_not_finished"
+
+
+class LayoutUnavailable(Conflict):
+    """A layout job that ended (failed, cancelled) without the layout file asked for."""
+
+    code = "layout_unavailable"
+
+
 class NamespaceTaken(Conflict):
     """Another stack, with another database, uses this stack's namespace on the same Redis."""
 

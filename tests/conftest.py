@@ -114,9 +114,13 @@ def frontdoor(
     migrated_database: Database,
     s3_endpoint: str,
     tiny_small_dir: Path,
+    tiny_ocr2_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[FrontDoorPlatform]:
-    """The whole platform behind the front doors (see tests/support/platform.py), started once per session."""
+    """The whole platform behind the front doors (see tests/support/platform.py), started once per session,
+    with a DeepSeek-VL model worker and a (scripted) DeepSeek-OCR-2 one for layout."""
     logs = tmp_path_factory.mktemp("frontdoor")
-    with front_door_platform(migrated_database, s3_endpoint, tiny_small_dir, logs) as platform:
+    with front_door_platform(
+        migrated_database, s3_endpoint, tiny_small_dir, logs, layout_model_dir=tiny_ocr2_dir
+    ) as platform:
         yield platform

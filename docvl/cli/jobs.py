@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 
-from docvl.cli.errors import call, say_error
+from docvl.cli.errors import call, say_error, usage
 from docvl.cli.waiting import save, wait_all
 from docvl.client import Client
 from docvl.errors import DocvlError, InvalidInput
@@ -38,6 +39,17 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 JobIdArg = Annotated[str, typer.Argument(metavar="ID", help="The job's id.")]
 
 T = TypeVar("T")
+
+
+class ResultFormat(StrEnum):
+    """`docvl result --format`: a layout job's files, as the API serves them."""
+
+    JSON = "json"  # document.json, indented
+    CHUNKS = "chunks"  # chunks.jsonl, one chunk a line
+
+
+# The document each task's default output prints whole (the other tasks print every page's result).
+_DOCUMENTS = {"ocr": "document.md", "layout": "layout.md"}
 
 # Errors after which submitting the remaining files cannot go better.
 _STOP_CODES = {"unauthenticated", "unavailable", "too_many_submissions"}
@@ -75,7 +87,8 @@ def submit(
         ),
     ],
     task: Annotated[
-        list[str], typer.Option("--task", "-t", help="ocr, chart2code, web2html or qa; repeat for several.")
+        list[str],
+        typer.Option("--task", "-t", help="ocr, chart2code, web2html, qa or layout; repeat for several."),
     ],
     question: Annotated[str | None, typer.Option(help="The question (required with --task qa).")] = None,
     priority: Annotated[
@@ -225,13 +238,28 @@ def result(
             metavar="DIR",
         ),
     ] = None,
+    result_format: Annotated[
+        ResultFormat | None,
+        typer.Option(
+            "--format",
+            help="A layout job's files: json prints its document JSON (pages, blocks, labels, boxes), "
+            "chunks its RAG chunks (JSON Lines). Default: the results as text.",
+            show_default=False,
+        ),
+    ] = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Print a job's results: per task, the OCR Markdown document, or every page result of the other
-    tasks (--json: the whole result, with download links)."""
+    """Print a job's results: per task, the OCR or layout Markdown document, or every page result of the
+    other tasks (--json: the whole result, with download links; --format: a layout job's document JSON or
+    chunks)."""
     parsed = _job_id(job_id)
+    if result_format is not None and (as_json or out is not None):
+        usage("--format prints one file of a layout job: leave out --json and --out")
     with Client(api_url, api_key) as client:
+        if result_format is not None:
+            _print_layout(client, parsed, result_format)
+            return
         if out is not None:
             for path in call(lambda: save(client, parsed, out)):
                 typer.echo(str(path))
@@ -258,11 +286,19 @@ def result(
                 typer.echo("(no page results)")
 
 
+def _print_layout(client: Client, job_id: uuid.UUID, result_format: ResultFormat) -> None:
+    if result_format is ResultFormat.JSON:
+        document = call(lambda: client.document(job_id))
+        typer.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        return
+    for chunk in call(lambda: client.chunks(job_id)):
+        typer.echo(json.dumps(chunk, ensure_ascii=False))
+
+
 def _document_md(view: ResultView, task: TaskKind) -> str | None:
-    if task is not TaskKind.OCR:
-        return None
+    name = _DOCUMENTS.get(str(task))
     names = [f.name for f in view.outputs.get(str(task), [])]
-    return "document.md" if "document.md" in names else None
+    return name if name in names else None
 
 
 def _page_text(page: PageResult) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -111,6 +112,33 @@ class Client:
     def result(self, job_id: JobId) -> ResultView:
         """Document-level outputs (once the job has finished) and every page result written so far."""
         return _parse(ResultView, self._request("GET", f"/v1/jobs/{_id(job_id)}/result"))
+
+    def document(self, job_id: JobId) -> dict[str, Any]:
+        """A finished layout job's document.json: its pages, each with its blocks (label, boxes in pixels
+        and PDF points, Markdown text) in reading order, valid against the schema `schema()` returns.
+        ApiError 409 `layout_not_requested`, `job_not_finished` or `layout_unavailable` when it has none."""
+        response = self._request("GET", f"/v1/jobs/{_id(job_id)}/document")
+        document = _json(response)
+        if not isinstance(document, dict):
+            raise _not_a(response, "a JSON object")
+        return document
+
+    def chunks(self, job_id: JobId) -> list[dict[str, Any]]:
+        """A finished layout job's RAG chunks (chunks.jsonl), in document order: each with its `id`,
+        `text`, `heading_path`, `pages`, `boxes` and `block_ids`. Errors as for `document`."""
+        response = self._request("GET", f"/v1/jobs/{_id(job_id)}/chunks")
+        chunks = [_json(response, line) for line in response.text.splitlines() if line.strip()]
+        if not all(isinstance(chunk, dict) for chunk in chunks):
+            raise _not_a(response, "one JSON object a line")
+        return chunks
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of `document`'s answer (GET /v1/schemas/document-v1.json)."""
+        response = self._request("GET", "/v1/schemas/document-v1.json")
+        schema = _json(response)
+        if not isinstance(schema, dict):
+            raise _not_a(response, "a JSON Schema")
+        return schema
 
     def read_output(self, job_id: JobId, name: str) -> bytes:
         """One document-level output file, whole (see `download` for large ones)."""
@@ -309,6 +337,20 @@ def _parse(model: type[M], response: httpx.Response) -> M:
             f"{response.request.url} answered what is not a {model.__name__}: {exc.error_count()} problems, "
             f"first: {exc.errors()[0]['msg']}",
         ) from exc
+
+
+def _json(response: httpx.Response, text: str | None = None) -> Any:
+    """The answer's JSON (or that of `text`, a line of it); ApiError `invalid_response` when it is not."""
+    try:
+        return json.loads(response.content if text is None else text)
+    except ValueError as exc:
+        raise _not_a(response, "JSON") from exc
+
+
+def _not_a(response: httpx.Response, what: str) -> ApiError:
+    return ApiError(
+        response.status_code, "invalid_response", f"{response.request.url} answered what is not {what}"
+    )
 
 
 def _chunks(response: httpx.Response, base_url: str) -> Iterator[bytes]:

@@ -137,7 +137,10 @@ class ResultView(BaseModel):
     outputs: dict[str, list[OutputFile]] = Field(
         description="Per task, the document-level files (empty until the job has finished): OCR one "
         "Markdown document, chart2code a Python file per page, web2html an HTML file per page, qa "
-        "answers.json with one answer per page and a combined answer."
+        "answers.json with one answer per page and a combined answer, layout document.json (the pages' "
+        "blocks with labels and boxes; schema: GET /v1/schemas/document-v1.json; also GET "
+        "/v1/jobs/{id}/document), layout.md (the Markdown assembled from the blocks) and chunks.jsonl (RAG "
+        "chunks with their heading paths, pages and boxes; also GET /v1/jobs/{id}/chunks)."
     )
     pages: list[PageResult] = Field(description="Every page result written so far, by page then task.")
     summary: dict[str, TaskSummary] = Field(

@@ -2,12 +2,22 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class DocumentFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DOCUMENT_FORMAT_UNSPECIFIED: _ClassVar[DocumentFormat]
+    DOCUMENT_FORMAT_DOCUMENT_JSON: _ClassVar[DocumentFormat]
+    DOCUMENT_FORMAT_CHUNKS_JSONL: _ClassVar[DocumentFormat]
+DOCUMENT_FORMAT_UNSPECIFIED: DocumentFormat
+DOCUMENT_FORMAT_DOCUMENT_JSON: DocumentFormat
+DOCUMENT_FORMAT_CHUNKS_JSONL: DocumentFormat
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("content", "source_uri", "tasks", "question", "priority", "webhook_url", "idempotency_key", "password", "pages")
@@ -244,3 +254,21 @@ class JobResult(_message.Message):
     pages: _containers.RepeatedCompositeFieldContainer[PageResult]
     summaries: _containers.RepeatedCompositeFieldContainer[TaskSummary]
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., pages: _Optional[_Iterable[_Union[PageResult, _Mapping]]] = ..., summaries: _Optional[_Iterable[_Union[TaskSummary, _Mapping]]] = ...) -> None: ...
+
+class GetJobDocumentRequest(_message.Message):
+    __slots__ = ("job_id", "format")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    format: DocumentFormat
+    def __init__(self, job_id: _Optional[str] = ..., format: _Optional[_Union[DocumentFormat, str]] = ...) -> None: ...
+
+class JobDocumentChunk(_message.Message):
+    __slots__ = ("name", "content_type", "data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    content_type: str
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., content_type: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...

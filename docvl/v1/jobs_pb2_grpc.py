@@ -64,6 +64,11 @@ class JobServiceStub:
                 request_serializer=docvl_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=docvl_dot_v1_dot_jobs__pb2.JobResult.FromString,
                 _registered_method=True)
+        self.GetJobDocument = channel.unary_stream(
+                '/docvl.v1.JobService/GetJobDocument',
+                request_serializer=docvl_dot_v1_dot_jobs__pb2.GetJobDocumentRequest.SerializeToString,
+                response_deserializer=docvl_dot_v1_dot_jobs__pb2.JobDocumentChunk.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -112,6 +117,17 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJobDocument(self, request, context):
+        """A finished layout job's document.json (valid against the JSON Schema the REST API serves at
+        /v1/schemas/document-v1.json) or its chunks.jsonl, streamed in pieces of at most 1 MiB: concatenate
+        every `data` in order. The first message carries `name` and `content_type`. FAILED_PRECONDITION
+        (the message says which): the job was submitted without the layout task (submit it again with
+        tasks=layout), has not finished yet (wait), or ended without the file (failed or cancelled).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +160,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetJobResult,
                     request_deserializer=docvl_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
                     response_serializer=docvl_dot_v1_dot_jobs__pb2.JobResult.SerializeToString,
+            ),
+            'GetJobDocument': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetJobDocument,
+                    request_deserializer=docvl_dot_v1_dot_jobs__pb2.GetJobDocumentRequest.FromString,
+                    response_serializer=docvl_dot_v1_dot_jobs__pb2.JobDocumentChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +329,33 @@ class JobService:
             '/docvl.v1.JobService/GetJobResult',
             docvl_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
             docvl_dot_v1_dot_jobs__pb2.JobResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/docvl.v1.JobService/GetJobDocument',
+            docvl_dot_v1_dot_jobs__pb2.GetJobDocumentRequest.SerializeToString,
+            docvl_dot_v1_dot_jobs__pb2.JobDocumentChunk.FromString,
             options,
             channel_credentials,
             insecure,

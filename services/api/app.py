@@ -12,16 +12,18 @@ from docvl.db.database import Database
 from docvl.jobs.service import JobService
 from docvl.observability import tracing
 from docvl.observability.metrics.api import RequestMetrics
-from services.api import console, errors
+from services.api import console, errors, layout
 from services.api.limits import UploadLimit
 from services.api.routes import router
 from services.api.settings import ApiSettings
 
-DESCRIPTION = """Document understanding with DeepSeek-VL: OCR (Markdown), chart-to-code (matplotlib),
-webpage-to-HTML and visual question answering, on PDFs and images.
+DESCRIPTION = """Document understanding with DeepSeek-VL and DeepSeek-OCR-2: OCR (Markdown), chart-to-code
+(matplotlib), webpage-to-HTML, visual question answering and grounded layout (blocks with labels and boxes,
+a document JSON and RAG chunks), on PDFs and images.
 
-Every call but `/healthz` and `/readyz` needs an API key: `Authorization: Bearer <key>`. Every error is
-JSON: `{"error": {"code": "...", "message": "..."}}` with a stable `code`."""
+Every call but `/healthz`, `/readyz` and the schemas (`/v1/schemas/...`) needs an API key:
+`Authorization: Bearer <key>`. Every error is JSON: `{"error": {"code": "...", "message": "..."}}` with a
+stable `code`."""
 
 
 def create_app(settings: ApiSettings | None = None, service: JobService | None = None) -> FastAPI:
@@ -50,6 +52,7 @@ def create_app(settings: ApiSettings | None = None, service: JobService | None =
         app.state.service = service
     errors.install(app)
     app.include_router(router)
+    app.include_router(layout.router)
     console.install(app)  # last: its `/` and `/console/*` shadow no other route
     app.add_middleware(UploadLimit, path="/v1/jobs", max_bytes=config.max_upload_bytes)
     app.add_middleware(RequestMetrics)  # outside the upload limit: its 413s are counted too

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
-from typing import Annotated, Any
+from contextlib import AbstractContextManager, ExitStack
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -152,19 +152,34 @@ def get_result(job_id: uuid.UUID, svc: Service, who: CallerDep) -> ResultView:
 )
 def get_output(job_id: uuid.UUID, name: str, svc: Service, who: CallerDep) -> StreamingResponse:
     """Download one document-level output file through the API."""
+    media = {
+        "md": "text/markdown",
+        "py": "text/x-python",
+        "html": "text/html",
+        "json": "application/json",
+        "jsonl": "application/x-ndjson",
+    }
+    return streamed(
+        svc.open_output(who, job_id, name),
+        media.get(name.rsplit(".", 1)[-1], "application/octet-stream"),
+        {"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def streamed(
+    opened: AbstractContextManager[BinaryIO], media_type: str, headers: dict[str, str]
+) -> StreamingResponse:
+    """A stored object as the response body, opened here (its errors answer before the body starts) and
+    closed when the response ends, also when the client leaves before the body starts."""
     stack = ExitStack()
-    stream = stack.enter_context(svc.open_output(who, job_id, name))
+    stream = stack.enter_context(opened)
 
     def chunks() -> Iterator[bytes]:
         while data := stream.read(256 * 1024):
             yield data
 
-    media = {"md": "text/markdown", "py": "text/x-python", "html": "text/html", "json": "application/json"}
     return StreamingResponse(
-        chunks(),
-        background=BackgroundTask(stack.close),  # also when the client leaves before the body starts
-        media_type=media.get(name.rsplit(".", 1)[-1], "application/octet-stream"),
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        chunks(), background=BackgroundTask(stack.close), media_type=media_type, headers=headers
     )
 
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from docvl.errors import InvalidInput
 from docvl.job_status import JobStatus
 from docvl.jobs.intake import JobRequest, Limits, parse_request
+from docvl.jobs.layout_results import LayoutFile
 from docvl.jobs.options import SubmitOptions
 from docvl.jobs.views import ErrorInfo, EventView, JobPage, JobView, PageResult, ResultView
 from docvl.v1 import jobs_pb2 as pb
 from docvl.verify.report import Attempt, TaskSummary, Verdict, Verification
 
 DEFAULT_PAGE_SIZE = 50
+DOCUMENT_PIECE_BYTES = 1024 * 1024  # GetJobDocument's `data` per message: far below any message limit
 
 
 @dataclass(frozen=True)
@@ -179,3 +182,25 @@ def result_to_pb(result: ResultView) -> pb.JobResult:
 
 def jobs_to_pb(page: JobPage) -> pb.ListJobsResponse:
     return pb.ListJobsResponse(jobs=[job_to_pb(j) for j in page.jobs], next_cursor=page.next_cursor or "")
+
+
+def layout_file_from_pb(value: int) -> LayoutFile:
+    """GetJobDocument's `format`: unset means the document JSON."""
+    formats: dict[int, LayoutFile] = {
+        pb.DOCUMENT_FORMAT_UNSPECIFIED: LayoutFile.DOCUMENT,
+        pb.DOCUMENT_FORMAT_DOCUMENT_JSON: LayoutFile.DOCUMENT,
+        pb.DOCUMENT_FORMAT_CHUNKS_JSONL: LayoutFile.CHUNKS,
+    }
+    if value not in formats:
+        raise InvalidInput(
+            f"unknown format {value}: use DOCUMENT_FORMAT_DOCUMENT_JSON or DOCUMENT_FORMAT_CHUNKS_JSONL"
+        )
+    return formats[value]
+
+
+def document_to_pb(file: LayoutFile, stream: BinaryIO) -> Iterator[pb.JobDocumentChunk]:
+    """The file in pieces; the first one also names it (an empty file is that message alone)."""
+    data = stream.read(DOCUMENT_PIECE_BYTES)
+    yield pb.JobDocumentChunk(name=file.value, content_type=file.media_type, data=data)
+    while data := stream.read(DOCUMENT_PIECE_BYTES):
+        yield pb.JobDocumentChunk(data=data)

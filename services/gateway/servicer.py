@@ -13,6 +13,7 @@ import grpc
 
 from docvl.db.api_keys import Caller
 from docvl.errors import DocvlError, ResourceExhausted, TooManySubmissions, Unavailable
+from docvl.jobs import layout_results
 from docvl.jobs.service import JobService
 from docvl.status_codes import grpc_code
 from docvl.v1 import jobs_pb2 as pb
@@ -149,3 +150,12 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         with _Reported(context):
             caller = self._caller(context)
             return mapping.result_to_pb(self.service.result(caller, job_id_of(request.job_id)))
+
+    def GetJobDocument(
+        self, request: pb.GetJobDocumentRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.JobDocumentChunk]:
+        with _Reported(context):
+            caller = self._caller(context)
+            file = mapping.layout_file_from_pb(request.format)
+            with layout_results.open_file(self.service, caller, job_id_of(request.job_id), file) as stream:
+                yield from mapping.document_to_pb(file, stream)

@@ -105,7 +105,7 @@ def _run_page(self: Task, ctx: Context, workers: ModelFleet, work: PageWork, nam
                 ctx,
                 workers.generate,
                 work,
-                max_new_tokens=settings.max_new_tokens,
+                max_new_tokens=settings.max_new_tokens_for(work.task),
                 attempt=attempt,
                 verifier=_verifier(),
             )

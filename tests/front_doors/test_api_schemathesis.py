@@ -43,6 +43,6 @@ def test_no_request_gets_a_server_error(frontdoor: FrontDoorPlatform) -> None:
             except Unsatisfiable:  # nothing to make invalid (an operation without parameters)
                 assert mode is GenerationMode.NEGATIVE, operation.label
         tested.append(operation.label)
-    assert len(tested) == 11, tested  # the job routes, health, and the console's two reads
-    assert len(statuses) > 11 * EXAMPLES, len(statuses)
+    assert len(tested) == 14, tested  # the job routes, health, the console's two reads, the layout three
+    assert len(statuses) > 14 * EXAMPLES, len(statuses)
     assert {200, 401, 404, 422} <= set(statuses), sorted(set(statuses))  # past auth and validation too

@@ -4,6 +4,7 @@ webhooks) and a model worker with the tiny model. Started once per test session,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -22,11 +23,15 @@ from docvl.job_status import JobStatus
 from docvl.jobs.service import JobService
 from docvl.settings import FrontDoorSettings
 from docvl.storage.s3 import S3ObjectStore
+from docvl.tasks import TaskKind
 from tests.support.helpers import ROOT, model_worker_process, stop_process, wait_for
 from tests.support.otlp import OtlpReceiver, otlp_receiver
+from tests.support.scripted import LAYOUT_PAGE
+from tests.support.scripted_worker import scripted_worker_process
 from tests.support.services import celery_worker, ensure_redis, free_port, prefect_server, scratch_database
 
 MAX_NEW_TOKENS = 12
+LAYOUT_TOKENS = 512  # the scripted grounded page (about 300 tokens) and its end
 METRICS = ("model-worker", "worker", "job-runner", "flows")
 
 
@@ -98,9 +103,12 @@ def front_door_platform(
     logs: Path,
     *,
     beside: FrontDoorPlatform | None = None,
+    layout_model_dir: Path | None = None,
 ) -> Iterator[FrontDoorPlatform]:
-    """The platform on `database`. `beside`: a platform already running whose Redis and model worker this
-    one shares (a second stack on the same servers; it has its own Prefect server and bucket)."""
+    """The platform on `database`. `beside`: a platform already running whose Redis and model workers this
+    one shares (a second stack on the same servers; it has its own Prefect server and bucket).
+    `layout_model_dir`: a DeepSeek-OCR-2 checkpoint for a second model worker, TEST-ONLY steered to answer
+    layout requests with tests.support.scripted's grounded page (the tiny model's own text is junk)."""
     from services.frontdoor.wiring import job_service
 
     ensure_redis()
@@ -117,6 +125,12 @@ def front_door_platform(
             _, target = stack.enter_context(
                 model_worker_process(model_dir, logs / "model-worker.log", env=model_env)
             )
+            if layout_model_dir is not None:
+                script = logs / "layout-script.json"
+                script.write_text(json.dumps({TaskKind.LAYOUT.value: LAYOUT_PAGE}))
+                log = logs / "layout-worker.log"
+                _, layout = stack.enter_context(scripted_worker_process(layout_model_dir, script, log))
+                target = f"{target},{layout}"
             redis_url = f"redis://127.0.0.1:6379/{1 + (os.getpid() + 7) % 14}"
         else:
             target, redis_url = beside.env["DOCVL_MODEL_WORKER_TARGETS"], beside.env["DOCVL_REDIS_URL"]
@@ -132,6 +146,7 @@ def front_door_platform(
             "DOCVL_SOURCE_BUCKETS": bucket,
             "DOCVL_MODEL_WORKER_TARGETS": target,
             "DOCVL_MAX_NEW_TOKENS": str(MAX_NEW_TOKENS),
+            "DOCVL_MAX_NEW_TOKENS_BY_TASK": json.dumps({TaskKind.LAYOUT.value: LAYOUT_TOKENS}),
             "DOCVL_RETRY_BACKOFF_S": "0.3",
             "DOCVL_WATCH_POLL_S": "0.1",
             "DOCVL_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
@@ -141,8 +156,9 @@ def front_door_platform(
         }
         store = S3ObjectStore(s3_endpoint, "testing", "testing", bucket)
         store.ensure_ready()
-        with InferenceClient(target) as model:
-            model.wait_ready(120)
+        for each in target.split(","):
+            with InferenceClient(each) as model:
+                model.wait_ready(120)
         worker_env = {
             **env,
             "DOCVL_WORKER_METRICS_PORT": str(ports["worker"]),

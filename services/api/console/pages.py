@@ -1,6 +1,6 @@
-"""The console's reads beyond the job routes: the job's pages with their results rendered, a page's image
-and a web2html page's preview. Every read goes through the job service, with its owner checks (another
-owner's job is NotFound)."""
+"""The console's reads beyond the job routes: the job's pages with their results rendered (a layout
+result with its blocks and boxes), a page's image and a web2html page's preview. Every read goes through
+the job service, with its owner checks (another owner's job is NotFound)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import uuid
 
 from docvl.db.api_keys import Caller
 from docvl.errors import NotFound
+from docvl.jobs import layout_results
 from docvl.jobs.service import JobService
 from docvl.jobs.views import PageResult
+from docvl.layout import Page
 from docvl.tasks import TaskKind
 from services.api.console import previews, render
-from services.api.console.views import RenderedJob, RenderedPage, RenderedResult
+from services.api.console.views import LayoutBlock, RenderedJob, RenderedLayout, RenderedPage, RenderedResult
 
 
 def rendered(svc: JobService, caller: Caller, job_id: uuid.UUID) -> RenderedJob:
@@ -24,6 +26,7 @@ def rendered(svc: JobService, caller: Caller, job_id: uuid.UUID) -> RenderedJob:
         key = previews.signing_key(svc, caller)
         for web_page in framed:
             web_page.preview = previews.link(key, caller, job_id, web_page.page)
+    _add_layouts(svc, caller, job_id, [r for r in shown if r.task is TaskKind.LAYOUT and r.text is not None])
     by_page: dict[int, list[RenderedResult]] = {}
     for r in shown:
         by_page.setdefault(r.page, []).append(r)
@@ -40,6 +43,32 @@ def rendered(svc: JobService, caller: Caller, job_id: uuid.UUID) -> RenderedJob:
             )
             for p in pages
         ],
+    )
+
+
+def _add_layouts(svc: JobService, caller: Caller, job_id: uuid.UUID, results: list[RenderedResult]) -> None:
+    """Each layout result's blocks, from what its page task stored."""
+    if not results:
+        return
+    stored = layout_results.stored_pages(svc, caller, job_id, [r.page for r in results])
+    for result in results:
+        if result.page in stored:
+            result.layout = _layout(stored[result.page])
+
+
+def _layout(page: Page) -> RenderedLayout:
+    blocks = [
+        LayoutBlock(
+            id=block.id,
+            order=block.order,
+            label=block.label,
+            boxes_px=list(block.boxes_px or ([block.box_px] if block.box_px else [])),
+            text=block.text,
+        )
+        for block in page.blocks
+    ]
+    return RenderedLayout(
+        width_px=page.width_px, height_px=page.height_px, blocks=blocks, notes=list(page.notes)
     )
 
 

@@ -5,6 +5,26 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from docvl.jobs.views import JobView, OutputFile, PageResult
+from docvl.layout import Label
+
+
+class LayoutBlock(BaseModel):
+    """One block of a page's layout, for drawing its boxes over the page image."""
+
+    id: str = Field(description="p<page>-b<order>, as in document.json.")
+    order: int = Field(description="Reading order within the page, from 1.")
+    label: Label = Field(description="The block's kind (title, text, table, figure, ...).")
+    boxes_px: list[tuple[float, float, float, float]] = Field(
+        description="[x0, y0, x1, y1] in pixels of the page image (top-left origin); empty: no box."
+    )
+    text: str = Field(description="The block's Markdown as the model wrote it: show it as text, not HTML.")
+
+
+class RenderedLayout(BaseModel):
+    width_px: int = Field(description="Width of the page image the boxes are measured on.")
+    height_px: int = Field(description="Its height.")
+    blocks: list[LayoutBlock] = Field(description="In reading order.")
+    notes: list[str] = Field(description="What the parser dropped or changed in the model's output.")
 
 
 class RenderedResult(PageResult):
@@ -12,7 +32,11 @@ class RenderedResult(PageResult):
         description="Safe to display: ocr, the Markdown rendered and sanitised; qa, the answer likewise; "
         "chart2code, the code highlighted (escaped, for a `<pre>`); web2html, an inert document (no "
         "scripts, no styles, nothing that loads) for a sandboxed iframe's `srcdoc`. Null when the task "
-        "failed."
+        "failed, and for layout (see `layout`)."
+    )
+    layout: RenderedLayout | None = Field(
+        None,
+        description="layout only: the page's blocks with their boxes, once its page task has stored them.",
     )
     preview: str | None = Field(
         None,

@@ -4,7 +4,14 @@
 
 const KEY = "docvl.apiKey"; // sessionStorage: this tab only, gone when it closes
 const MAX_LIST_STREAMS = 4; // a browser keeps ~6 connections per origin: leave room for the rest
-const TASK_NAMES = { ocr: "OCR", chart2code: "Chart to code", web2html: "Webpage to HTML", qa: "Question answering" };
+const TASK_NAMES = {
+  ocr: "OCR", chart2code: "Chart to code", web2html: "Webpage to HTML", qa: "Question answering", layout: "Layout",
+};
+// The layout's fixed vocabulary (docvl/layout/labels.py): each has its colour in console.css.
+const LABELS = [
+  "title", "section_header", "text", "list", "table", "figure", "formula", "caption", "footnote", "header",
+  "footer", "page_number", "other",
+];
 
 const $ = (id) => document.getElementById(id);
 let viewAbort = new AbortController(); // everything the current view started (streams, fetches)
@@ -452,15 +459,98 @@ function pageSection(job, page) {
   }
   const order = (result) => job.tasks.indexOf(result.task);
   const sorted = [...page.results].sort((a, b) => order(a) - order(b)); // as the job lists its tasks
-  const results = sorted.map((result) => resultArticle(job, page.page, result));
+  const laidOut = sorted.find((result) => result.task === "layout" && result.layout && !result.error);
+  const layout = laidOut ? layoutView(page.page, laidOut.layout) : null;
+  const results = sorted.map((result) => resultArticle(job, page.page, result, layout));
   if (!results.length) results.push(el("p", { class: "hint", text: "No results for this page yet." }));
+  const figure = layout === null
+    ? el("figure", { class: "page-image" }, image)
+    : el("figure", { class: "page-image layout-figure" },
+      el("div", { class: "layout-canvas" }, image, layout.boxes),
+      el("figcaption", { class: "hint", text: layout.caption }));
   return el(
     "section", { class: "page", "aria-labelledby": titleId, id: `page-${page.page}` },
     el("h3", { id: titleId, text: `Page ${page.page}` }),
-    el("div", { class: "page-grid" },
-      el("figure", { class: "page-image" }, image),
-      el("div", { class: "results" }, ...results)),
+    el("div", { class: "page-grid" }, figure, el("div", { class: "results" }, ...results)),
   );
+}
+
+// A page's layout: each block's boxes over the page image (as percentages of it, so they scale with it),
+// labelled and coloured by the block's label, and the blocks' text in a list, linked both ways: hovering
+// or focusing a box highlights its text and the other way round; Enter on a box takes the focus to its
+// text, Enter on a text to its box. The text is the model's: it is only ever set as text.
+function layoutView(pageNumber, layout) {
+  const boxes = el("div", { class: "layout-boxes" });
+  const list = el("ol", { class: "layout-blocks", "aria-label": `Blocks of page ${pageNumber}, in reading order` });
+  const drawn = [];
+  for (const block of layout.blocks) {
+    const label = LABELS.includes(block.label) ? block.label : "other";
+    const name = label.replace("_", " ");
+    const nameId = `block-${pageNumber}-${block.order}-name`;
+    const link = { boxes: [], reasons: new Set() };
+    link.item = el("li", {
+      class: `layout-block label-${label}`, tabindex: "0", id: `block-${pageNumber}-${block.order}`,
+      "aria-labelledby": nameId, "data-block": block.id,
+    },
+    el("span", { class: "layout-block-name", id: nameId, text: `${block.order}. ${name}` }),
+    el("span", { class: "layout-block-text", text: block.text }));
+    if (!block.boxes_px.length) link.item.append(el("span", { class: "hint", text: " (no box on the page)" }));
+    block.boxes_px.forEach((rect, index) => {
+      const box = index === 0
+        ? el("button", { type: "button", "aria-label": `Block ${block.order}: ${name}` })
+        : el("div", { "aria-hidden": "true" }); // a block's further boxes: one stop per block for the keyboard
+      box.className = `layout-box label-${label}`;
+      box.dataset.block = block.id;
+      box.append(el("span", { class: "layout-box-label", "aria-hidden": "true", text: name }));
+      place(box, rect, layout);
+      link.boxes.push(box);
+      drawn.push([box, (rect[2] - rect[0]) * (rect[3] - rect[1])]);
+    });
+    linkBlock(link);
+    list.append(link.item);
+  }
+  // The smaller a box, the higher it lies, so that a box inside another can still be pointed at.
+  [...drawn].sort((a, b) => b[1] - a[1]).forEach(([box], rank) => { box.style.zIndex = String(rank + 1); });
+  boxes.append(...drawn.map(([box]) => box)); // in reading order: the order Tab takes
+  const count = layout.blocks.length;
+  return {
+    boxes,
+    list,
+    notes: layout.notes,
+    caption: `${count} block${count === 1 ? "" : "s"}: point at or focus a box to find its text below or beside.`,
+  };
+}
+
+function place(box, rect, layout) {
+  const percent = (value, whole) => `${Math.min(100, Math.max(0, (100 * value) / whole))}%`;
+  const [x0, y0, x1, y1] = rect;
+  box.style.left = percent(x0, layout.width_px);
+  box.style.top = percent(y0, layout.height_px);
+  box.style.width = percent(x1 - x0, layout.width_px);
+  box.style.height = percent(y1 - y0, layout.height_px);
+}
+
+function linkBlock(link) {
+  const mark = (reason, on) => {
+    if (on) link.reasons.add(reason);
+    else link.reasons.delete(reason);
+    for (const node of [link.item, ...link.boxes]) node.classList.toggle("active", link.reasons.size > 0);
+  };
+  for (const node of [link.item, ...link.boxes]) {
+    node.addEventListener("mouseenter", () => mark("pointer", true));
+    node.addEventListener("mouseleave", () => mark("pointer", false));
+    node.addEventListener("focus", () => mark("focus", true));
+    node.addEventListener("blur", () => mark("focus", false));
+  }
+  if (link.boxes.length) {
+    link.boxes[0].addEventListener("click", () => link.item.focus()); // Enter, Space or a click
+    link.item.addEventListener("click", () => link.boxes[0].scrollIntoView({ block: "nearest" }));
+    link.item.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      link.boxes[0].focus();
+    });
+  }
 }
 
 const imageObserver = new IntersectionObserver((entries) => {
@@ -485,7 +575,7 @@ async function showImage(image, path, signal) {
   image.src = url;
 }
 
-function resultArticle(job, pageNumber, result) {
+function resultArticle(job, pageNumber, result, layout) {
   const name = TASK_NAMES[result.task] || result.task;
   const article = el("article", { class: `result result-${result.task}`, "data-task": result.task },
     el("h4", { text: name }));
@@ -506,8 +596,25 @@ function resultArticle(job, pageNumber, result) {
   if (result.task === "qa" && job.question) {
     article.append(el("p", { class: "question" }, el("strong", { text: "Q: " }), job.question));
   }
+  if (result.task === "layout") {
+    article.append(...layoutBody(result, layout));
+    return article;
+  }
   article.append(resultBody(pageNumber, result));
   return article;
+}
+
+function layoutBody(result, layout) {
+  if (layout === null) {
+    return [el("p", { class: "hint", text: "The blocks appear here once this page's layout is stored." })];
+  }
+  const shown = [layout.list];
+  if (layout.notes.length) {
+    shown.push(el("details", { class: "layout-notes" },
+      el("summary", { text: `What the parser changed (${layout.notes.length})` }),
+      el("ul", {}, ...layout.notes.map((note) => el("li", { text: note })))));
+  }
+  return shown;
 }
 
 function resultBody(pageNumber, result) {
