@@ -16,7 +16,7 @@ from typing import Any
 
 from docvl.errors import InvalidInput
 from docvl.eval.manifest import Item, write_manifest
-from docvl.eval.metrics import Fact
+from docvl.eval.olmocr import FIELD_TYPES, KINDS, Fact, fact_problems
 from docvl.tasks import TaskKind
 
 
@@ -217,57 +217,84 @@ def chartqa(src: Path, dest: Path) -> Conversion:
 # -- OCR facts: olmOCR-Bench -----------------------------------------------------------------------------
 
 
-def _olmocr_fact(test: dict[str, Any]) -> Fact | None:
+def _olmocr_fact(test: dict[str, Any], category: str) -> Fact | str:
+    """The test as a fact, or why it cannot be one (its type's name when docvl does not check it)."""
     kind = test.get("type")
-    diffs = test.get("max_diffs", 0)
-    diffs = diffs if isinstance(diffs, int) and not isinstance(diffs, bool) and diffs >= 0 else 0
-    if kind in ("present", "absent") and str(test.get("text", "")).strip():
-        return Fact(kind, text=str(test["text"]), max_diffs=diffs)
-    if kind == "order" and str(test.get("before", "")).strip() and str(test.get("after", "")).strip():
-        return Fact("order", before=str(test["before"]), after=str(test["after"]), max_diffs=diffs)
-    return None
+    if kind not in KINDS:
+        return str(kind)
+    values = {key: value for key, value in test.items() if key in FIELD_TYPES and key != "category"}
+    values["id"] = str(test.get("id") or "") or None
+    problems = fact_problems(kind, values)
+    if problems:
+        return "invalid: " + "; ".join(f"{key} {what}" for key, what in problems)
+    return Fact(kind, **values, category=category)
 
 
 def olmocr_bench(src: Path, dest: Path) -> Conversion:
-    """olmOCR-Bench: `bench_data/*.jsonl` tests ({pdf, page, id, type, text | before/after, max_diffs})
-    and `bench_data/pdfs/` (or the same at SRC's top). One ocr item per (pdf, page) with its present,
-    absent and order tests as facts; table, math and other test types are skipped (counted)."""
+    """olmOCR-Bench: `bench_data/*.jsonl` tests ({pdf, page, id, type, ...} of the six types present,
+    absent, order, table, math, baseline) and `bench_data/pdfs/` (or the same at SRC's top). One ocr
+    item per (pdf, page) with its tests as facts, each in the category of its JSONL file; as the
+    benchmark does, a PDF without a baseline test gets one on its first page (category `baseline`)."""
     base = _first_dir([src / "bench_data", src], lambda d: any(d.glob("*.jsonl")), "olmOCR-Bench *.jsonl")
     pdfs = base / "pdfs"
     groups: dict[tuple[str, int], list[Fact]] = {}
-    where: dict[tuple[str, int], Path] = {}
+    where: dict[str, Path] = {}
+    kinds: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
+    invalid: list[str] = []
     missing: set[str] = set()
     for tests in sorted(base.glob("*.jsonl")):
-        for line in tests.read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(tests.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 test = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ConversionError(f"{tests}: a line is not JSON ({exc.msg})") from exc
+                raise ConversionError(f"{tests}: line {number} is not JSON ({exc.msg})") from exc
+            if not isinstance(test, dict):
+                raise ConversionError(f"{tests}: line {number} is not a JSON object")
             name, page = str(test.get("pdf", "")), test.get("page", 1)
-            fact = _olmocr_fact(test)
-            if fact is None:
-                skipped[str(test.get("type"))] += 1
+            fact = _olmocr_fact(test, tests.stem)
+            if isinstance(fact, str):
+                if fact.startswith("invalid: "):
+                    invalid.append(f"{tests.name} line {number}: {fact.removeprefix('invalid: ')}")
+                else:
+                    skipped[fact] += 1
                 continue
             pdf = next((p for p in (pdfs / name, pdfs / tests.stem / name) if name and p.is_file()), None)
-            if pdf is None or not isinstance(page, int) or page < 1:
+            if pdf is None or isinstance(page, bool) or not isinstance(page, int) or page < 1:
                 missing.add(name)
                 continue
-            key = (str(pdf.relative_to(pdfs)), page)
-            groups.setdefault(key, []).append(fact)
-            where[key] = pdf
+            relative = str(pdf.relative_to(pdfs))
+            groups.setdefault((relative, page), []).append(fact)
+            where[relative] = pdf
+            kinds[fact.kind] += 1
+    added = 0
+    for relative in sorted(where):
+        if not any(f.kind == "baseline" for (r, _), facts in groups.items() if r == relative for f in facts):
+            baseline = Fact("baseline", id=f"{relative}_baseline", category="baseline")
+            groups.setdefault((relative, 1), []).append(baseline)
+            kinds["baseline"] += 1
+            added += 1
     items = []
     for (relative, page), facts in sorted(groups.items()):
-        file = _place(where[(relative, page)], dest, f"pdfs/{relative}")
+        file = _place(where[relative], dest, f"pdfs/{relative}")
         item_id = f"olmocr-{_safe(str(Path(relative).with_suffix('')))}-p{page}"
         items.append(Item(item_id, file, TaskKind.OCR, page=page, facts=tuple(facts)))
     notes = []
+    if kinds:
+        converted = ", ".join(f"{kinds[kind]} {kind}" for kind in KINDS if kinds[kind])
+        notes.append(f"tests converted: {converted}")
+    if added:
+        notes.append(f"a baseline test added to page 1 of {added} PDFs that had none, as the benchmark does")
     if skipped:
         notes.append(
             "tests of types docvl does not check skipped: "
             + ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items()))
+        )
+    if invalid:
+        notes.append(
+            f"{len(invalid)} tests the benchmark itself would refuse skipped: " + "; ".join(invalid[:5])
         )
     if missing:
         notes.append(f"{len(missing)} PDFs named by tests not found under {pdfs}")

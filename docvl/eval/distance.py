@@ -76,3 +76,11 @@ def find_approximate(needle: Sequence[str], haystack: Sequence[str], max_edits: 
         if score <= max_edits:
             return j + 1
     return None
+
+
+def approximate_ends(needle: Sequence[str], haystack: Sequence[str], max_edits: int) -> list[int]:
+    """The end (exclusive index into `haystack`) of every substring of `haystack` within `max_edits`
+    edits of `needle`, in order. An empty needle (or one short enough to be edited away) ends anywhere."""
+    if max_edits >= len(needle):
+        return list(range(len(haystack) + 1))
+    return [j + 1 for j, score in enumerate(_scores(needle, haystack, anchored=False)) if score <= max_edits]

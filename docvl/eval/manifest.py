@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from docvl.errors import InvalidInput
-from docvl.eval.metrics import Fact
+from docvl.eval.olmocr import FIELD_TYPES, KINDS, Fact, fact_problems
 from docvl.tasks import TaskKind
 
 MANIFEST = "manifest.jsonl"
 FIELDS = {"id", "file", "page", "task", "question", "reference", "facts", "meta"}
-FACT_FIELDS = {"type", "text", "before", "after", "max_diffs", "id"}
+FACT_FIELDS = {"type", *FIELD_TYPES}
 MAX_PROBLEMS = 50
 
 
@@ -61,7 +61,7 @@ class Item:
         elif self.reference is not None:
             line["reference"] = self.reference
         if self.facts:
-            line["facts"] = [_fact_record(fact) for fact in self.facts]
+            line["facts"] = [fact.record() for fact in self.facts]
         if self.meta:
             line["meta"] = self.meta
         return line
@@ -74,17 +74,6 @@ class LabelledSet:
 
     def path(self, item: Item) -> Path:
         return self.root / item.file
-
-
-def _fact_record(fact: Fact) -> dict[str, Any]:
-    record: dict[str, Any] = {"type": fact.kind}
-    if fact.kind == "order":
-        record |= {"before": fact.before, "after": fact.after}
-    else:
-        record["text"] = fact.text
-    if fact.max_diffs:
-        record["max_diffs"] = fact.max_diffs
-    return record
 
 
 def write_manifest(directory: Path, items: Iterable[Item]) -> Path:
@@ -264,27 +253,19 @@ class _Line:
         if not isinstance(entry, dict):
             self.problem(name, "must be an object")
             return None
+        ok = True
         for key in sorted(set(entry) - FACT_FIELDS):
             self.problem(f"{name}.{key}", "unknown field")
+            ok = False
         kind = entry.get("type")
-        diffs = entry.get("max_diffs", 0)
-        if isinstance(diffs, bool) or not isinstance(diffs, int) or diffs < 0:
-            self.problem(f"{name}.max_diffs", "must be a whole number from 0")
-            diffs = 0
-        needed = {"present": ("text",), "absent": ("text",), "order": ("before", "after")}.get(str(kind))
-        if needed is None:
-            self.problem(f"{name}.type", f"must be present, absent or order, not {json.dumps(kind)[:40]}")
+        if kind not in KINDS:
+            self.problem(f"{name}.type", f"must be one of {', '.join(KINDS)}, not {json.dumps(kind)[:40]}")
             return None
-        values: dict[str, str] = {}
-        for key in needed:
-            text = entry.get(key)
-            if not isinstance(text, str) or not text.strip():
-                self.problem(f"{name}.{key}", "must be a non-empty string")
-                return None
-            values[key] = text
-        if kind == "order":
-            return Fact("order", before=values["before"], after=values["after"], max_diffs=diffs)
-        return Fact("present" if kind == "present" else "absent", text=values["text"], max_diffs=diffs)
+        values = {key: value for key, value in entry.items() if key in FIELD_TYPES}
+        for key, what in fact_problems(kind, values):
+            self.problem(f"{name}.{key}", what)
+            ok = False
+        return Fact(kind, **values) if ok else None
 
 
 def is_pdf(path: Path) -> bool:

@@ -7,16 +7,17 @@
 - `relaxed_accuracy`: ChartQA's relaxed accuracy (numbers within 5 %, other answers exact).
 - `html_text_similarity`: 1 - normalised edit distance of two HTML documents' visible text.
 - `data_value_recall`: the share of the reference code's numbers found in the generated code.
-- `check_fact`: olmOCR-Bench's present / absent / order facts about a page.
+- `check_fact`: olmOCR-Bench's tests of a page (present, absent, order, table, math, baseline).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
-from docvl.eval.distance import find_approximate, levenshtein
+from docvl.eval import olmocr
+from docvl.eval.distance import levenshtein
+from docvl.eval.olmocr import Fact as Fact  # re-exported: the facts the metrics check
+from docvl.eval.olmocr import MathRenderer
 from docvl.eval.text import as_number, html_to_text, normalize_answer, normalize_page, numbers_in
 
 ANLS_THRESHOLD = 0.5
@@ -107,38 +108,6 @@ def data_value_recall(
     return found / len(wanted)
 
 
-FactKind = Literal["present", "absent", "order"]
-
-
-@dataclass(frozen=True)
-class Fact:
-    """One olmOCR-Bench style check of a page: `text` is present or absent, or `before` comes before
-    `after`; up to `max_diffs` edits allowed in each match (compared case-sensitively after
-    `normalize_page`)."""
-
-    kind: FactKind
-    text: str = ""
-    before: str = ""
-    after: str = ""
-    max_diffs: int = 0
-
-
-def _find(needle: str, page: str, max_diffs: int) -> int | None:
-    needle = normalize_page(needle)
-    if max_diffs == 0:
-        start = page.find(needle)
-        return None if start < 0 else start + len(needle)
-    return find_approximate(needle, page, max_diffs)
-
-
-def check_fact(fact: Fact, output_markdown: str) -> bool:
-    """Whether the page's output satisfies the fact. For `order`, both must be present and the end of
-    the first match of `before` must come before the end of the first match of `after`."""
-    page = normalize_page(output_markdown)
-    if fact.kind == "present":
-        return _find(fact.text, page, fact.max_diffs) is not None
-    if fact.kind == "absent":
-        return _find(fact.text, page, fact.max_diffs) is None
-    first = _find(fact.before, page, fact.max_diffs)
-    second = _find(fact.after, page, fact.max_diffs)
-    return first is not None and second is not None and first < second
+def check_fact(fact: Fact, output_markdown: str, renderer: MathRenderer | None = None) -> bool:
+    """Whether the page's output passes the olmOCR-Bench test (docvl.eval.olmocr has the rules)."""
+    return olmocr.check(fact, output_markdown, renderer)

@@ -8,14 +8,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from docvl.eval.katex import default_renderer
 from docvl.eval.runner import Outcome
-from docvl.eval.scoring import METRICS, Scores, TaskSummary, score, summarise
+from docvl.eval.scoring import (
+    METRICS,
+    OlmocrSummary,
+    PassRate,
+    Scores,
+    TaskSummary,
+    check_facts,
+    score,
+    summarise,
+    summarise_facts,
+)
 from docvl.tasks import TaskKind
 
 DESCRIPTIONS = {
     "cer": "character error rate (edit distance / reference length; lower is better)",
     "edit_distance": "normalised edit distance (/ the longer length, 0-1; lower is better)",
-    "facts_passed": "share of the page's facts (present / absent / order) that hold",
+    "facts_passed": "share of the page's olmOCR-Bench tests that pass (by type below)",
     "executed": "share of the code that ran and drew a figure (verification)",
     "rendered": "share of the HTML that rendered (verification)",
     "similarity": "similarity of the rendering to the input image, 0-1 (verification)",
@@ -51,7 +62,8 @@ def models(outcomes: list[Outcome]) -> list[dict[str, str | None]]:
 
 
 def build(run: Run) -> tuple[dict[str, Any], list[TaskSummary]]:
-    scored = [(outcome, score(outcome)) for outcome in run.outcomes]
+    checked = [(outcome, check_facts(outcome)) for outcome in run.outcomes]
+    scored = [(outcome, score(outcome, results)) for outcome, results in checked]
     summaries = [
         summarise(task, [pair for pair in scored if pair[0].item.task is task])
         for task in TaskKind
@@ -66,9 +78,32 @@ def build(run: Run) -> tuple[dict[str, Any], list[TaskSummary]]:
         "items": len(run.outcomes),
         "submission_failures": run.submission_failures,
         "tasks": {str(s.task): _summary_json(s) for s in summaries},
-        "results": [_item_json(outcome, scores) for outcome, scores in scored],
+        "olmocr": _olmocr_json(summarise_facts(checked), checked),
+        "results": [
+            _item_json(outcome, scores, results)
+            for (outcome, scores), (_, results) in zip(scored, checked, strict=True)
+        ],
     }
     return report, summaries
+
+
+def _rate_json(rate: PassRate) -> dict[str, Any]:
+    return {"passed": rate.passed, "tests": rate.tests, "pass_rate": rate.rate}
+
+
+def _olmocr_json(
+    summary: OlmocrSummary | None, checked: list[tuple[Outcome, list[bool]]]
+) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    has_math = any(fact.kind == "math" for outcome, _ in checked for fact in outcome.item.facts)
+    return {
+        "overall": summary.overall,
+        "all_tests": _rate_json(summary.all_tests),
+        "by_type": {kind: _rate_json(rate) for kind, rate in summary.by_type.items()},
+        "by_category": {name: _rate_json(rate) for name, rate in summary.by_category.items()},
+        "math_comparison": default_renderer().name if has_math else None,
+    }
 
 
 def _summary_json(summary: TaskSummary) -> dict[str, Any]:
@@ -84,7 +119,7 @@ def _summary_json(summary: TaskSummary) -> dict[str, Any]:
     }
 
 
-def _item_json(outcome: Outcome, scores: Scores) -> dict[str, Any]:
+def _item_json(outcome: Outcome, scores: Scores, results: list[bool]) -> dict[str, Any]:
     item, page = outcome.item, outcome.page
     return {
         "id": item.id,
@@ -102,6 +137,10 @@ def _item_json(outcome: Outcome, scores: Scores) -> dict[str, Any]:
         "output": outcome.output,
         "verification": outcome.verification,
         "scores": scores,
+        "facts": [
+            {"id": fact.id, "type": fact.kind, "category": fact.category, "passed": passed}
+            for fact, passed in zip(item.facts, results, strict=True)
+        ],
     }
 
 
@@ -147,12 +186,38 @@ def markdown(report: dict[str, Any], summaries: list[TaskSummary]) -> str:
             worst = ", ".join(f"`{i}` ({_fmt(v)})" for i, _, v in summary.worst)
             lines += ["", f"Worst by {summary.worst[0][1]}: {worst}"]
         lines += ["", *(f"Note: {note}." for note in summary.notes)] if summary.notes else []
+    if report["olmocr"] is not None:
+        lines += ["", *_olmocr_markdown(report["olmocr"])]
     failures = [r for r in report["results"] if r["error"] is not None]
     if failures:
         lines += ["", "## Submission failures", ""]
         lines += [f"- `{r['id']}`: {r['error']}" for r in failures]
     lines += ["", "Every item's scores and output are in the JSON report beside this file.", ""]
     return "\n".join(lines)
+
+
+def _olmocr_markdown(summary: dict[str, Any]) -> list[str]:
+    def row(name: str, rate: dict[str, Any]) -> str:
+        return f"| {name} | {rate['passed']} | {rate['tests']} | {100 * rate['pass_rate']:.1f} |"
+
+    lines = [
+        "## olmOCR-Bench tests",
+        "",
+        f"**Overall {100 * summary['overall']:.1f}** (the leaderboard's figure: the mean of the categories' "
+        "pass rates; docs/eval.md says where docvl's checks differ from the benchmark's).",
+        "",
+        "| test type | passed | tests | pass rate (%) |",
+        "|---|---|---|---|",
+        *(row(kind, rate) for kind, rate in summary["by_type"].items()),
+        row("all tests", summary["all_tests"]),
+        "",
+        "| category | passed | tests | pass rate (%) |",
+        "|---|---|---|---|",
+        *(row(name, rate) for name, rate in summary["by_category"].items()),
+    ]
+    if summary["math_comparison"]:
+        lines += ["", f"Math tests compared by {summary['math_comparison']}."]
+    return lines
 
 
 def write(run: Run, out: Path) -> tuple[Path, Path]:

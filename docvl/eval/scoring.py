@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from docvl.eval import metrics
+from docvl.eval import metrics, olmocr
 from docvl.eval.runner import Outcome
 from docvl.tasks import TaskKind
 
@@ -47,8 +47,17 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def score(outcome: Outcome) -> Scores:
-    """The item's scores (None: not applicable to this item)."""
+def check_facts(outcome: Outcome) -> list[bool]:
+    """Whether each of the item's olmOCR-Bench tests passes on its output (all fail without output, as
+    the benchmark fails a page whose Markdown is missing)."""
+    if outcome.output is None:
+        return [False] * len(outcome.item.facts)
+    return [metrics.check_fact(fact, outcome.output) for fact in outcome.item.facts]
+
+
+def score(outcome: Outcome, checked: list[bool] | None = None) -> Scores:
+    """The item's scores (None: not applicable to this item); `checked` is `check_facts(outcome)` when
+    the caller has it already."""
     item, text = outcome.item, outcome.output
     output = text or ""
     verification = outcome.verification
@@ -61,8 +70,8 @@ def score(outcome: Outcome) -> Scores:
             scores["cer"] = metrics.page_cer(output, item.reference)
             scores["edit_distance"] = metrics.page_edit_distance(output, item.reference)
         if item.facts:
-            passed = sum(metrics.check_fact(fact, output) for fact in item.facts) if not failed else 0
-            scores["facts_passed"] = passed / len(item.facts)
+            passed = check_facts(outcome) if checked is None else checked
+            scores["facts_passed"] = sum(passed) / len(item.facts)
     elif item.task is TaskKind.QA:
         scores["anls"] = metrics.anls(output, item.answers)
         scores["relaxed_accuracy"] = metrics.relaxed_accuracy(output, item.answers)
@@ -126,3 +135,52 @@ def summarise(task: TaskKind, scored: list[tuple[Outcome, Scores]]) -> TaskSumma
     if task is TaskKind.CHART2CODE and "data_value_recall" not in summary.metrics:
         summary.notes.append("no reference code with numbers: data-value recall is not available")
     return summary
+
+
+@dataclass
+class PassRate:
+    passed: int = 0
+    tests: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.passed / self.tests if self.tests else 0.0
+
+    def add(self, passed: bool) -> None:
+        self.passed += passed
+        self.tests += 1
+
+
+@dataclass
+class OlmocrSummary:
+    """olmOCR-Bench's figures: the pass rate per test type and per category (its JSONL files: the
+    leaderboard's columns) and overall as the leaderboard computes it, the mean of the categories' pass
+    rates; `all_tests` is the plain share of tests passed."""
+
+    by_type: dict[str, PassRate]
+    by_category: dict[str, PassRate]
+    all_tests: PassRate
+
+    @property
+    def overall(self) -> float:
+        rates = [c.rate for c in self.by_category.values() if c.tests]
+        return statistics.fmean(rates) if rates else 0.0
+
+
+UNCATEGORISED = "(no category)"
+
+
+def summarise_facts(checked: list[tuple[Outcome, list[bool]]]) -> OlmocrSummary | None:
+    """The olmOCR-Bench summary of the items' tests; None when no item has one."""
+    by_type: dict[str, PassRate] = {}
+    by_category: dict[str, PassRate] = {}
+    everything = PassRate()
+    for outcome, results in checked:
+        for fact, passed in zip(outcome.item.facts, results, strict=True):
+            by_type.setdefault(fact.kind, PassRate()).add(passed)
+            by_category.setdefault(fact.category or UNCATEGORISED, PassRate()).add(passed)
+            everything.add(passed)
+    if not everything.tests:
+        return None
+    ordered: dict[str, PassRate] = {kind: by_type[kind] for kind in olmocr.KINDS if kind in by_type}
+    return OlmocrSummary(ordered, dict(sorted(by_category.items())), everything)

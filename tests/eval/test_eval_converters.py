@@ -11,7 +11,7 @@ import pypdfium2 as pdfium
 
 from docvl.eval.converters import chartmimic, chartqa, design2code, docvqa, olmocr_bench
 from docvl.eval.manifest import load_set
-from docvl.eval.metrics import Fact
+from docvl.eval.olmocr import Fact
 from docvl.tasks import TaskKind
 from tests.support.helpers import ROOT, png
 
@@ -120,47 +120,62 @@ def test_chartqa_test_split_human_and_augmented(tmp_path: Path) -> None:
     ]
 
 
-def test_olmocr_bench_tests_become_facts_per_pdf_page(tmp_path: Path) -> None:
+def test_olmocr_bench_tests_of_all_six_types_become_facts_per_pdf_page(tmp_path: Path) -> None:
     data = tmp_path / "olmOCR-bench" / "bench_data"
     _pdf(data / "pdfs" / "multi_column" / "doc_a.pdf")
     _pdf(data / "pdfs" / "old_scans" / "letter.pdf", pages=2)
+    doc_a = {"pdf": "multi_column/doc_a.pdf", "page": 1}
     tests = [
-        {"pdf": "multi_column/doc_a.pdf", "page": 1, "id": "a0", "type": "present", "text": "Title"},
-        {
-            "pdf": "multi_column/doc_a.pdf",
-            "page": 1,
-            "id": "a1",
-            "type": "order",
-            "before": "A",
-            "after": "B",
-            "max_diffs": 2,
-        },
-        {"pdf": "multi_column/doc_a.pdf", "page": 1, "id": "a2", "type": "table", "cell": "3.1"},
+        doc_a | {"id": "a0", "type": "present", "text": "Title", "checked": "verified", "url": "x"},
+        doc_a | {"id": "a1", "type": "order", "before": "AAAA", "after": "BBBB", "max_diffs": 2},
+        doc_a | {"id": "a2", "type": "table", "cell": "3.1", "up": "2.9", "top_heading": "Year"},
+        doc_a | {"id": "a3", "type": "baseline", "max_repeats": 20},
+        doc_a | {"id": "a4", "type": "order", "before": "A", "after": "B", "max_diffs": 2},  # refused
+        doc_a | {"id": "a5", "type": "footnote", "marker": "1"},  # a later type docvl does not check
     ]
     (data / "multi_column.jsonl").write_text("\n".join(json.dumps(t) for t in tests) + "\n\n")
     # A file whose tests name the PDF without its folder: looked up under pdfs/<the jsonl's name>/.
     scans = [
-        {"pdf": "letter.pdf", "page": 2, "id": "s0", "type": "absent", "text": "Page 2", "max_diffs": 0},
+        {"pdf": "letter.pdf", "page": 2, "id": "s0", "type": "absent", "text": "Page 2", "last_n": 40},
         {"pdf": "letter.pdf", "page": 2, "id": "s1", "type": "math", "math": "x^2"},
         {"pdf": "nowhere.pdf", "page": 1, "id": "s2", "type": "present", "text": "?"},
     ]
     (data / "old_scans.jsonl").write_text("\n".join(json.dumps(t) for t in scans))
     result = olmocr_bench(tmp_path / "olmOCR-bench", tmp_path / "set")
-    assert result.items == 2
-    assert result.notes == [
-        "tests of types docvl does not check skipped: 1 math, 1 table",
-        f"1 PDFs named by tests not found under {data / 'pdfs'}",
+    assert result.items == 3
+    assert result.notes[:3] == [
+        "tests converted: 1 present, 1 absent, 1 order, 1 table, 1 math, 2 baseline",
+        "a baseline test added to page 1 of 1 PDFs that had none, as the benchmark does",
+        "tests of types docvl does not check skipped: 1 footnote",
     ]
+    assert result.notes[3].startswith("1 tests the benchmark itself would refuse skipped: multi_column.jsonl")
+    assert result.notes[4] == f"1 PDFs named by tests not found under {data / 'pdfs'}"
     items = {i.id: i for i in load_set(tmp_path / "set").items}
-    assert set(items) == {"olmocr-multi_column_doc_a-p1", "olmocr-old_scans_letter-p2"}
+    assert set(items) == {
+        "olmocr-multi_column_doc_a-p1",
+        "olmocr-old_scans_letter-p1",
+        "olmocr-old_scans_letter-p2",
+    }
     first = items["olmocr-multi_column_doc_a-p1"]
-    assert first.facts == (Fact("present", text="Title"), Fact("order", before="A", after="B", max_diffs=2))
+    category = "multi_column"
+    assert first.facts == (
+        Fact("present", text="Title", id="a0", category=category),
+        Fact("order", before="AAAA", after="BBBB", max_diffs=2, id="a1", category=category),
+        Fact("table", cell="3.1", up="2.9", top_heading="Year", id="a2", category=category),
+        Fact("baseline", max_repeats=20, id="a3", category=category),
+    )
     assert first.reference is None
+    assert items["olmocr-old_scans_letter-p1"].facts == (
+        Fact("baseline", id="old_scans/letter.pdf_baseline", category="baseline"),
+    )
     second = items["olmocr-old_scans_letter-p2"]
     assert (second.page, second.file, second.facts) == (
         2,
         "pdfs/old_scans/letter.pdf",
-        (Fact("absent", text="Page 2"),),
+        (
+            Fact("absent", text="Page 2", last_n=40, id="s0", category="old_scans"),
+            Fact("math", math="x^2", id="s1", category="old_scans"),
+        ),
     )
 
 
