@@ -37,7 +37,7 @@ from docvl.namespace import redis_prefix
 from docvl.observability import logs, metrics, tracing
 from docvl.observability.metrics import jobs as job_metrics
 from docvl.observability.metrics import platform as platform_metrics
-from docvl.storage import ObjectStore, open_store
+from docvl.storage import ObjectStore, StoredObject, open_store
 from docvl.storage.factory import open_bucket
 from workflows.settings import FlowSettings
 
@@ -217,10 +217,12 @@ def model_identity() -> tuple[str, str]:
 
 
 @retried
-def take_in(bucket: str, key: str, tasks: list[str], identity: tuple[str, str]) -> sweep.Taken | None:
-    """A job for the object unless one exists for the same content, tasks, model and prompt (None), made
-    failed when intake refuses its document; None too for an object over the size limit (logged)."""
-    return sweep.take_in(context(), sweep_source(bucket), key, sweep_request(tasks, identity), dispatch())
+def take_in(bucket: str, item: StoredObject, tasks: list[str], identity: tuple[str, str]) -> sweep.Intake:
+    """A job for the listed object unless one exists for the same content, tasks, model and prompt, made
+    failed when intake refuses its document; none for an object over the size limit (logged)."""
+    return sweep.take_in(
+        context(), sweep_source(bucket), bucket, item, sweep_request(tasks, identity), dispatch()
+    )
 
 
 def sweep_source(bucket: str) -> ObjectStore:
@@ -248,30 +250,33 @@ def sweep_request(tasks: list[str], identity: tuple[str, str]) -> sweep.SweepReq
 
 
 @flow(name="sweep_bucket", persist_result=False, log_prints=False)
-def sweep_bucket(bucket: str | None = None, prefix: str | None = None, tasks: list[str] | None = None) -> int:
+def sweep_bucket(
+    bucket: str | None = None,
+    prefix: str | None = None,
+    tasks: list[str] | None = None,
+    read_all: bool = False,
+) -> int:
     """Make a job for every document under the prefix not yet processed with the same tasks, model and
     prompt version (by content hash, not name), and start them; returns how many jobs it made (those whose
-    document intake refused among them, failed at once)."""
+    document intake refused among them, failed at once). Objects unchanged since a sweep read them (same
+    ETag and size) whose job exists are not read again (docvl.jobs.sweep); `read_all` reads every one."""
     s = settings()
     bucket = bucket or s.sweep_bucket or s.s3_bucket
     prefix = s.sweep_prefix if prefix is None else prefix
     tasks = tasks or s.sweep_tasks
     identity = model_identity()
-    sweep_request(tasks, identity)  # settings that cannot be swept fail the flow run here, once
-    made = queued = 0
-    for item in list(sweep_source(bucket).list(prefix)):
-        taken = take_in(bucket, item.key, tasks, identity)
-        if taken is None:
-            continue
-        made += 1
-        if taken.failed:
-            continue
-        queued += 1
-        if s.sweep_start == "inline":
-            start_one(taken.job_id)
-    if queued and s.sweep_start == "runner":
+    request = sweep_request(tasks, identity)  # settings that cannot be swept fail the flow run here, once
+
+    def take(item: StoredObject) -> sweep.Intake:
+        intake: sweep.Intake = take_in(bucket, item, tasks, identity)
+        if intake.taken is not None and not intake.taken.failed and s.sweep_start == "inline":
+            start_one(intake.taken.job_id)
+        return intake
+
+    swept = sweep.sweep(context(), sweep_source(bucket), bucket, prefix, request, take, read_all=read_all)
+    if s.sweep_start == "runner" and any(not taken.failed for taken in swept.taken):
         dispatch().start_jobs()
-    return made
+    return swept.made
 
 
 def serve() -> None:

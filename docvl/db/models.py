@@ -228,3 +228,33 @@ class WebhookSecret(Base):
     owner: Mapped[str] = mapped_column(String(255), primary_key=True)
     secret: Mapped[str] = mapped_column(String(128), nullable=False)
     created_at: Mapped[datetime] = _now()
+
+
+class SweepObject(Base):
+    """What the sweep learnt about an object of a watched bucket: the version it read (ETag and size, a
+    change detector only) and its content's sha256, so that a later sweep finds an unchanged object's job
+    without reading it again; the job it was taken in as, while that job exists."""
+
+    __tablename__ = "sweep_objects"
+
+    bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    etag: Mapped[str] = mapped_column(String(255), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    read_at: Mapped[datetime] = _now()
+
+
+class SweepTotals(Base):
+    """What the sweeps of one bucket have done, summed (the platform metrics export them)."""
+
+    __tablename__ = "sweep_totals"
+
+    bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sweeps: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    objects_listed: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    objects_read: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    bytes_read: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    jobs_made: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    updated_at: Mapped[datetime] = _now()

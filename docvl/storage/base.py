@@ -20,6 +20,17 @@ class StoredObject:
     key: str
     size: int
     content_type: str
+    # What changes when the object does (S3's ETag; the local store's inode, mtime and size), "" when not
+    # known. A change detector only, never a content hash: a multipart upload's ETag is not its MD5.
+    etag: str = ""
+
+
+@dataclass(frozen=True)
+class OpenedObject:
+    """An object opened for reading, with the ETag of the version being read (not of a listing before)."""
+
+    stream: BinaryIO
+    etag: str
 
 
 @dataclass(frozen=True)
@@ -111,8 +122,12 @@ class ObjectStore(ABC):
         """The object as a stream, for large objects."""
 
     @abstractmethod
+    def open_version(self, key: str) -> AbstractContextManager[OpenedObject]:
+        """The object as a stream with the ETag of the version the stream reads; NotFound when missing."""
+
+    @abstractmethod
     def stat(self, key: str) -> StoredObject | None:
-        """Size and type, or None when missing."""
+        """Size, type and ETag, or None when missing."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -120,7 +135,8 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def list(self, prefix: str) -> Iterator[StoredObject]:
-        """Every object under `prefix`, in key order."""
+        """Every object under `prefix`, in key order, with its size and ETag as the listing gives them (no
+        request per object)."""
 
     @abstractmethod
     def presigned_get(self, key: str, expires_s: int) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import mimetypes
 import os
+import stat
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,6 +17,7 @@ from docvl.storage.base import (
     CHUNK,
     HashingReader,
     ObjectStore,
+    OpenedObject,
     StoredInput,
     StoredObject,
     check_key,
@@ -101,12 +103,24 @@ class LocalObjectStore(ObjectStore):
         except OSError as exc:
             raise StorageUnavailable(f"reading {key} failed: {exc}") from exc
 
+    def open_version(self, key: str) -> AbstractContextManager[OpenedObject]:
+        @contextmanager
+        def opened() -> Iterator[OpenedObject]:
+            with self.open(key) as stream:
+                yield OpenedObject(stream, _etag(os.fstat(stream.fileno())))  # the file being read
+
+        return opened()
+
     def stat(self, key: str) -> StoredObject | None:
         path = self._path(key)
-        if not path.is_file():
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(found.st_mode):
             return None
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return StoredObject(key=key, size=path.stat().st_size, content_type=content_type)
+        return StoredObject(key=key, size=found.st_size, content_type=content_type, etag=_etag(found))
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -116,9 +130,9 @@ class LocalObjectStore(ObjectStore):
             if path.is_file() and not path.is_relative_to(self.staging):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    stat = self.stat(key)
-                    if stat is not None:
-                        yield stat
+                    found = self.stat(key)
+                    if found is not None:
+                        yield found
 
     def presigned_get(self, key: str, expires_s: int) -> str:
         """A file:// URL: the embedded mode serves one machine, whose processes read the directory."""
@@ -128,3 +142,9 @@ class LocalObjectStore(ObjectStore):
         if not path.is_file():
             raise NotFound(f"no object {key}")
         return path.as_uri()
+
+
+def _etag(found: os.stat_result) -> str:
+    """The local store's ETag: a write puts a new file in place (a rename), so its inode and modification
+    time change with its content; a change detector, not a content hash."""
+    return f"{found.st_ino:x}-{found.st_mtime_ns:x}-{found.st_size:x}"

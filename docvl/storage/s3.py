@@ -17,7 +17,15 @@ from minio.commonconfig import CopySource
 from minio.error import MinioException, S3Error, ServerError
 
 from docvl.errors import DocvlError, InvalidInput, NotFound, StorageUnavailable
-from docvl.storage.base import HashingReader, ObjectStore, StoredInput, StoredObject, check_key, input_key
+from docvl.storage.base import (
+    HashingReader,
+    ObjectStore,
+    OpenedObject,
+    StoredInput,
+    StoredObject,
+    check_key,
+    input_key,
+)
 
 log = logging.getLogger(__name__)
 PART_SIZE = 5 * 1024 * 1024  # the S3 minimum: what one multipart part holds in memory
@@ -124,13 +132,27 @@ class S3ObjectStore(ObjectStore):
 
         return opened()
 
+    def open_version(self, key: str) -> AbstractContextManager[OpenedObject]:
+        @contextmanager
+        def opened() -> Iterator[OpenedObject]:
+            with self.open(key) as stream:
+                etag = cast(urllib3.BaseHTTPResponse, stream).headers.get("ETag", "")
+                yield OpenedObject(stream, _unquoted(etag))
+
+        return opened()
+
     def stat(self, key: str) -> StoredObject | None:
         try:
             with _translated(f"looking up {key}"):
                 info = self.client.stat_object(self.bucket, check_key(key))
         except NotFound:
             return None
-        return StoredObject(key=key, size=int(info.size or 0), content_type=info.content_type or "")
+        return StoredObject(
+            key=key,
+            size=int(info.size or 0),
+            content_type=info.content_type or "",
+            etag=_unquoted(info.etag or ""),
+        )
 
     def delete(self, key: str) -> None:
         with _translated(f"deleting {key}"):
@@ -140,7 +162,12 @@ class S3ObjectStore(ObjectStore):
         with _translated(f"listing {prefix}"):
             for item in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
                 if item.object_name and not item.is_dir:
-                    yield StoredObject(key=item.object_name, size=int(item.size or 0), content_type="")
+                    yield StoredObject(
+                        key=item.object_name,
+                        size=int(item.size or 0),
+                        content_type="",
+                        etag=_unquoted(item.etag or ""),
+                    )
 
     def presigned_get(self, key: str, expires_s: int) -> str:
         if not 1 <= expires_s <= MAX_PRESIGN_S:
@@ -157,3 +184,8 @@ class S3ObjectStore(ObjectStore):
             self.delete(key)
         except StorageUnavailable:
             log.warning("could not delete %s; a bucket lifecycle rule on staging/ should expire it", key)
+
+
+def _unquoted(etag: str) -> str:
+    """An ETag as the listing, HEAD and GET all spell it: without its quotes."""
+    return etag.replace('"', "")

@@ -16,7 +16,17 @@ from docvl.db.models import Base
 from tests.support.helpers import ROOT
 from tests.support.services import scratch_database
 
-TABLES = {"documents", "jobs", "pages", "task_results", "job_events", "api_keys", "webhook_secrets"}
+TABLES = {
+    "documents",
+    "jobs",
+    "pages",
+    "task_results",
+    "job_events",
+    "api_keys",
+    "webhook_secrets",
+    "sweep_objects",
+    "sweep_totals",
+}
 
 
 def tables(database: Database) -> set[str]:

@@ -69,6 +69,27 @@ def test_inputs_are_content_addressed_and_stored_once(store: ObjectStore) -> Non
     assert store.get(first.key) == b"%PDF-1.7 one"
 
 
+def test_the_listing_names_each_version_by_size_and_etag(store: ObjectStore) -> None:
+    """What the sweep tells a change by without reading the object (docvl.jobs.sweep): the listing's size and
+    ETag, the same ETag as a HEAD and as the read itself name; other bytes of the same size, another ETag."""
+    store.put("in/a.pdf", b"%PDF-1.7 one")
+    (listed,) = store.list("in/")
+    assert (listed.key, listed.size) == ("in/a.pdf", 12)
+    assert listed.etag
+    stat = store.stat("in/a.pdf")
+    assert stat is not None
+    assert stat.etag == listed.etag
+    with store.open_version("in/a.pdf") as opened:
+        assert opened.stream.read() == b"%PDF-1.7 one"
+        assert opened.etag == listed.etag
+    store.put("in/a.pdf", b"%PDF-1.7 two")
+    (changed,) = store.list("in/")
+    assert changed.size == listed.size
+    assert changed.etag != listed.etag
+    with pytest.raises(NotFound), store.open_version("in/gone.pdf"):
+        pass
+
+
 def test_an_oversized_upload_is_cut_off_and_nothing_is_kept(store: ObjectStore) -> None:
     source = Generated(30 * MiB)
     with pytest.raises(TooLarge, match="over the limit of 10485760 bytes"):

@@ -1,7 +1,8 @@
 """The sweep's intake (docvl.jobs.sweep) on a real Postgres and a local object store: each object goes
 through the front doors' checks (intake.copied and intake.inspected) before anything is stored, is taken in
 once per content and request, and a document intake refuses becomes a failed job its owner sees, once.
-tests/jobs/test_pipeline.py sweeps a bucket for real, through its Prefect flow."""
+tests/jobs/test_pipeline.py sweeps a bucket for real, through its Prefect flow; test_sweep_memory.py sweeps
+S3 (moto's server) and checks what the sweep remembers so as not to read an object twice."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from docvl.errors import InvalidInput
 from docvl.job_status import JobStatus
 from docvl.jobs import sweep
 from docvl.jobs.context import Context
+from docvl.jobs.dispatch import Dispatch
 from docvl.jobs.intake import Limits, parse_request
 from docvl.jobs.options import SubmitOptions
+from docvl.storage import StoredObject
 from docvl.storage.local import LocalObjectStore
 from tests.support.dispatch import RecordingDispatch
 from tests.support.helpers import ROOT
@@ -46,6 +49,14 @@ def store(tmp_path: Path) -> LocalObjectStore:
     return local
 
 
+def take_in(
+    ctx: Context, store: LocalObjectStore, key: str, req: sweep.SweepRequest, dispatch: Dispatch | None = None
+) -> sweep.Taken | None:
+    """The job made for the object as the listing shows it (an object not there: as if it was when listed)."""
+    item = store.stat(key) or StoredObject(key, 0, "")
+    return sweep.take_in(ctx, store, "local", item, req, dispatch).taken
+
+
 def stored_inputs(store: LocalObjectStore) -> list[str]:
     return [o.key for o in store.list("inputs/")]
 
@@ -54,7 +65,7 @@ def test_a_document_is_taken_in_once_per_content_and_request(db: Database, store
     ctx, dispatch = Context(db, store), RecordingDispatch()
     store.put("incoming/a.pdf", ONE_PAGE)
     store.put("incoming/copy-of-a.pdf", ONE_PAGE)
-    taken = sweep.take_in(ctx, store, "incoming/a.pdf", request(["ocr"]), dispatch)
+    taken = take_in(ctx, store, "incoming/a.pdf", request(["ocr"]), dispatch)
     assert taken is not None
     assert not taken.failed
     with db.transaction() as s:
@@ -66,13 +77,13 @@ def test_a_document_is_taken_in_once_per_content_and_request(db: Database, store
             {"source": "incoming/a.pdf"},
         )
         assert jobs.document_of(s, job).media_type == "application/pdf"
-    assert sweep.take_in(ctx, store, "incoming/a.pdf", request(["ocr"]), dispatch) is None
-    assert sweep.take_in(ctx, store, "incoming/copy-of-a.pdf", request(["ocr"]), dispatch) is None
-    other = sweep.take_in(ctx, store, "incoming/a.pdf", request(["ocr", "chart2code"]), dispatch)
+    assert take_in(ctx, store, "incoming/a.pdf", request(["ocr"]), dispatch) is None
+    assert take_in(ctx, store, "incoming/copy-of-a.pdf", request(["ocr"]), dispatch) is None
+    other = take_in(ctx, store, "incoming/a.pdf", request(["ocr", "chart2code"]), dispatch)
     assert other is not None
     assert other.job_id != taken.job_id
     assert len(stored_inputs(store)) == 1
-    assert sweep.take_in(ctx, store, "incoming/gone.pdf", request(["ocr"]), dispatch) is None
+    assert take_in(ctx, store, "incoming/gone.pdf", request(["ocr"]), dispatch) is None
 
 
 @pytest.mark.parametrize(
@@ -93,7 +104,7 @@ def test_a_document_intake_refuses_becomes_a_failed_job_once(
     ctx, dispatch = Context(db, store), RecordingDispatch()
     key = f"incoming/{uuid.uuid4().hex}"
     store.put(key, content)
-    taken = sweep.take_in(ctx, store, key, request(["ocr"], **limits), dispatch)
+    taken = take_in(ctx, store, key, request(["ocr"], **limits), dispatch)
     assert taken is not None
     assert taken.failed
     with db.transaction() as s:
@@ -102,7 +113,7 @@ def test_a_document_intake_refuses_becomes_a_failed_job_once(
         assert job.error_message
         assert job.started_at is None
         assert job.notified_at is not None  # its end is recorded: the reconciler has nothing to re-drive
-    assert sweep.take_in(ctx, store, key, request(["ocr"], **limits), dispatch) is None
+    assert take_in(ctx, store, key, request(["ocr"], **limits), dispatch) is None
     assert dispatch.starts == []
     assert dispatch.sent == []
 
@@ -112,7 +123,7 @@ def test_an_object_over_the_size_limit_is_refused_without_a_job(
 ) -> None:
     ctx = Context(db, store)
     store.put("incoming/big.pdf", FOUR_PAGES)
-    assert sweep.take_in(ctx, store, "incoming/big.pdf", request(["ocr"], max_upload_bytes=1000)) is None
+    assert take_in(ctx, store, "incoming/big.pdf", request(["ocr"], max_upload_bytes=1000)) is None
     assert stored_inputs(store) == []
     with db.transaction() as s:
         assert jobs.list_jobs(s, owner="sweep") == []

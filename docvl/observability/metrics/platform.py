@@ -1,7 +1,9 @@
 """Platform gauges, read at scrape time from Postgres and the broker: jobs by status, the oldest queued
-job's age and the messages waiting on each queue. One process exports them (`docvl flows serve`), so
-that they are not summed over replicas. Each source has a short timeout: a scrape while the database or
-Redis is away answers at once, with `docvl_platform_up{source=...} 0`, instead of hanging."""
+job's age, the messages waiting on each queue, and the sweeps' totals per bucket (counters kept in
+Postgres, since each scheduled sweep runs in a process of its own). One process exports them (`docvl
+flows serve`), so that they are not summed over replicas. Each source has a short timeout: a scrape
+while the database or Redis is away answers at once, with `docvl_platform_up{source=...} 0`, instead of
+hanging."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import psycopg
 import redis
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from docvl.job_status import JobStatus
@@ -23,6 +25,7 @@ PRIORITY_STEPS = 10  # kombu's Redis transport keeps a list per priority: `ocr`,
 SEPARATOR = ":"
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
 OLDEST = "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM jobs WHERE status = %(queued)s"
+SWEEPS = "SELECT bucket, sweeps, objects_listed, objects_read, bytes_read FROM sweep_totals ORDER BY bucket"
 
 
 def queue_keys(queue: str) -> list[str]:
@@ -52,6 +55,7 @@ class PlatformCollector(Collector):
         return self._families()
 
     def _families(self) -> tuple[GaugeMetricFamily, ...]:
+        """The gauges (the sweep counters are `_sweep_families`, left empty when the database is away)."""
         return (
             GaugeMetricFamily(f"{NAMESPACE}_platform_jobs", "Jobs by status.", labels=["status"]),
             GaugeMetricFamily(
@@ -73,11 +77,14 @@ class PlatformCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         jobs, oldest, queues, up = self._families()
-        up.add_metric(["database"], float(self._read_database(jobs, oldest)))
+        sweeps = _sweep_families()
+        up.add_metric(["database"], float(self._read_database(jobs, oldest, sweeps)))
         up.add_metric(["broker"], float(self._read_broker(queues)))
-        return jobs, oldest, queues, up
+        return jobs, oldest, queues, up, *sweeps
 
-    def _read_database(self, jobs: GaugeMetricFamily, oldest: GaugeMetricFamily) -> bool:
+    def _read_database(
+        self, jobs: GaugeMetricFamily, oldest: GaugeMetricFamily, sweeps: Sequence[CounterMetricFamily]
+    ) -> bool:
         started = time.monotonic()
         try:
             with psycopg.connect(
@@ -88,6 +95,7 @@ class PlatformCollector(Collector):
             ) as conn:
                 counts: dict[str, int] = dict(conn.execute(COUNTS).fetchall())
                 row = conn.execute(OLDEST, {"queued": JobStatus.QUEUED.value}).fetchone()
+                swept = conn.execute(SWEEPS).fetchall()
         except (psycopg.Error, OSError) as exc:
             log.warning(
                 "platform metrics: the database did not answer in %.1f s: %s", time.monotonic() - started, exc
@@ -96,6 +104,9 @@ class PlatformCollector(Collector):
         for status in JobStatus:
             jobs.add_metric([status.value], float(counts.get(status.value, 0)))
         oldest.add_metric([], float(row[0]) if row is not None and row[0] is not None else 0.0)
+        for bucket, *totals in swept:
+            for family, total in zip(sweeps, totals, strict=True):
+                family.add_metric([bucket], float(total))
         return True
 
     def _read_broker(self, queues: GaugeMetricFamily) -> bool:
@@ -113,6 +124,27 @@ class PlatformCollector(Collector):
                 [queue], float(sum(lengths[index * PRIORITY_STEPS : (index + 1) * PRIORITY_STEPS]))
             )
         return True
+
+
+def _sweep_families() -> tuple[CounterMetricFamily, ...]:
+    """What the sweeps did, per bucket (docvl.jobs.sweep), in the order of SWEEPS' counts."""
+    return (
+        CounterMetricFamily(
+            f"{NAMESPACE}_sweeps", "Sweeps of the bucket that ran to their end.", labels=["bucket"]
+        ),
+        CounterMetricFamily(
+            f"{NAMESPACE}_sweep_objects_listed", "Objects the sweeps listed in the bucket.", labels=["bucket"]
+        ),
+        CounterMetricFamily(
+            f"{NAMESPACE}_sweep_objects_read",
+            "Objects whose bodies the sweeps read (new or changed since a sweep read them, or their job "
+            "gone).",
+            labels=["bucket"],
+        ),
+        CounterMetricFamily(
+            f"{NAMESPACE}_sweep_bytes_read", "Bytes of object bodies the sweeps read.", labels=["bucket"]
+        ),
+    )
 
 
 def register(
