@@ -4,8 +4,10 @@
   items (the code is the reference) and qa items on their values;
 - webpages from known HTML rendered to screenshots by Chromium (JavaScript off, nothing fetched):
   web2html items (the HTML is the reference);
-- PDF pages with known text, typeset by Chromium (so they carry a text layer): generated prose and tables,
-  and text taken from the text layers of the corpus PDFs in tests/corpus (CC-BY-SA-4.0): ocr items.
+- PDF pages with known text, typeset by Chromium (so they carry a text layer): generated prose with
+  headings, tables and figures, and text taken from the text layers of the corpus PDFs in tests/corpus
+  (CC-BY-SA-4.0): ocr items, and layout items whose reference (layout/NAME.json) is where Chromium put
+  each block (label, box in PDF points, text), checked against the PDF's text layer.
 
     .venv/bin/python scripts/make_eval_set.py [--out sets/generated]
 
@@ -19,9 +21,11 @@ import argparse
 import html
 import json
 import random
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,8 @@ import matplotlib.pyplot as plt
 import pypdfium2 as pdfium
 
 from docvl.eval.manifest import Item, write_manifest
+from docvl.eval.metrics import page_cer
+from docvl.layout.checks import pdf_words
 from docvl.tasks import TaskKind
 from docvl.verify.web import CHROMIUM
 
@@ -282,23 +288,53 @@ def prose(rng: random.Random, sentences: int) -> str:
     )
 
 
-def generated_pages(rng: random.Random) -> Iterator[tuple[str, str]]:
-    """(Markdown reference, HTML to typeset) of pages of generated prose, some with a table."""
+@dataclass(frozen=True)
+class Drawn:
+    """One block the generator typesets: its layout label, its HTML and its reference text (Markdown)."""
+
+    label: str
+    html: str
+    text: str
+
+
+def _bars(rng: random.Random) -> str:
+    """A small bar chart as inline SVG, without text (so the figure adds nothing to the text layer)."""
+    heights = [rng.randint(20, 110) for _ in range(6)]
+    bars = "".join(
+        f'<rect x="{20 + 45 * i}" y="{120 - h}" width="30" height="{h}" fill="#4C72B0"/>'
+        for i, h in enumerate(heights)
+    )
+    axis = '<line x1="10" y1="120" x2="290" y2="120" stroke="#000"/>'
+    return f'<svg class="figure" width="300" height="130" viewBox="0 0 300 130">{bars}{axis}</svg>'
+
+
+def generated_pages(rng: random.Random) -> Iterator[list[Drawn]]:
+    """The blocks of pages of generated prose: a title, paragraphs, a section heading; some pages with a
+    table, the others with a figure and its caption."""
     for n in range(1, 6):
         title = f"{rng.choice(WORDS).capitalize()} {rng.choice(WORDS)} {n}"
         paragraphs = [prose(rng, rng.randint(3, 5)) for _ in range(3)]
-        markdown = [f"# {title}", "", *(p + "\n" for p in paragraphs)]
-        body = [f"<h1>{html.escape(title)}</h1>", *(f"<p>{html.escape(p)}</p>" for p in paragraphs)]
+        section = f"{rng.choice(WORDS).capitalize()} and {rng.choice(WORDS)}"
+        blocks = [Drawn("title", f"<h1>{html.escape(title)}</h1>", f"# {title}")]
+        blocks += [Drawn("text", f"<p>{html.escape(p)}</p>", p) for p in paragraphs[:2]]
+        blocks.append(Drawn("section_header", f"<h2>{html.escape(section)}</h2>", f"## {section}"))
+        blocks.append(Drawn("text", f"<p>{html.escape(paragraphs[2])}</p>", paragraphs[2]))
         if n % 2:
             rows = [(region, rng.randint(100, 999)) for region in rng.sample(REGIONS, 3)]
-            markdown += ["| Region | Total |", "|---|---|", *(f"| {r} | {v} |" for r, v in rows), ""]
+            markdown = "\n".join(["| Region | Total |", "|---|---|", *(f"| {r} | {v} |" for r, v in rows)])
             cells = "".join(f"<tr><td>{r}</td><td>{v}</td></tr>" for r, v in rows)
-            body.append(f"<table><tr><th>Region</th><th>Total</th></tr>{cells}</table>")
-        yield "\n".join(markdown).strip() + "\n", "\n".join(body)
+            blocks.append(
+                Drawn("table", f"<table><tr><th>Region</th><th>Total</th></tr>{cells}</table>", markdown)
+            )
+        else:
+            caption = f"Figure {n}: {' '.join(rng.sample(WORDS, 4))}."
+            blocks.append(Drawn("figure", _bars(rng), ""))
+            blocks.append(Drawn("caption", f"<p class='caption'>{html.escape(caption)}</p>", caption))
+        yield blocks
 
 
-def corpus_pages() -> Iterator[tuple[str, str]]:
-    """(reference, HTML) of text from the corpus PDFs' text layers, typeset again line by line."""
+def corpus_pages() -> Iterator[list[Drawn]]:
+    """Text from the corpus PDFs' text layers, typeset again line by line (a text block a line)."""
     sources = [
         ("004-pdflatex-4-pages/pdflatex-4-pages.pdf", 1),
         ("004-pdflatex-4-pages/pdflatex-4-pages.pdf", 3),
@@ -315,23 +351,87 @@ def corpus_pages() -> Iterator[tuple[str, str]]:
         finally:
             document.close()
         lines = [line.strip() for line in text.replace("\r", "").split("\n") if line.strip()][:MAX_LINES]
-        yield "\n".join(lines) + "\n", "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+        yield [Drawn("text", f"<p>{html.escape(line)}</p>", line) for line in lines]
 
 
 MAX_LINES = 24  # a corpus page's first lines: what fits on one typeset A4 page (11 pt, with room to spare)
+CONTENT_WIDTH_PX = 640  # the body's width: A4 less 2 cm margins is 642.5 CSS px, so print wraps as the screen
+MARGIN_PT = 72 * 2 / 2.54  # 2 cm
+PT_PER_PX = 0.75  # Chromium prints a CSS pixel as 1/96 inch
 PAGE_STYLE = (
-    "<style>body{font-family:serif;font-size:11pt;margin:0} p{margin:0 0 6pt}"
-    " td,th{border:1px solid #000;padding:2pt 8pt}</style>"
+    f"<style>body{{font-family:serif;font-size:11pt;margin:0;width:{CONTENT_WIDTH_PX}px}}"
+    " p{margin:0 0 6pt} h2{font-size:13pt;margin:10pt 0 6pt} .figure{display:block;margin:8pt 0 4pt}"
+    " .caption{font-style:italic} td,th{border:1px solid #000;padding:2pt 8pt}</style>"
 )
+# Each block's box in CSS pixels: text blocks tight around their text (a range over their contents, as
+# layout models draw them), tables and figures their border box.
+BOXES_JS = """() => Array.from(document.querySelectorAll("[data-block]")).map((element) => {
+  let box = element.getBoundingClientRect();
+  if (element.dataset.tight === "1") {
+    const range = document.createRange();
+    range.selectNodeContents(element);
+    box = range.getBoundingClientRect();
+  }
+  return [box.left, box.top, box.right, box.bottom];
+})"""
+TIGHT = {"title", "section_header", "text", "caption"}
+MAX_BLOCK_CER = 0.02  # the text layer inside a reference text block's box against its text
+
+
+def _tagged(block: Drawn, index: int) -> str:
+    """The block's HTML with its element marked for BOXES_JS."""
+    tight = "1" if block.label in TIGHT else "0"
+    return re.sub(r"^<(\w+)", rf'<\1 data-block="{index}" data-tight="{tight}"', block.html, count=1)
+
+
+def _to_points(box: list[float]) -> list[float]:
+    return [round(MARGIN_PT + value * PT_PER_PX, 2) for value in box]
+
+
+def layout_reference(
+    blocks: list[Drawn], boxes: list[list[float]], size: tuple[float, float]
+) -> dict[str, Any]:
+    """The layout reference of a page: its size and each block's label, box (PDF points, top-left origin)
+    and text, as docs/eval.md describes."""
+    return {
+        "page": 1,
+        "width_pt": round(size[0], 2),
+        "height_pt": round(size[1], 2),
+        "blocks": [
+            {"label": block.label, "box_pt": _to_points(box), "text": block.text}
+            for block, box in zip(blocks, boxes, strict=True)
+        ],
+    }
+
+
+def check_against_text_layer(pdf: Path, reference: dict[str, Any]) -> None:
+    """Each text-bearing reference block must hold its own text in the PDF's text layer (the words whose
+    centre is inside its box): the boxes are where the text was drawn."""
+    words = pdf_words(pdf, 0)
+    for block in reference["blocks"]:
+        if not block["text"]:
+            continue
+        x0, y0, x1, y1 = block["box_pt"]
+        inside = [w.text for w in words if x0 <= w.centre[0] <= x1 and y0 <= w.centre[1] <= y1]
+        error = page_cer(" ".join(inside), block["text"])
+        if error > MAX_BLOCK_CER:
+            raise SystemExit(
+                f"{pdf}: the {block['label']} box {block['box_pt']} holds {inside!r}, CER {error:.3f}"
+            )
 
 
 def pdf_pages(out: Path, rng: random.Random, browser: Any) -> Iterator[Item]:
     (out / "pdfs").mkdir(parents=True, exist_ok=True)
-    pages = [("generated", *p) for p in generated_pages(rng)] + [("corpus", *p) for p in corpus_pages()]
-    for n, (origin, reference, body) in enumerate(pages, 1):
+    (out / "layout").mkdir(parents=True, exist_ok=True)
+    pages = [("generated", p) for p in generated_pages(rng)] + [("corpus", p) for p in corpus_pages()]
+    for n, (origin, blocks) in enumerate(pages, 1):
+        body = "".join(_tagged(block, index) for index, block in enumerate(blocks))
         page = _page(browser, 800, 1000)
+        page.emulate_media(media="print")
         page.set_content(f"<!DOCTYPE html><html><head>{PAGE_STYLE}</head><body>{body}</body></html>")
-        file = f"pdfs/{origin}-{n}.pdf"
+        boxes = page.evaluate(BOXES_JS)
+        name = f"{origin}-{n}"
+        file = f"pdfs/{name}.pdf"
         page.pdf(
             path=str(out / file),
             format="A4",
@@ -340,17 +440,28 @@ def pdf_pages(out: Path, rng: random.Random, browser: Any) -> Iterator[Item]:
         page.context.close()
         document = pdfium.PdfDocument(out / file)
         pages_made = len(document)
+        size = document[0].get_size()
         document.close()
         if pages_made != 1:
             raise SystemExit(f"{file} took {pages_made} pages: shorten its text (MAX_LINES)")
-        yield Item(f"ocr-{origin}-{n}", file, TaskKind.OCR, reference=reference, meta={"origin": origin})
+        reference = layout_reference(blocks, boxes, size)
+        check_against_text_layer(out / file, reference)
+        layout_file = f"layout/{name}.json"
+        (out / layout_file).write_text(json.dumps(reference, indent=1) + "\n")
+        text = "\n\n".join(block.text for block in blocks if block.text) + "\n"
+        if origin == "corpus":
+            text = "\n".join(block.text for block in blocks) + "\n"
+        yield Item(f"ocr-{name}", file, TaskKind.OCR, reference=text, meta={"origin": origin})
+        yield Item(f"layout-{name}", file, TaskKind.LAYOUT, reference=layout_file, meta={"origin": origin})
 
 
 NOTICE = """# The generated evaluation set
 
 Made by `scripts/make_eval_set.py`; do not edit by hand. `docvl eval --set sets/generated --out report.md`
 runs it (docs/eval.md). Charts are drawn by matplotlib from the `.py` beside each `.png`, webpages are the
-`.html` beside each screenshot rendered by Chromium, PDFs are typeset by Chromium from known text.
+`.html` beside each screenshot rendered by Chromium, PDFs are typeset by Chromium from known text. Each
+PDF page's layout reference, `layout/NAME.json`, is where Chromium put each block it typeset: its label,
+its box in PDF points (origin at the top left) and its text.
 
 The text of the `ocr-corpus-*` pages comes from the text layers of PDFs in `tests/corpus/pdf-samples`,
 licensed CC-BY-SA-4.0 (see that folder's LICENSE); those pages are under the same licence.

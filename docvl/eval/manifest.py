@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from docvl.errors import InvalidInput
+from docvl.eval.layout import LayoutReference, read_reference
 from docvl.eval.olmocr import FIELD_TYPES, KINDS, Fact, fact_problems
 from docvl.tasks import TaskKind
 
@@ -36,8 +37,9 @@ class ManifestError(InvalidInput):
 
 @dataclass(frozen=True)
 class Item:
-    """One labelled page. `reference` is the text (ocr), code (chart2code) or HTML (web2html); `answers`
-    the accepted answers (qa); `facts` olmOCR-style checks (ocr)."""
+    """One labelled page. `reference` is the text (ocr), code (chart2code), HTML (web2html) or the layout
+    reference's file (layout, read into `layout`); `answers` the accepted answers (qa); `facts`
+    olmOCR-Bench tests (ocr)."""
 
     id: str
     file: str
@@ -48,6 +50,7 @@ class Item:
     answers: tuple[str, ...] = ()
     facts: tuple[Fact, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    layout: LayoutReference | None = field(default=None, compare=False)  # read from `reference` (layout)
 
     def record(self) -> dict[str, Any]:
         """The item as a manifest line."""
@@ -142,6 +145,7 @@ class _Line:
         self.root = root
         self.problems = problems
         self.ok = True
+        self.layout: LayoutReference | None = None
 
     def problem(self, name: str, what: str) -> None:
         self.problems.append(f"line {self.number}: {name}: {what}")
@@ -175,7 +179,7 @@ class _Line:
             self.problem("meta", "must be an object")
         if not self.ok or item_id is None or task is None or file is None:
             return None
-        return Item(item_id, file, task, page, question, reference, answers, facts, meta)
+        return Item(item_id, file, task, page, question, reference, answers, facts, meta, self.layout)
 
     def task(self, raw: dict[str, Any]) -> TaskKind | None:
         value = self.text(raw, "task", required=True)
@@ -227,6 +231,8 @@ class _Line:
                 self.problem("reference", "a qa item needs its answer: a string or a list of strings")
                 return None, ()
             return None, tuple(answers)
+        if task is TaskKind.LAYOUT:
+            return self.layout_reference(value), ()
         if value is None:
             if task is TaskKind.OCR and not has_facts:
                 self.problem("reference", "an ocr item needs its reference text (or facts)")
@@ -235,6 +241,23 @@ class _Line:
             self.problem("reference", f"must be a string for {task} items")
             return None, ()
         return value, ()
+
+    def layout_reference(self, value: Any) -> str | None:
+        """A layout item's reference: the file of its layout reference (docvl.eval.layout), read here."""
+        if not isinstance(value, str) or not value.strip():
+            self.problem("reference", "a layout item needs its layout reference: a JSON file in the set")
+            return None
+        path = (self.root / value).resolve()
+        if Path(value).is_absolute() or not path.is_relative_to(self.root):
+            self.problem("reference", f"{value!r} must be inside the set's directory")
+            return None
+        if not path.is_file():
+            self.problem("reference", f"{value!r} does not exist in {self.root}")
+            return None
+        self.layout, problems = read_reference(path)
+        for problem in problems:
+            self.problem("reference", f"{value}: {problem}")
+        return value
 
     def facts(self, raw: dict[str, Any], task: TaskKind | None) -> tuple[Fact, ...]:
         value = raw.get("facts")
