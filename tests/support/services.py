@@ -15,7 +15,10 @@ from pathlib import Path
 
 import psycopg
 
+from docvl.broker.celery_app import QUEUES, WEBHOOK_QUEUE
 from tests.support.helpers import stop_process, wait_for
+
+PAGE_WORKER_QUEUES = ",".join([*QUEUES, WEBHOOK_QUEUE])  # every page queue (layout too) and the webhooks
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
@@ -146,7 +149,7 @@ def prefect_server(database_url: str, home: Path) -> Iterator[str]:
 def celery_worker(
     env: dict[str, str],
     log_path: Path,
-    queues: str = "ocr,chart2code,web2html,qa,webhooks",
+    queues: str = PAGE_WORKER_QUEUES,
     *,
     new_session: bool = False,
     concurrency: int = 2,
