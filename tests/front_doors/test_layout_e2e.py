@@ -100,11 +100,11 @@ def checked_chunks(chunks: list[dict[str, Any]], document: dict[str, Any]) -> No
 
 def test_a_pdf_page_with_layout_over_rest(frontdoor: FrontDoorPlatform, api: TestClient) -> None:
     headers = {"Authorization": f"Bearer {frontdoor.key(owner())}"}
-    with PDF.open("rb") as document:
+    with PDF.open("rb") as pdf:
         submitted = api.post(
             "/v1/jobs",
             headers=headers,
-            files={"file": (PDF.name, document, "application/pdf")},
+            files={"file": (PDF.name, pdf, "application/pdf")},
             data={"tasks": ["layout", "ocr"], "pages": "2"},
         )
     assert submitted.status_code == 202, submitted.text
