@@ -35,6 +35,14 @@ DESCRIPTIONS = {
     "valid": "share that passed the platform's own check (the code parses, the HTML is a document)",
     "anls": "ANLS (DocVQA; threshold 0.5)",
     "relaxed_accuracy": "relaxed accuracy (ChartQA; numbers within 5 %)",
+    "f1": "block F1, label-agnostic: blocks matched to the reference's at IoU >= 0.5",
+    "precision": "matched / predicted blocks (label-agnostic)",
+    "recall": "matched / reference blocks (label-agnostic)",
+    "label_f1": "block F1, label-aware: a match also needs the same label",
+    "label_precision": "matched / predicted blocks (label-aware)",
+    "label_recall": "matched / reference blocks (label-aware)",
+    "mean_iou": "mean IoU of the matched blocks (label-agnostic)",
+    "text_in_box_cer": "CER of each matched block's text against the reference text of its box",
 }
 
 

@@ -20,6 +20,8 @@ from docvl.errors import DocvlError
 from docvl.eval.manifest import Item, LabelledSet, is_pdf
 from docvl.job_status import JobStatus
 from docvl.jobs.views import PageResult
+from docvl.layout.document import Document, Page
+from docvl.tasks import TaskKind
 
 RETRY_STATUSES = {0, 429, 502, 503, 504}
 
@@ -37,6 +39,7 @@ class Outcome:
     job_error: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    layout: Page | None = None  # a layout item's page of the job's document.json
 
     @property
     def output(self) -> str | None:
@@ -110,12 +113,25 @@ def run_item(labelled: LabelledSet, item: Item, client: Client, key: str, option
             outcome.job_error = f"{job.error.code}: {job.error.message}"
         result = client.result(job.id)
         outcome.page = next((p for p in result.pages if p.page == item.page and p.task is item.task), None)
+        if item.task is TaskKind.LAYOUT and outcome.output is not None:
+            outcome.layout = _layout_page(client, job.id, item.page)
     except DocvlError as exc:
         outcome.error = str(exc) if isinstance(exc, ApiError) else f"{exc.code}: {exc.message}"
     except OSError as exc:
         outcome.error = f"cannot read {item.file}: {exc}"
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def _layout_page(client: Client, job_id: Any, number: int) -> Page | None:
+    """The page of the job's document (None when the job has none: its layout could not be assembled)."""
+    try:
+        document = Document.from_json(client.document(job_id))
+    except ApiError as exc:
+        if exc.status == 409:
+            return None
+        raise
+    return next((page for page in document.pages if page.number == number), None)
 
 
 def _submit(labelled: LabelledSet, item: Item, client: Client, key: str, options: RunOptions) -> Any:

@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from docvl.eval import metrics, olmocr
+from docvl.eval import layout, metrics, olmocr
 from docvl.eval.runner import Outcome
 from docvl.tasks import TaskKind
 
@@ -24,7 +24,16 @@ METRICS: dict[TaskKind, dict[str, bool]] = {
     TaskKind.CHART2CODE: {"executed": True, "similarity": True, "data_value_recall": True, "valid": True},
     TaskKind.WEB2HTML: {"rendered": True, "similarity": True, "text_similarity": True, "valid": True},
     TaskKind.QA: {"anls": True, "relaxed_accuracy": True},
-    TaskKind.LAYOUT: {},  # not scored yet (issue 21: IoU and text-in-box against layout references)
+    TaskKind.LAYOUT: {
+        "f1": True,
+        "precision": True,
+        "recall": True,
+        "label_f1": True,
+        "label_precision": True,
+        "label_recall": True,
+        "mean_iou": True,
+        "text_in_box_cer": False,
+    },
 }
 # The metric the worst items are picked by: the first of these that has values.
 PRIMARY: dict[TaskKind, tuple[str, ...]] = {
@@ -32,7 +41,7 @@ PRIMARY: dict[TaskKind, tuple[str, ...]] = {
     TaskKind.CHART2CODE: ("similarity", "executed", "data_value_recall", "valid"),
     TaskKind.WEB2HTML: ("similarity", "rendered", "text_similarity", "valid"),
     TaskKind.QA: ("anls", "relaxed_accuracy"),
-    TaskKind.LAYOUT: (),
+    TaskKind.LAYOUT: ("f1", "label_f1"),
 }
 WORST = 5
 
@@ -64,7 +73,7 @@ def score(outcome: Outcome, checked: list[bool] | None = None) -> Scores:
     failed = text is None
     scores: Scores = {}
     if item.task is TaskKind.LAYOUT:
-        return scores
+        return {} if item.layout is None else layout.score_page(outcome.layout, item.layout)
     if item.task is TaskKind.OCR:
         if item.reference is not None:
             scores["cer"] = metrics.page_cer(output, item.reference)
