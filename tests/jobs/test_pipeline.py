@@ -3,9 +3,13 @@ with the tiny model, and the flow reporting to a local Prefect server on Postgre
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,8 @@ from docvl.storage.s3 import S3ObjectStore
 from docvl.tasks import TaskKind
 from tests.support.helpers import model_worker_process
 from tests.support.platform import environment
+from tests.support.scripted import LAYOUT_PAGE
+from tests.support.scripted_worker import scripted_worker_process
 from tests.support.services import celery_worker, ensure_redis, prefect_server, scratch_database
 from tests.support.tcp_proxy import TcpProxy
 
@@ -31,6 +37,7 @@ CORPUS = (
 )  # a copy of ../shared/corpus (CC-BY-SA-4.0)
 FOUR_PAGES = CORPUS / "004-pdflatex-4-pages" / "pdflatex-4-pages.pdf"
 MAX_NEW_TOKENS = 24
+VL_QUEUES = "ocr,chart2code,web2html,qa,webhooks"  # the layout queue has its own worker (layout_worker)
 
 
 @dataclass
@@ -79,7 +86,7 @@ def platform(
         store.ensure_ready()
         model = InferenceClient(target)
         model.wait_ready(120)
-        with celery_worker(env, logs / "celery.log"), environment(env):
+        with celery_worker(env, logs / "celery.log", queues=VL_QUEUES), environment(env):
             yield Platform(env, migrated_database, store, model, model_proxy, logs)
         model.close()
         model_proxy.stop()
@@ -562,3 +569,86 @@ def test_the_flow_runner_reconciles_on_its_own(platform: Platform) -> None:
     assert {"action": "redispatch", "page_tasks": 4} in [
         e.data for e in jobs_events(platform, job_id, "recovered")
     ]
+
+
+@dataclass
+class LayoutWorker:
+    """The scripted DeepSeek-OCR-2 worker (tests/support/scripted.py: a TEST-ONLY logits hook makes the tiny
+    random model write a real grounded page) behind a proxy, and a page worker on the layout queue that
+    reaches it there: killing the worker and starting another one behind the same proxy is a restart."""
+
+    proxy: TcpProxy
+    process: subprocess.Popen[bytes]
+    start: Callable[[], tuple[subprocess.Popen[bytes], str]]
+
+
+@pytest.fixture(scope="module")
+def layout_worker(platform: Platform, tiny_ocr2_dir: Path) -> Iterator[LayoutWorker]:
+    script = platform.logs / "layout-script.json"
+    script.write_text(json.dumps({TaskKind.LAYOUT.value: LAYOUT_PAGE}))
+    with ExitStack() as stack:
+        started = itertools.count()
+
+        def start() -> tuple[subprocess.Popen[bytes], str]:
+            log = platform.logs / f"layout-worker-{next(started)}.log"
+            process, target = stack.enter_context(scripted_worker_process(tiny_ocr2_dir, script, log))
+            with InferenceClient(target) as client:
+                client.wait_ready(120)
+            return process, target
+
+        process, target = start()
+        host, port = target.split(":")
+        proxy = TcpProxy(host, int(port)).start()
+        stack.callback(proxy.stop)
+        env = {
+            **platform.env,
+            "DOCVL_MODEL_WORKER_TARGETS": f"127.0.0.1:{proxy.port}",
+            "DOCVL_MAX_NEW_TOKENS_BY_TASK": json.dumps({TaskKind.LAYOUT.value: 512}),
+        }
+        stack.enter_context(celery_worker(env, platform.logs / "layout-celery.log", queues="layout"))
+        yield LayoutWorker(proxy, process, start)
+
+
+def test_the_layout_worker_killed_mid_job_loses_nothing(
+    platform: Platform, layout_worker: LayoutWorker
+) -> None:
+    """kill -9 of the DeepSeek-OCR-2 worker while a 4-page layout job runs, another one started behind the
+    same address: the job succeeds with one layout result per page and its document.json."""
+    import signal
+    import threading
+
+    from tests.support.helpers import wait_for
+
+    job_id = submit(platform, FOUR_PAGES, [TaskKind.LAYOUT])
+    celery_log = platform.logs / "layout-celery.log"
+    outcome: list[JobStatus] = []
+    runner = threading.Thread(target=lambda: outcome.append(run_flow(job_id, 400)))
+    runner.start()
+
+    def first_page_done() -> bool:
+        with platform.db.transaction() as s:
+            return jobs.get_job(s, job_id).pages_done >= 1
+
+    wait_for(first_page_done, 240, "a first layout page")
+    layout_worker.process.send_signal(signal.SIGKILL)  # mid-job: the other pages are queued or generating
+    layout_worker.process.wait(30)
+    wait_for(lambda: "retrying in" in celery_log.read_text(), 120, "a layout page task to retry")
+    layout_worker.process, target = layout_worker.start()
+    host, port = target.split(":")
+    layout_worker.proxy.target = (host, int(port))
+    runner.join(420)
+    assert outcome == [JobStatus.SUCCEEDED]
+    with platform.db.transaction() as s:
+        job = jobs.get_job(s, job_id)
+        rows = page_results.results(s, job_id)
+    assert (job.pages_total, job.pages_done, job.pages_failed) == (4, 4, 0)
+    assert sorted(r.page_index for r in rows) == [0, 1, 2, 3], "one layout result per page, none twice"
+    assert max(r.attempts for r in rows) > 1
+    assert job.outputs is not None
+    assert [key.rsplit("/", 1)[-1] for key in job.outputs["layout"]] == [
+        "document.json",
+        "layout.md",
+        "chunks.jsonl",
+    ]
+    document = json.loads(platform.store.get(job.outputs["layout"][0]))
+    assert [page["number"] for page in document["pages"]] == [1, 2, 3, 4]
