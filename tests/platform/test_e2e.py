@@ -171,11 +171,12 @@ def test_the_corpus_over_rest_and_a_chart_over_grpc(platform: Running) -> None:
 
 
 def test_a_power_cut_loses_no_job(platform: Running) -> None:
-    """Every process of the platform killed at once mid-run (SIGKILL), then `make run` again on the same
-    data: the jobs that were running finish, each with its page count, their results written once."""
+    """Every process of the platform killed at once mid-run (SIGKILL; both model workers, DeepSeek-VL and
+    DeepSeek-OCR-2, among them), then `make run` again on the same data: the jobs that were running finish,
+    each with its page count, their results written once."""
     mix = [
         (CORPUS / "009-pdflatex-geotopo" / "GeoTopo-komprimiert.pdf", ["ocr"], 117),
-        (CORPUS / "026-latex-multicolumn" / "multicolumn.pdf", ["ocr", "qa"], 3),
+        (CORPUS / "026-latex-multicolumn" / "multicolumn.pdf", ["ocr", "qa", "layout"], 3),
         (platform.root / "docvl" / "samples" / "page.png", ["qa"], 1),
     ]
     with Client(platform.api_url, platform.key, timeout=120) as client:
