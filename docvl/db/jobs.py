@@ -157,9 +157,14 @@ def list_jobs(
     return list(session.execute(query).scalars())
 
 
-def lock_key_submissions(session: Session, api_key_id: uuid.UUID) -> int:
-    """Serialise the key's submissions until the transaction ends; returns its jobs now in flight."""
+def lock_key_submissions(session: Session, api_key_id: uuid.UUID) -> None:
+    """Serialise the key's submissions until the transaction ends: what is read after it (in_flight, an
+    idempotency key) counts every job inserted by a submission that held it before."""
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"submit:{api_key_id}"})
+
+
+def in_flight(session: Session, api_key_id: uuid.UUID) -> int:
+    """The key's jobs queued or running (without a lock: a hint, exact only under lock_key_submissions)."""
     unfinished = [s.value for s in JobStatus if not s.finished]
     return session.execute(
         select(func.count()).where(Job.api_key_id == api_key_id, Job.status.in_(unfinished))

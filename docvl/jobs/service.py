@@ -31,6 +31,7 @@ from docvl.errors import (
 )
 from docvl.job_status import JobStatus
 from docvl.jobs import finish
+from docvl.jobs.admission import Admission, Full, Ticket, unlimited
 from docvl.jobs.context import Context
 from docvl.jobs.dispatch import Dispatch
 from docvl.jobs.intake import JobRequest, Limits, Spooled, parse_source, spooled
@@ -67,6 +68,7 @@ class JobService:
         self.spool_dir = spool_dir
         self.notifier = notifier
         self.on_close = on_close
+        self.admission = Admission(self._key_state)
 
     def close(self) -> None:
         if self.notifier is not None:
@@ -77,10 +79,8 @@ class JobService:
     # -- who is calling ------------------------------------------------------------------------------
 
     def authenticate(self, secret: str | None) -> Caller:
-        if not secret:
-            raise Unauthenticated("this call needs an API key: send `Authorization: Bearer <key>`")
         with self.db.transaction() as s:
-            return api_keys.authenticate(s, secret)
+            return api_keys.authenticate(s, _given(secret))
 
     def signing_key(self, key_id: uuid.UUID) -> tuple[Caller, str] | None:
         """The caller behind an unrevoked API key, and the key's stored hash: a secret only this server
@@ -91,6 +91,37 @@ class JobService:
 
     # -- submitting ------------------------------------------------------------------------------------
 
+    def admit(self, secret: str | None, idempotency_key: str | None = None) -> Ticket:
+        """The early check of a submission, made from its key before its document is read
+        (docvl/jobs/admission.py): Unauthenticated, or TooManySubmissions when the key has no room for
+        another job in flight, or a ticket that holds a place until `submit` records the job or the
+        caller releases it. A retry whose Idempotency-Key already made a job takes no place: it will be
+        answered with that job. Reads the database at most once per key every FRESH_FOR_S."""
+        decided = self.admission.admit(_given(secret), self.limits.max_in_flight)
+        return self._admitted(decided, idempotency_key)
+
+    def admit_from_memory(self, secret: str | None, idempotency_key: str | None = None) -> Ticket | None:
+        """`admit` where it needs no database (a key read lately); None where it does."""
+        decided = self.admission.from_memory(_given(secret), self.limits.max_in_flight)
+        if decided is None or (isinstance(decided, Full) and idempotency_key):
+            return None
+        return self._admitted(decided, None)
+
+    def _admitted(self, decided: Ticket | Full, idempotency_key: str | None) -> Ticket:
+        if isinstance(decided, Ticket):
+            return decided
+        if idempotency_key:
+            with self.db.transaction() as s:
+                if jobs.find_by_idempotency_key(s, decided.caller.owner, idempotency_key) is not None:
+                    return unlimited()
+        raise self._too_many(decided.counted)
+
+    def _key_state(self, secret: str) -> tuple[Caller, int]:
+        """The key's caller and its jobs in flight, read together."""
+        with self.db.transaction() as s:
+            caller = api_keys.authenticate(s, secret)
+            return caller, jobs.in_flight(s, caller.key_id)
+
     def submit(
         self,
         caller: Caller,
@@ -98,9 +129,11 @@ class JobService:
         *,
         document: BinaryIO | None = None,
         source: str | None = None,
+        ticket: Ticket | None = None,
     ) -> tuple[JobView, bool]:
         """Check, store and queue a job for an uploaded document or one already in storage; returns (job,
-        created). Nothing is stored or queued for a request that is refused."""
+        created). Nothing is stored or queued for a request that is refused. `ticket` (from `admit`) is
+        released as the job is recorded."""
         if (document is None) == (source is None):
             raise InvalidInput("send the document as a file or name it with `source`, one of the two")
         with self._spooled(request, document, source) as spool:
@@ -108,11 +141,11 @@ class JobService:
             if existing is not None:
                 return existing, False
             with self.db.transaction() as s:  # before storing anything; checked again below, under lock
-                self._check_in_flight(s, caller)
+                self._check_in_flight(s, caller, request.idempotency_key)
             with spool.path.open("rb") as fh:
                 stored = self.store.put_input(fh, content_type=spool.media_type)
         with self.db.transaction() as s:
-            self._check_in_flight(s, caller)
+            self._check_in_flight(s, caller, request.idempotency_key)
             doc = jobs.get_or_create_document(
                 s,
                 sha256=stored.sha256,
@@ -135,6 +168,8 @@ class JobService:
                 ),
             )
             view = JobView.of(job)
+            if ticket is not None:  # before the commit: see docvl/jobs/admission.py
+                ticket.recorded() if created else ticket.release()
         if created:
             tracing.annotate(job_id=view.id)
             with logs.job_context(view.id):
@@ -182,16 +217,24 @@ class JobService:
                 )
             return JobView.of(job)
 
-    def _check_in_flight(self, s: Session, caller: Caller) -> None:
-        """Refuse a submission past the key's limit of jobs in flight. The key's submissions are serialised
-        until `s` ends, so that inside the submitting transaction concurrent ones cannot both slip in."""
-        in_flight = jobs.lock_key_submissions(s, caller.key_id)
+    def _check_in_flight(self, s: Session, caller: Caller, idempotency_key: str | None) -> None:
+        """Refuse a submission past the key's limit of jobs in flight: the exact check. The key's
+        submissions are serialised until `s` ends, so that inside the submitting transaction concurrent
+        ones cannot both slip in. A retry whose Idempotency-Key made a job meanwhile is not counted again
+        (it returns that job)."""
+        jobs.lock_key_submissions(s, caller.key_id)
+        if idempotency_key and jobs.find_by_idempotency_key(s, caller.owner, idempotency_key):
+            return
+        in_flight = jobs.in_flight(s, caller.key_id)
         if in_flight >= self.limits.max_in_flight:
-            raise TooManySubmissions(
-                f"this API key has {in_flight} jobs queued or running, the most it may: submit again when "
-                "one has finished",
-                retry_after_s=self.limits.retry_after_s,
-            )
+            raise self._too_many(in_flight)
+
+    def _too_many(self, in_flight: int) -> TooManySubmissions:
+        return TooManySubmissions(
+            f"this API key has {in_flight} jobs queued, running or being submitted, the most it may: submit "
+            f"again when one has finished (retry after {self.limits.retry_after_s} s)",
+            retry_after_s=self.limits.retry_after_s,
+        )
 
     def _start(self, job_id: uuid.UUID) -> None:
         """Ask for the job to be started, best effort: the job is committed, and one whose request is lost
@@ -311,6 +354,12 @@ class JobService:
         unchanged."""
         finish.cancel(Context(self.db, self.store), job_id, self.dispatch, owner=caller.owner)
         return self.get(caller, job_id)
+
+
+def _given(secret: str | None) -> str:
+    if not secret:
+        raise Unauthenticated("this call needs an API key: send `Authorization: Bearer <key>`")
+    return secret
 
 
 def _output_keys(outputs: dict[str, Any]) -> dict[str, list[str]]:

@@ -13,6 +13,7 @@ from docvl.jobs.service import JobService
 from docvl.observability import tracing
 from docvl.observability.metrics.api import RequestMetrics
 from services.api import console, errors, layout
+from services.api.admission import SubmissionGate
 from services.api.limits import UploadLimit
 from services.api.routes import router
 from services.api.settings import ApiSettings
@@ -54,6 +55,7 @@ def create_app(settings: ApiSettings | None = None, service: JobService | None =
     app.include_router(router)
     app.include_router(layout.router)
     console.install(app)  # last: its `/` and `/console/*` shadow no other route
+    app.add_middleware(SubmissionGate, path="/v1/jobs")  # 401 and 429 from the headers, before the body
     app.add_middleware(UploadLimit, path="/v1/jobs", max_bytes=config.max_upload_bytes)
     app.add_middleware(RequestMetrics)  # outside the upload limit: its 413s are counted too
     tracing.instrument_fastapi(app)  # when tracing is on: a server span per request

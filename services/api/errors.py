@@ -24,18 +24,23 @@ def error_response(
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+def domain_error_response(exc: DocvlError) -> JSONResponse:
+    """A domain error's answer: its status (docvl.status_codes), with Retry-After or WWW-Authenticate."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, TooManySubmissions):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    status = http_status(exc)
+    if status >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    return error_response(status, exc.code, exc.message, headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(DocvlError)
     async def domain_error(_: Request, exc: DocvlError) -> JSONResponse:
-        headers: dict[str, str] = {}
-        if isinstance(exc, TooManySubmissions):
-            headers["Retry-After"] = str(exc.retry_after_s)
-        if isinstance(exc, Unauthenticated):
-            headers["WWW-Authenticate"] = "Bearer"
-        status = http_status(exc)
-        if status >= 500:
-            log.error("%s: %s", exc.code, exc.message)
-        return error_response(status, exc.code, exc.message, headers)
+        return domain_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

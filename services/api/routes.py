@@ -21,6 +21,7 @@ from docvl.jobs.intake import parse_request
 from docvl.jobs.service import JobService
 from docvl.jobs.views import ErrorBody, JobPage, JobView, ResultView
 from services.api import submission
+from services.api.admission import ticket_of
 from services.api.settings import ApiSettings
 from services.frontdoor.wiring import readiness
 
@@ -94,13 +95,17 @@ def readyz(request: Request, svc: Service) -> JSONResponse:
 )
 async def submit_job(request: Request, response: Response, svc: Service, who: CallerDep) -> JobView:
     """Submit a document (multipart field `file`) or name one in storage (JSON `source`) with its tasks.
-    A field that is not one of the documented ones is refused (422), never ignored."""
+    A field that is not one of the documented ones is refused (422), never ignored. The key and its room
+    for another job in flight are checked before the body is read (401, 429)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ticket = ticket_of(request)  # SubmissionGate's: the key and its room, checked before the body
     if content_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=64) as form:
             upload, options = submission.from_form(form, request.headers)
             job_request = parse_request(svc.limits, options)
-            job, created = await run_in_threadpool(svc.submit, who, job_request, document=upload.file)
+            job, created = await run_in_threadpool(
+                svc.submit, who, job_request, document=upload.file, ticket=ticket
+            )
     elif content_type == "application/json":
         raw = b""
         async for chunk in request.stream():
@@ -109,7 +114,7 @@ async def submit_job(request: Request, response: Response, svc: Service, who: Ca
                 raise InvalidInput(f"a JSON submission is at most {MAX_JSON_BYTES} bytes: upload documents")
         source, options = submission.from_json(raw, request.headers)
         job_request = parse_request(svc.limits, options)
-        job, created = await run_in_threadpool(svc.submit, who, job_request, source=source)
+        job, created = await run_in_threadpool(svc.submit, who, job_request, source=source, ticket=ticket)
     else:
         raise InvalidInput(
             "send multipart/form-data (a file in `file`) or application/json (a `source` in storage)"

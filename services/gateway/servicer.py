@@ -77,11 +77,21 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> pb.Job:
         with _Reported(context):
-            caller = self._caller(context)
-            submission = mapping.submission_from_pb(self.service.limits, request)
-            job, _ = self.service.submit(
-                caller, submission.request, document=submission.document, source=submission.source
-            )
+            # The key and its room first (docvl/jobs/admission.py): a refused document is not spooled.
+            secret = api_key(context.invocation_metadata())
+            ticket = self.service.admit(secret, request.idempotency_key or None)
+            try:
+                caller = self._caller(context)
+                submission = mapping.submission_from_pb(self.service.limits, request)
+                job, _ = self.service.submit(
+                    caller,
+                    submission.request,
+                    document=submission.document,
+                    source=submission.source,
+                    ticket=ticket,
+                )
+            finally:
+                ticket.release()  # no-op when the job was recorded
             return mapping.job_to_pb(job)
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.Job:
