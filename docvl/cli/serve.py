@@ -46,12 +46,19 @@ def flows_sweep(
     task: Annotated[
         list[str] | None, typer.Option(help="Repeat for several; default: DOCVL_SWEEP_TASKS.")
     ] = None,
+    read_all: Annotated[
+        bool,
+        typer.Option(
+            "--read-all",
+            help="Read every object, even those unchanged since a sweep read them (same ETag and size).",
+        ),
+    ] = False,
 ) -> None:
     """Sweep a bucket now, as the schedule does, and print how many jobs it started."""
     from workflows.flows import sweep_bucket
 
     try:
-        typer.echo(f"started {sweep_bucket(bucket, prefix, task)} jobs")
+        typer.echo(f"started {sweep_bucket(bucket, prefix, task, read_all)} jobs")
     except DocvlError as exc:
         fail(exc)
 

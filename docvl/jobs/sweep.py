@@ -6,7 +6,7 @@ documents), before anything is stored.
 
 A sweep remembers what it read (docvl.db.sweep_objects): each object's version, by its ETag and size as the
 listing gives them, and the sha256 of its content. An object listed with the version remembered, whose job
-for this request exists, is not read again: a sweep over an unchanged bucket is one listing and two
+for this request exists, is not read again: a sweep over an unchanged bucket is a listing and a few
 queries. The ETag only says whether the object changed (a multipart upload's ETag is no content hash); the
 job is always found by the content hash the sweep computed itself. A changed object, or one whose job is
 gone (deleted, or made for other tasks or another model), is read again. The memory is written in the
