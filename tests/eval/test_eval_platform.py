@@ -21,14 +21,17 @@ from PIL import Image, ImageDraw
 
 from docvl.client import Client
 from docvl.eval import metrics
+from docvl.eval.layout import read_reference, score_page
 from docvl.eval.manifest import MANIFEST
 from docvl.eval.runner import verification_of
+from docvl.layout import Document
 from tests.support.helpers import ROOT
 from tests.support.platform import FrontDoorPlatform, api_in_thread
 
 pytestmark = pytest.mark.slow
 
 SAMPLES = ROOT / "docvl" / "samples"
+GENERATED = ROOT / "sets" / "generated"
 PDF = ROOT / "tests" / "corpus" / "pdf-samples" / "004-pdflatex-4-pages" / "pdflatex-4-pages.pdf"
 PAGE_TEXT = "\n".join(
     ["# Quarterly Report", ""]
@@ -81,10 +84,16 @@ def make_set(directory: Path) -> list[dict[str, Any]]:
         (directory / name).write_bytes((SAMPLES / name).read_bytes())
     (directory / "paper.pdf").write_bytes(PDF.read_bytes())
     (directory / "total.png").write_bytes(_text_image("Total: 42"))
+    # a page the set generator typeset, with its layout reference (where it drew each block)
+    (directory / "typeset.pdf").write_bytes((GENERATED / "pdfs" / "generated-2.pdf").read_bytes())
+    (directory / "typeset.json").write_text((GENERATED / "layout" / "generated-2.json").read_text())
     facts = [
-        {"type": "present", "text": "Quarterly Report"},
-        {"type": "absent", "text": "Confidential"},
-        {"type": "order", "before": "Line 1:", "after": "Line 14:", "max_diffs": 1},
+        {"type": "present", "text": "Quarterly Report", "category": "cat_a"},
+        {"type": "absent", "text": "Confidential", "category": "cat_a"},
+        {"type": "order", "before": "Line 1:", "after": "Line 14:", "max_diffs": 1, "category": "cat_a"},
+        {"type": "table", "cell": "North", "right": "1,200", "top_heading": "Region", "category": "cat_b"},
+        {"type": "math", "math": "x^2", "category": "cat_b"},
+        {"type": "baseline", "category": "baseline"},
     ]
     items: list[dict[str, Any]] = [
         {"id": "ocr-page", "file": "page.png", "task": "ocr", "reference": PAGE_TEXT, "facts": facts},
@@ -105,6 +114,7 @@ def make_set(directory: Path) -> list[dict[str, Any]]:
             "question": "Which year sold most?",
             "reference": "2024",
         },
+        {"id": "layout", "file": "typeset.pdf", "task": "layout", "reference": "typeset.json"},
     ]
     (directory / MANIFEST).write_text("".join(json.dumps(item) + "\n" for item in items))
     return items
@@ -131,14 +141,7 @@ def _expected_scores(item: dict[str, Any], text: str, verification: dict[str, An
         }
         if "facts" in item:
             facts = [
-                metrics.Fact(
-                    f["type"],
-                    text=f.get("text", ""),
-                    before=f.get("before", ""),
-                    after=f.get("after", ""),
-                    max_diffs=f.get("max_diffs", 0),
-                )
-                for f in item["facts"]
+                metrics.Fact(f["type"], **{k: v for k, v in f.items() if k != "type"}) for f in item["facts"]
             ]
             expected["facts_passed"] = sum(metrics.check_fact(f, text) for f in facts) / len(facts)
         return expected
@@ -184,7 +187,7 @@ def test_eval_runs_a_labelled_set_through_the_platform(
     assert report["items"] == len(items)
     assert report["submission_failures"] == 0
     assert [r["id"] for r in report["results"]] == [i["id"] for i in items]
-    counts = {"ocr": 2, "chart2code": 1, "web2html": 1, "qa": 2}
+    counts = {"ocr": 2, "chart2code": 1, "web2html": 1, "qa": 2, "layout": 1}
     assert {task: s["items"] for task, s in report["tasks"].items()} == counts
     assert report["models"], "the report names the model that produced the outputs"
 
@@ -195,13 +198,20 @@ def test_eval_runs_a_labelled_set_through_the_platform(
             stored = client.result(result["job_id"])
             assert str(stored.job.status) == result["job_status"]
             # A PDF item asks for its one page; an image has only one.
-            assert stored.job.pages == (str(item["page"]) if "page" in item else None)
+            assert stored.job.pages == (str(item.get("page", 1)) if item["file"].endswith(".pdf") else None)
             assert stored.job.progress.pages_total == 1
             page = next(p for p in stored.pages if p.page == item.get("page", 1) and p.task == item["task"])
             assert page.text == result["output"]
             assert result["succeeded"] is (page.text is not None)
             assert result["model_id"] == page.model_id
-            expected = _expected_scores(item, page.text or "", verification_of(page))
+            if item["task"] == "layout":  # the job's document against the reference the generator wrote
+                document = Document.from_json(client.document(result["job_id"]))
+                reference, problems = read_reference(tmp_path / "set" / item["reference"])
+                assert reference is not None, problems
+                expected = score_page(document.pages[0], reference)
+                assert document.pages[0].blocks, "the scripted layout worker's grounded page was parsed"
+            else:
+                expected = _expected_scores(item, page.text or "", verification_of(page))
             scores = result["scores"]
             for name, value in expected.items():
                 assert scores.get(name) == (None if value is None else pytest.approx(value)), (
@@ -233,9 +243,18 @@ def test_eval_runs_a_labelled_set_through_the_platform(
         assert metric in report["tasks"]["ocr"]["metrics"]
     assert "data_value_recall" in report["tasks"]["chart2code"]["metrics"]
     assert {"anls", "relaxed_accuracy"} <= set(report["tasks"]["qa"]["metrics"])
+    assert {"f1", "label_f1", "precision", "recall"} <= set(report["tasks"]["layout"]["metrics"])
+    olmocr = report["olmocr"]
+    assert list(olmocr["by_type"]) == ["present", "absent", "order", "table", "math", "baseline"]
+    assert set(olmocr["by_category"]) == {"cat_a", "cat_b", "baseline"}
+    assert olmocr["all_tests"]["tests"] == 6
+    ocr_page = next(r for r in report["results"] if r["id"] == "ocr-page")
+    assert ocr_page["scores"]["facts_passed"] == pytest.approx(
+        sum(f["passed"] for f in ocr_page["facts"]) / 6
+    )
 
     markdown = out.read_text()
-    for heading in ("# docvl eval report", "## ocr", "## chart2code", "## web2html", "## qa"):
+    for heading in ("# docvl eval report", "## ocr", "## chart2code", "## web2html", "## qa", "## layout"):
         assert heading in markdown
     assert f"`{report['models'][0]['model_id']}`" in markdown
     assert "| anls |" in markdown
@@ -249,6 +268,6 @@ def test_eval_exits_1_when_submissions_fail(api_url: str, tmp_path: Path) -> Non
     )
     assert done.returncode == 1, done.stdout + done.stderr
     report = json.loads(out.with_suffix(".json").read_text())
-    assert report["submission_failures"] == report["items"] == 6
+    assert report["submission_failures"] == report["items"] == 7
     assert all(r["error"].startswith("401 unauthenticated") for r in report["results"])
     assert "## Submission failures" in out.read_text()
