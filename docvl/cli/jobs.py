@@ -114,6 +114,14 @@ def submit(
             metavar="FILE",
         ),
     ] = None,
+    reuse: Annotated[
+        bool,
+        typer.Option(
+            "--reuse/--no-reuse",
+            help="--no-reuse computes every page again, even where an earlier job's result for the same "
+            "page, task, question and model could be reused.",
+        ),
+    ] = True,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the jobs to end, showing progress on stderr.")
     ] = False,
@@ -150,6 +158,7 @@ def submit(
         "webhook_url": webhook_url,
         "pages": pages,
         "password": password,
+        "reuse": None if reuse else False,
     }
     options = call(lambda: SubmitOptions.of(given))
     wait = wait or out is not None

@@ -163,6 +163,7 @@ class TaskResult(Base):
         CheckConstraint(
             "(error_code IS NULL) = (output_text IS NOT NULL OR output_key IS NOT NULL)", name="outcome"
         ),
+        Index("ix_task_results_reuse_key", "reuse_key", postgresql_where=text("reuse_key IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -188,6 +189,11 @@ class TaskResult(Base):
     verification: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    # A greedy result's reuse key (docvl/jobs/reuse.py): results with the same key are interchangeable.
+    reuse_key: Mapped[str | None] = mapped_column(String(64))
+    # A result reused from another job's page (the first one computed, not a reuse of a reuse).
+    reused_from_job: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    reused_from_page: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
 
 

@@ -8,6 +8,7 @@ page, so they stay exact with any number of concurrent writers.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,9 @@ class NewResult:
     verification: dict[str, Any] | None = None
     error_code: str | None = None
     error_message: str | None = None
+    reuse_key: str | None = None
+    reused_from_job: uuid.UUID | None = None
+    reused_from_page: int | None = None
 
     def __post_init__(self) -> None:
         if (self.error_code is None) == (self.output_text is None and self.output_key is None):
@@ -149,6 +153,8 @@ class PageToRun:
     image_key: str
     text_layer: str | None
     question: str | None
+    owner: str = ""
+    reuse: bool = True  # the job's `reuse` option: False forces every page through the model
 
 
 def page_to_run(session: Session, job_id: uuid.UUID, page_index: int, task: TaskKind) -> PageToRun | None:
@@ -162,7 +168,15 @@ def page_to_run(session: Session, job_id: uuid.UUID, page_index: int, task: Task
         .exists()
     )
     row = session.execute(
-        select(Job.status, Job.options["question"].astext, Page.image_key, Page.text_layer, done)
+        select(
+            Job.status,
+            Job.options["question"].astext,
+            Page.image_key,
+            Page.text_layer,
+            done,
+            Job.owner,
+            Job.options["reuse"].astext,
+        )
         .join_from(Page, Job, Page.job_id == Job.id)
         .where(Page.job_id == job_id, Page.index == page_index)
     ).one_or_none()
@@ -170,10 +184,46 @@ def page_to_run(session: Session, job_id: uuid.UUID, page_index: int, task: Task
         if session.execute(select(Job.id).where(Job.id == job_id)).first() is None:
             raise UnknownJob(f"no job {job_id} in this database")
         raise NotFound(f"job {job_id} has no page {page_index}")
-    status, question, image_key, text_layer, finished_before = row
+    status, question, image_key, text_layer, finished_before, owner, reuse = row
     if JobStatus(status).finished or finished_before:
         return None
-    return PageToRun(image_key, text_layer, question)
+    return PageToRun(image_key, text_layer, question, owner, reuse != "false")
+
+
+@dataclass(frozen=True)
+class Reusable:
+    """An earlier result that a page may take instead of calling the model."""
+
+    job_id: uuid.UUID  # where it was first computed
+    page_index: int
+    result: TaskResult
+
+
+def reusable(session: Session, keys: Sequence[str], job_id: uuid.UUID, owner: str | None) -> Reusable | None:
+    """The oldest successful result under one of `keys` of another job (of `owner`; any owner's with
+    None) that has not been purged, or None."""
+    if not keys:
+        return None
+    query = (
+        select(TaskResult)
+        .join(Job, Job.id == TaskResult.job_id)
+        .where(
+            TaskResult.reuse_key.in_(keys),
+            TaskResult.job_id != job_id,
+            TaskResult.error_code.is_(None),
+            TaskResult.output_text.is_not(None),
+        )
+        .order_by(TaskResult.id)
+        .limit(1)
+    )
+    if owner is not None:
+        query = query.where(Job.owner == owner)
+    found = session.execute(query).scalar_one_or_none()
+    if found is None:
+        return None
+    if found.reused_from_job is not None and found.reused_from_page is not None:
+        return Reusable(found.reused_from_job, found.reused_from_page, found)
+    return Reusable(found.job_id, found.page_index, found)
 
 
 def page(session: Session, job_id: uuid.UUID, index: int) -> Page:

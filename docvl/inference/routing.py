@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from docvl.errors import DocvlError, InvalidInput
 from docvl.inference.client import InferenceClient
-from docvl.inference.types import InferenceRequest, InferenceResult
+from docvl.inference.types import InferenceRequest, InferenceResult, ModelIdentity
 from docvl.tasks import TaskKind
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ INFO_TIMEOUT_S = 2.0  # a worker that takes longer to say what it serves is aske
 @dataclass
 class _Known:
     tasks: frozenset[TaskKind] | None = None  # None: never heard from
+    identity: ModelIdentity | None = None
     checked_at: float = float("-inf")
 
 
@@ -69,21 +70,33 @@ class ModelFleet:
             if stale_only and now - known.checked_at < self.refresh_s:
                 continue
             try:
-                tasks = frozenset(self._clients[target].served_tasks(timeout=INFO_TIMEOUT_S))
+                info = self._clients[target].model_info(timeout=INFO_TIMEOUT_S)
             except DocvlError as exc:
                 log.debug("model worker %s did not say what it serves: %s", target, exc)
                 with self._lock:
                     known.checked_at = now
                 continue
+            tasks = frozenset(TaskKind.parse(task) for task in info["tasks"])
+            identity = ModelIdentity(
+                info["model_id"], info["model_revision"], info["prompt_template_version"]
+            )
             with self._lock:
                 if tasks != known.tasks:
                     log.info("model worker %s serves %s", target, ", ".join(sorted(t.value for t in tasks)))
-                known.tasks, known.checked_at = tasks, now
+                known.tasks, known.identity, known.checked_at = tasks, identity, now
 
     def served(self) -> dict[str, frozenset[TaskKind] | None]:
         """Each target's tasks as last heard; None for a target never heard from."""
         with self._lock:
             return {target: known.tasks for target, known in self._known.items()}
+
+    def identities(self, task: TaskKind) -> list[ModelIdentity]:
+        """The models (and prompts) of the workers known to serve `task` (as last heard; refreshed when
+        stale): a result of one of them is what the page would get again."""
+        self.refresh()
+        with self._lock:
+            known = list(self._known.values())
+        return list(dict.fromkeys(k.identity for k in known if k.tasks and task in k.tasks and k.identity))
 
     def check_served(self, tasks: Iterable[TaskKind]) -> None:
         """InvalidInput naming a task that no worker serves, when every worker has said what it serves; a

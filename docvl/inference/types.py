@@ -30,6 +30,15 @@ class GenerationParams:
 
 
 @dataclass(frozen=True)
+class ModelIdentity:
+    """What decides a model worker's answer besides the request: its checkpoint and its prompts."""
+
+    model_id: str
+    model_revision: str
+    prompt_template_version: str
+
+
+@dataclass(frozen=True)
 class InferenceRequest:
     task: TaskKind
     images: Sequence[bytes]

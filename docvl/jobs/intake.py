@@ -81,6 +81,7 @@ class JobRequest:
             "question": self.given.question,
             "webhook_url": self.given.webhook_url,
             "pages": None if self.pages is None else str(self.pages),
+            "reuse": "false" if self.given.reuse is False else None,
         }
         return {key: value for key, value in given.items() if value is not None}
 
@@ -93,6 +94,7 @@ class JobRequest:
             "webhook_url": self.given.webhook_url,
             "document": sha256,
         } | ({} if self.pages is None else {"pages": str(self.pages)})
+        fields |= {"reuse": False} if self.given.reuse is False else {}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 

@@ -93,6 +93,11 @@ class SubmitOptions(BaseModel):
     # Checked by intake, more strictly than any text (a few ASCII characters).
     idempotency_key: str | None = Field(None, description="The same key and request return the first job.")
     pages: Annotated[str | None, _text()] = Field(None, description=PAGES_HELP, examples=["1-3,7,12-"])
+    reuse: bool | None = Field(
+        None,
+        description="false: compute every page again, even where an earlier job's result for the same page, "
+        "task, question and model could be reused; default true.",
+    )
     password: Annotated[SecretStr | None, _text(trimmed=False)] = Field(
         None, description=PASSWORD_HELP, json_schema_extra={"writeOnly": True}
     )

@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session
 
 from docvl.db import jobs, lifecycle, page_results
 from docvl.errors import DocvlError
-from docvl.inference.types import GenerationParams, InferenceRequest, InferenceResult
+from docvl.inference.types import GenerationParams, InferenceRequest, InferenceResult, ModelIdentity
+from docvl.job_status import JobStatus
 from docvl.jobs.context import Context, PageWork
 from docvl.jobs.layout_pages import lay_out_page
+from docvl.jobs.reuse import PageInputs, ReusePolicy, ReuseScope, page_inputs, result_key
 from docvl.observability import tracing
 from docvl.observability.metrics import worker as worker_metrics
 from docvl.tasks import TaskKind
@@ -32,18 +34,25 @@ def process_page(
     max_new_tokens: int,
     attempt: int,
     verifier: Verifier | None = None,
+    reuse: ReusePolicy | None = None,
 ) -> bool:
     """Run one page through the model, check its output with `verifier` (generating it again when the
     check fails, see docvl.verify.attempts), and record its result. Returns True when this write completed
     the job: the caller then finalises it. Nothing is done when the job has finished or was cancelled, or
-    the result exists. Model worker and storage errors propagate: the caller retries them or, when final,
-    records them with `record_failure`."""
+    the result exists. With a `reuse` policy, an earlier greedy result for the same inputs is taken instead
+    of calling the model (docvl/jobs/reuse.py), unless the job says `reuse=false`. Model worker and
+    storage errors propagate: the caller retries them or, when final, records them with `record_failure`."""
     with ctx.db.transaction() as s:
         page = page_results.page_to_run(s, work.job_id, work.page_index, work.task)
     if page is None:
         worker_metrics.page_tasks.labels(work.task.value, "skipped").inc()
         return False
     image = ctx.store.get(page.image_key)
+    inputs = page_inputs(image, work.task, page.question, max_new_tokens)
+    if reuse is not None and reuse.scope is not ReuseScope.OFF and page.reuse:
+        found = _reusable(ctx, work, inputs, reuse, page.owner)
+        if found is not None:
+            return _reuse(ctx, work, attempt, image, found)
     request = InferenceRequest(
         task=work.task,
         images=[image],
@@ -83,8 +92,66 @@ def process_page(
         model_revision=result.model_revision,
         prompt_template_version=result.prompt_template_version,
         verification=checked.verification if laid_out is None else laid_out.verification,
+        reuse_key=result_key(
+            inputs,
+            _identity(result),
+            greedy=request.params.greedy,
+            kept_attempt=(checked.verification or {}).get("kept_attempt", 1),
+        ),
     )
     worker_metrics.page_tasks.labels(work.task.value, "succeeded").inc()
+    return completed
+
+
+def _identity(result: InferenceResult) -> ModelIdentity | None:
+    if result.model_id and result.model_revision and result.prompt_template_version:
+        return ModelIdentity(result.model_id, result.model_revision, result.prompt_template_version)
+    return None
+
+
+def _reusable(
+    ctx: Context, work: PageWork, inputs: PageInputs, reuse: ReusePolicy, owner: str
+) -> page_results.Reusable | None:
+    keys = [inputs.key(model) for model in reuse.models(work.task)]
+    with ctx.db.transaction() as s:
+        return page_results.reusable(s, keys, work.job_id, reuse.owner_filter(owner))
+
+
+def _reuse(ctx: Context, work: PageWork, attempt: int, image: bytes, found: page_results.Reusable) -> bool:
+    """Record the earlier result as this page's, with where it came from; a layout page's blocks, figures
+    and checks are made again for this job from the reused answer (nothing of the other job's is read)."""
+    source = found.result
+    text = source.output_text or ""
+    laid_out = None
+    if work.task is TaskKind.LAYOUT:
+        laid_out = lay_out_page(ctx, work.job_id, work.page_index, image, text)
+    log.info(
+        "page %d %s: reused from job %s page %d",
+        work.page_index,
+        work.task.value,
+        found.job_id,
+        found.page_index,
+    )
+    completed = _record(
+        ctx,
+        work,
+        attempt,
+        output_text=text,
+        output_key=None if laid_out is None else laid_out.key,
+        output_valid=source.output_valid if laid_out is None else laid_out.problem is None,
+        output_problem=source.output_problem if laid_out is None else laid_out.problem,
+        prompt_tokens=source.prompt_tokens,
+        image_tokens=source.image_tokens,
+        generated_tokens=source.generated_tokens,
+        model_id=source.model_id,
+        model_revision=source.model_revision,
+        prompt_template_version=source.prompt_template_version,
+        verification=source.verification if laid_out is None else laid_out.verification,
+        reuse_key=source.reuse_key,
+        reused_from_job=found.job_id,
+        reused_from_page=found.page_index,
+    )
+    worker_metrics.page_tasks.labels(work.task.value, "reused").inc()
     return completed
 
 
@@ -99,7 +166,22 @@ def _record(ctx: Context, work: PageWork, attempt: int, **outcome: Any) -> bool:
     completed the job and took its finalisation, in the same transaction (so exactly one writer does)."""
     result = page_results.NewResult(work.job_id, work.page_index, work.task, attempts=attempt, **outcome)
     with tracing.span("docvl.page.write"), ctx.db.transaction() as s:
-        return page_results.record_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
+        if not page_results.record_result(s, result):
+            return False
+        if result.reused_from_job is not None:
+            jobs.write_event(
+                s,
+                work.job_id,
+                "reused",
+                JobStatus.RUNNING,
+                {
+                    "page_index": work.page_index,
+                    "task": work.task.value,
+                    "from_job": str(result.reused_from_job),
+                    "from_page_index": result.reused_from_page,
+                },
+            )
+        return lifecycle.claim_finalization(s, work.job_id)
 
 
 def unfinished_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:

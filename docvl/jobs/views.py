@@ -39,6 +39,9 @@ class JobView(BaseModel):
     pages: str | None = Field(
         None, description="The page range processed (e.g. 1-3,7,12-); null: every page.", examples=["1-3,7"]
     )
+    reuse: bool = Field(
+        True, description="Whether pages may reuse earlier results (false: submitted with reuse=false)."
+    )
     priority: int
     progress: Progress
     error: ErrorInfo | None = Field(description="Why the job failed (or partly failed); null otherwise.")
@@ -59,6 +62,7 @@ class JobView(BaseModel):
             tasks=[TaskKind(t) for t in job.tasks],
             question=job.options.get("question"),
             pages=job.options.get("pages"),
+            reuse=job.options.get("reuse") != "false",
             priority=job.priority,
             progress=Progress(
                 pages_total=job.pages_total, pages_done=job.pages_done, pages_failed=job.pages_failed
@@ -81,6 +85,15 @@ class OutputFile(BaseModel):
     url: str = Field(description="Presigned download link (expires; fetch a new result for a new one).")
 
 
+class ReusedFrom(BaseModel):
+    job_id: uuid.UUID = Field(description="The job whose page result was reused.")
+    page: int = Field(description="Its page number, from 1.")
+
+    @classmethod
+    def of(cls, job_id: uuid.UUID | None, page_index: int | None) -> ReusedFrom | None:
+        return None if job_id is None or page_index is None else cls(job_id=job_id, page=page_index + 1)
+
+
 class PageResult(BaseModel):
     page: int = Field(description="Page number, from 1.")
     task: TaskKind
@@ -101,6 +114,11 @@ class PageResult(BaseModel):
         "PDF's text layer and for repetition) and every generation attempt; null: not checked (qa, or "
         "verification off).",
     )
+    reused_from: ReusedFrom | None = Field(
+        None,
+        description="Where the result was reused from instead of calling the model (an earlier job's page "
+        "with the same content, task, question and model); null: computed for this job.",
+    )
 
     @classmethod
     def of(cls, result: TaskResult) -> PageResult:
@@ -117,6 +135,7 @@ class PageResult(BaseModel):
             generated_tokens=result.generated_tokens,
             attempts=result.attempts,
             verification=Verification.of(result.verification),
+            reused_from=ReusedFrom.of(result.reused_from_job, result.reused_from_page),
         )
 
 

@@ -20,7 +20,7 @@ DOCUMENT_FORMAT_DOCUMENT_JSON: DocumentFormat
 DOCUMENT_FORMAT_CHUNKS_JSONL: DocumentFormat
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("content", "source_uri", "tasks", "question", "priority", "webhook_url", "idempotency_key", "password", "pages")
+    __slots__ = ("content", "source_uri", "tasks", "question", "priority", "webhook_url", "idempotency_key", "password", "pages", "reuse")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class SubmitJobRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
     PAGES_FIELD_NUMBER: _ClassVar[int]
+    REUSE_FIELD_NUMBER: _ClassVar[int]
     content: bytes
     source_uri: str
     tasks: _containers.RepeatedScalarFieldContainer[str]
@@ -39,7 +40,8 @@ class SubmitJobRequest(_message.Message):
     idempotency_key: str
     password: str
     pages: str
-    def __init__(self, content: _Optional[bytes] = ..., source_uri: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., priority: _Optional[int] = ..., webhook_url: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., password: _Optional[str] = ..., pages: _Optional[str] = ...) -> None: ...
+    reuse: bool
+    def __init__(self, content: _Optional[bytes] = ..., source_uri: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., priority: _Optional[int] = ..., webhook_url: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., password: _Optional[str] = ..., pages: _Optional[str] = ..., reuse: _Optional[bool] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -98,7 +100,7 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "status", "tasks", "question", "priority", "progress", "error", "webhook_url", "created_at", "updated_at", "started_at", "finished_at", "trace_id", "pages")
+    __slots__ = ("id", "status", "tasks", "question", "priority", "progress", "error", "webhook_url", "created_at", "updated_at", "started_at", "finished_at", "trace_id", "pages", "reuse")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +115,7 @@ class Job(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     PAGES_FIELD_NUMBER: _ClassVar[int]
+    REUSE_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: str
     tasks: _containers.RepeatedScalarFieldContainer[str]
@@ -127,7 +130,8 @@ class Job(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     trace_id: str
     pages: str
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., priority: _Optional[int] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., webhook_url: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., pages: _Optional[str] = ...) -> None: ...
+    reuse: bool
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., priority: _Optional[int] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., webhook_url: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., pages: _Optional[str] = ..., reuse: _Optional[bool] = ...) -> None: ...
 
 class JobUpdate(_message.Message):
     __slots__ = ("event_id", "kind", "event_status", "created_at", "job", "page_index")
@@ -157,8 +161,16 @@ class OutputFile(_message.Message):
     name: str
     def __init__(self, task: _Optional[str] = ..., key: _Optional[str] = ..., url: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
+class ReusedFrom(_message.Message):
+    __slots__ = ("job_id", "page")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    page: int
+    def __init__(self, job_id: _Optional[str] = ..., page: _Optional[int] = ...) -> None: ...
+
 class PageResult(_message.Message):
-    __slots__ = ("page", "task", "text", "valid", "problem", "error", "model_id", "model_revision", "prompt_template_version", "generated_tokens", "attempts", "verification")
+    __slots__ = ("page", "task", "text", "valid", "problem", "error", "model_id", "model_revision", "prompt_template_version", "generated_tokens", "attempts", "verification", "reused_from")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +183,7 @@ class PageResult(_message.Message):
     GENERATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FROM_FIELD_NUMBER: _ClassVar[int]
     page: int
     task: str
     text: str
@@ -183,7 +196,8 @@ class PageResult(_message.Message):
     generated_tokens: int
     attempts: int
     verification: Verification
-    def __init__(self, page: _Optional[int] = ..., task: _Optional[str] = ..., text: _Optional[str] = ..., valid: _Optional[bool] = ..., problem: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., model_id: _Optional[str] = ..., model_revision: _Optional[str] = ..., prompt_template_version: _Optional[str] = ..., generated_tokens: _Optional[int] = ..., attempts: _Optional[int] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ...) -> None: ...
+    reused_from: ReusedFrom
+    def __init__(self, page: _Optional[int] = ..., task: _Optional[str] = ..., text: _Optional[str] = ..., valid: _Optional[bool] = ..., problem: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., model_id: _Optional[str] = ..., model_revision: _Optional[str] = ..., prompt_template_version: _Optional[str] = ..., generated_tokens: _Optional[int] = ..., attempts: _Optional[int] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ..., reused_from: _Optional[_Union[ReusedFrom, _Mapping]] = ...) -> None: ...
 
 class Verdict(_message.Message):
     __slots__ = ("passed", "executed", "rendered", "similarity", "repetition", "text_layer_cer", "text_layer_f1", "text_layer_recall", "error", "reason", "seconds", "attempt", "temperature", "generated_tokens")

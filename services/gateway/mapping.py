@@ -41,8 +41,8 @@ def submission_from_pb(limits: Limits, message: pb.SubmitJobRequest) -> Submissi
 
 def options_from_pb(message: pb.SubmitJobRequest) -> SubmitOptions:
     """The SubmitOptions of a SubmitJobRequest, whose fields have the same names: an optional field
-    (question, priority, password) when it is set, another (webhook_url, idempotency_key, pages) when it
-    is not empty, as proto3 cannot tell empty from unset there."""
+    (question, priority, password, reuse) when it is set, another (webhook_url, idempotency_key, pages)
+    when it is not empty, as proto3 cannot tell empty from unset there."""
     given: dict[str, Any] = {}
     for name in SubmitOptions.model_fields:
         field = message.DESCRIPTOR.fields_by_name[name]
@@ -88,6 +88,7 @@ def job_to_pb(job: JobView) -> pb.Job:
         error=_error(job.error),
         webhook_url=job.webhook_url or "",
         pages=job.pages or "",
+        reuse=job.reuse,
         trace_id=job.trace_id or "",
         created_at=job.created_at,
         updated_at=job.updated_at,
@@ -123,6 +124,9 @@ def page_result_to_pb(page: PageResult) -> pb.PageResult:
         generated_tokens=page.generated_tokens,
         attempts=page.attempts,
         verification=_verification(page.verification),
+        reused_from=None
+        if page.reused_from is None
+        else pb.ReusedFrom(job_id=str(page.reused_from.job_id), page=page.reused_from.page),
     )
 
 

@@ -24,6 +24,7 @@ from docvl.jobs import webhooks
 from docvl.jobs.context import Context, PageWork
 from docvl.jobs.finish import finalize
 from docvl.jobs.pages import process_page, record_failure
+from docvl.jobs.reuse import ReusePolicy
 from docvl.observability import logs, tracing
 from docvl.observability.metrics import worker as worker_metrics
 from docvl.storage import open_store
@@ -108,6 +109,7 @@ def _run_page(self: Task, ctx: Context, workers: ModelFleet, work: PageWork, nam
                 max_new_tokens=settings.max_new_tokens_for(work.task),
                 attempt=attempt,
                 verifier=_verifier(),
+                reuse=ReusePolicy(settings.reuse_scope, workers.identities),
             )
     except UnknownJob:
         _drop_foreign(work, namespace)

@@ -1,0 +1,79 @@
+"""Results reused by content: a page whose inputs match an earlier greedy result takes it instead of calling
+the model.
+
+The inputs are the page image's content (sha256 of the rendered image), the task, the question, the
+generation cap, and the model: its id, its revision and the prompt template version of the worker that
+answered. Greedy decoding makes the answer a function of those, so an earlier result with the same key is
+the answer the model would give again. A sampled result (a regeneration after a failed check samples) gets
+no key and is never reused. By default a result is reused for its owner's jobs only: across owners, a fast
+answer would tell one owner that another has processed the same page (`DOCVL_REUSE_SCOPE=deployment`
+widens it, `off` turns reuse off).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from docvl.inference.types import ModelIdentity
+from docvl.tasks import TaskKind
+
+KEY_VERSION = "reuse-v1"  # a change of what goes into the key changes this: old keys then match nothing
+
+
+class ReuseScope(StrEnum):
+    OWNER = "owner"  # the job's owner's earlier results only (the default)
+    DEPLOYMENT = "deployment"  # any owner's
+    OFF = "off"  # every page goes to the model
+
+
+@dataclass(frozen=True)
+class ReusePolicy:
+    """How a page worker reuses: within whose results, and which models serve a task now (a result of
+    another model, or of a model since replaced, is not the answer the page would get)."""
+
+    scope: ReuseScope
+    models: Callable[[TaskKind], Sequence[ModelIdentity]]
+
+    def owner_filter(self, owner: str) -> str | None:
+        """The owner whose results may be reused; None: anyone's."""
+        return None if self.scope is ReuseScope.DEPLOYMENT else owner
+
+
+@dataclass(frozen=True)
+class PageInputs:
+    """What, besides the model, decides a page task's answer."""
+
+    image_sha256: str
+    task: TaskKind
+    question: str | None
+    max_new_tokens: int
+
+    def key(self, model: ModelIdentity) -> str:
+        parts = (
+            KEY_VERSION,
+            self.image_sha256,
+            self.task.value,
+            self.question or "",
+            str(self.max_new_tokens),
+            model.model_id,
+            model.model_revision,
+            model.prompt_template_version,
+        )
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def page_inputs(image: bytes, task: TaskKind, question: str | None, max_new_tokens: int) -> PageInputs:
+    return PageInputs(hashlib.sha256(image).hexdigest(), task, question, max_new_tokens)
+
+
+def result_key(
+    inputs: PageInputs, model: ModelIdentity | None, *, greedy: bool, kept_attempt: int
+) -> str | None:
+    """The key a fresh result is stored under: none for a sampled one (a sampled request, or a kept
+    regeneration, which samples) or one whose model did not say who it is."""
+    if not greedy or kept_attempt != 1 or model is None:
+        return None
+    return inputs.key(model)
