@@ -3,9 +3,11 @@
 `KatexRenderer` runs Debian's KaTeX (the `libjs-katex` package, /usr/share/javascript/katex) in headless
 Chromium (nothing fetched) and turns each equation into KaTeX's MathML: two equations are the same when
 the reference's MathML, whitespace removed and the LaTeX source annotation left out, is found inside the
-candidate's. Where Chromium or KaTeX is not installed, `NormalisedLatex` compares the LaTeX itself,
-normalised (spacing, `\\left`/`\\right`, `\\displaystyle`, braces around one symbol): a documented
-stand-in, stricter than rendering (docs/eval.md). `default_renderer()` picks one for the process.
+candidate's, or when every glyph KaTeX drew for the reference can be found among the candidate's with the
+same glyphs straight above, below, left and right of it (as the benchmark compares the rendered
+equations' innermost spans). Where Chromium or KaTeX is not installed, `NormalisedLatex` compares the
+LaTeX itself, normalised (spacing, `\\left`/`\\right`, `\\displaystyle`, braces around one symbol): a
+documented stand-in, stricter than rendering (docs/eval.md). `default_renderer()` picks one for the process.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +27,129 @@ from docvl.verify.web import CHROMIUM
 KATEX_JS = Path("/usr/share/javascript/katex/katex.min.js")
 _INVISIBLE = re.compile(r"[\s\u200a-\u200d\u2060\ufeff]+")
 _SEMANTICS = re.compile(r"<semantics>(.*?)<annotation", re.DOTALL)
+FONT_PX = 24  # the size equations are laid out at (the glyph tolerance below is in these pixels)
+GLYPH_TOLERANCE_PX = 5.0  # a glyph is above, below, left or right of another when their centres align so
+MAX_STEPS = 200_000  # of the glyph matching's search, past which the two are taken as different
+_PAGE = f"""<!DOCTYPE html><html><body style="margin:0">
+<div id="equation" style="font-size:{FONT_PX}px;padding:16px"></div></body></html>"""
 _RENDER = """(equations) => equations.map((tex) => {
+  const box = document.getElementById("equation");
   try {
-    return katex.renderToString(tex, {displayMode: true, throwOnError: true, output: "mathml"});
+    const mathml = katex.renderToString(tex, {displayMode: true, throwOnError: true, output: "mathml"});
+    katex.render(tex, box, {displayMode: true, throwOnError: true});
+    const glyphs = [];
+    for (const span of box.querySelectorAll("span")) {
+      if (span.children.length === 0 && /\\S/.test(span.textContent)) {
+        const r = span.getBoundingClientRect();
+        glyphs.push([span.textContent, r.x, r.y, r.width, r.height]);
+      }
+    }
+    return {mathml: mathml, glyphs: glyphs};
   } catch (error) {
     return null;
   }
 })"""
+
+
+@dataclass(frozen=True)
+class Glyph:
+    """One character KaTeX drew and the centre of its share of its span's box (CSS pixels)."""
+
+    text: str
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class Rendered:
+    mathml: str  # mathml_core of KaTeX's MathML
+    glyphs: tuple[Glyph, ...]
+
+
+def glyphs_of(spans: list[list[Any]]) -> tuple[Glyph, ...]:
+    """The innermost spans KaTeX drew with text, whitespace removed, each split into its characters
+    across its width."""
+    glyphs = []
+    for text, x, y, width, height in spans:
+        characters = _INVISIBLE.sub("", str(text))
+        for index, character in enumerate(characters):
+            step = width / len(characters)
+            glyphs.append(Glyph(character, x + step * index + step / 2, y + height / 2))
+    return tuple(glyphs)
+
+
+def _neighbours(glyphs: tuple[Glyph, ...]) -> list[dict[str, int | None]]:
+    """For each glyph, the nearest glyph straight up, down, left and right of it (centres within the
+    tolerance across), or None."""
+    found: list[dict[str, int | None]] = []
+    for i, glyph in enumerate(glyphs):
+        best: dict[str, tuple[float, int] | None] = dict.fromkeys(("up", "down", "left", "right"))
+        for j, other in enumerate(glyphs):
+            if i == j:
+                continue
+            dx, dy = other.x - glyph.x, other.y - glyph.y
+            candidates = []
+            if abs(dx) <= GLYPH_TOLERANCE_PX:
+                candidates.append(("up", -dy) if dy < 0 else ("down", dy) if dy > 0 else None)
+            if abs(dy) <= GLYPH_TOLERANCE_PX:
+                candidates.append(("left", -dx) if dx < 0 else ("right", dx) if dx > 0 else None)
+            for candidate in candidates:
+                if candidate is None:
+                    continue
+                direction, distance = candidate
+                current = best[direction]
+                if current is None or distance < current[0]:
+                    best[direction] = (distance, j)
+        found.append({d: None if v is None else v[1] for d, v in best.items()})
+    return found
+
+
+def glyphs_match(reference: tuple[Glyph, ...], candidate: tuple[Glyph, ...]) -> bool:
+    """Whether every glyph of the reference can be given a distinct candidate glyph of the same
+    character such that what lies next to it (up, down, left, right) in the reference lies next to its
+    counterpart alike: the same character where not yet placed, its counterpart where it is. A search
+    that runs past MAX_STEPS answers no."""
+    options = [[j for j, c in enumerate(candidate) if c.text == r.text] for r in reference]
+    if not reference or any(not found for found in options):
+        return False
+    near_r, near_c = _neighbours(reference), _neighbours(candidate)
+    placed: dict[int, int] = {}
+    used: set[int] = set()
+    steps = 0
+
+    def fits(i: int, j: int) -> bool:
+        for direction, k in near_r[i].items():
+            if k is None:
+                continue
+            counterpart = near_c[j][direction]
+            if counterpart is None:
+                return False
+            if k in placed:
+                if placed[k] != counterpart:
+                    return False
+            elif candidate[counterpart].text != reference[k].text:
+                return False
+        return True
+
+    def place(i: int) -> bool:
+        nonlocal steps
+        if i == len(reference):
+            return True
+        for j in options[i]:
+            steps += 1
+            if steps > MAX_STEPS:
+                return False
+            if j in used or not fits(i, j):
+                continue
+            placed[i] = j
+            used.add(j)
+            if place(i + 1):
+                return True
+            del placed[i]
+            used.discard(j)
+        return False
+
+    return place(0)
 
 
 def mathml_core(mathml: str) -> str:
@@ -48,7 +167,7 @@ class KatexRenderer(MathRenderer):
         self.executable = executable
         self.katex_js = katex_js
         self.name = f"KaTeX ({katex_js}) in Chromium: MathML compared"
-        self._cache: dict[str, str | None] = {}
+        self._cache: dict[str, Rendered | None] = {}
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="docvl-katex")
         self._lock = threading.Lock()
         self._playwright: Any = None
@@ -73,28 +192,39 @@ class KatexRenderer(MathRenderer):
         context = self._browser.new_context(offline=True, service_workers="block")
         context.route("**/*", lambda route: route.abort())
         page = context.new_page()
-        page.set_content("<!DOCTYPE html><html><body></body></html>")
+        page.set_content(_PAGE)
+        css = self.katex_js.with_name("katex.min.css")
+        if css.is_file():  # its fonts are not loaded (nothing is fetched): KaTeX's layout, fallback faces
+            page.add_style_tag(content=css.read_text(encoding="utf-8"))
         page.add_script_tag(content=self.katex_js.read_text(encoding="utf-8"))
         self._page = page
         return page
 
-    def _evaluate(self, equations: list[str]) -> list[str | None]:  # on self._thread only
-        rendered: list[str | None] = self._page_now().evaluate(_RENDER, equations)
+    def _evaluate(self, equations: list[str]) -> list[dict[str, Any] | None]:  # on self._thread only
+        rendered: list[dict[str, Any] | None] = self._page_now().evaluate(_RENDER, equations)
         return rendered
 
-    def render(self, equations: list[str]) -> list[str | None]:
-        """Each equation's MathML core (`mathml_core`), None where KaTeX cannot render it."""
+    def render(self, equations: list[str]) -> list[Rendered | None]:
+        """Each equation's MathML core (`mathml_core`) and glyphs, None where KaTeX cannot render it."""
         with self._lock:
             todo = [tex for tex in dict.fromkeys(equations) if tex not in self._cache]
             if todo:
                 rendered = self._thread.submit(self._evaluate, todo).result()
-                for tex, mathml in zip(todo, rendered, strict=True):
-                    self._cache[tex] = None if mathml is None else mathml_core(mathml)
+                for tex, out in zip(todo, rendered, strict=True):
+                    self._cache[tex] = (
+                        None
+                        if out is None
+                        else Rendered(mathml_core(out["mathml"]), glyphs_of(out["glyphs"]))
+                    )
             return [self._cache[tex] for tex in equations]
 
     def same(self, reference: str, candidate: str) -> bool:
+        """The benchmark's comparison: the reference's MathML inside the candidate's, else every glyph of
+        the reference drawn by the candidate with the same glyphs around it."""
         wanted, got = self.render([reference, candidate])
-        return wanted is not None and got is not None and wanted in got
+        if wanted is None or got is None:
+            return False
+        return wanted.mathml in got.mathml or glyphs_match(wanted.glyphs, got.glyphs)
 
     def _stop(self) -> None:  # on self._thread only
         if self._browser is not None:

@@ -13,7 +13,8 @@ Every test ("fact") is a claim about one page's Markdown:
   left and right, and its headings at the top and left, are like the ones the test names (rapidfuzz's
   `ratio` ≥ max(0.5, 1 - max_diffs / length)).
 - `math`: some equation on the page (`\\(...\\)`, `\\[...\\]`, `$$...$$`, `$...$`) is the test's LaTeX, or
-  renders like it (KaTeX's MathML of the reference inside the equation's; see docvl/eval/katex.py).
+  renders like it (KaTeX's MathML of the reference inside the equation's, or the reference's glyphs
+  found among the equation's with the same neighbours; see docvl/eval/katex.py).
 - `baseline`: the page is not blank, does not end in a long loop (the last 1- to 5-character group
   repeated more than `max_repeats` times in a row), and has no character of scripts or emoji the pages
   cannot contain; or, with `max_length`, has at most that many letters and digits (a blank page).

@@ -14,7 +14,7 @@ import pytest
 
 from docvl.eval import report
 from docvl.eval.converters import olmocr_bench
-from docvl.eval.katex import KatexRenderer, NormalisedLatex, normalise_latex
+from docvl.eval.katex import Glyph, KatexRenderer, NormalisedLatex, glyphs_match, normalise_latex
 from docvl.eval.manifest import load_set
 from docvl.eval.metrics import check_fact
 from docvl.eval.olmocr import Fact, html_tables, markdown_tables, normalise, trailing_repeats
@@ -169,20 +169,34 @@ def test_math(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not KatexRenderer.available(), reason="KaTeX (libjs-katex) or Chromium not installed")
 def test_math_compares_what_katex_renders(tmp_path: Path) -> None:
-    page = r"Written differently: \(E=mc^{2}\), \(\frac a b\), \(x_{1}^{2}\) and \(y^2\)."
+    page = r"Written differently: \(E=mc^{2}\), \(\frac a b\), \(x_{1}^{2}\), \(\left(z\right)\) and \(y^2\)."
     tests = [
         {"type": "math", "math": "E = mc^2"},
         {"type": "math", "math": r"\frac{a}{b}"},
         {"type": "math", "math": "x^2_1"},
+        {"type": "math", "math": "(z)"},  # other MathML (\\left( is a fence), the same glyphs in place
+        {"type": "math", "math": "E=m"},  # a part of an equation: its glyphs are there, in place
         {"type": "math", "math": "y^3"},
         {"type": "math", "math": r"\frac{a}{"},  # not LaTeX KaTeX renders: never passes
     ]
     renderer = KatexRenderer()
     try:
         facts = _facts(tmp_path, tests)
-        assert [check_fact(f, page, renderer) for f in facts] == [True, True, True, False, False]
+        assert [check_fact(f, page, renderer) for f in facts] == [True, True, True, True, True, False, False]
     finally:
         renderer.close()
+
+
+def test_glyphs_match_by_their_neighbours() -> None:
+    """The benchmark's second comparison, on glyphs placed by hand: each reference glyph needs a candidate
+    glyph of the same character with the same characters up, down, left and right of it."""
+    x, two, y = Glyph("x", 0, 20), Glyph("2", 14, 8), Glyph("y", 30, 20)
+    assert glyphs_match((x, y), (x, y, Glyph("z", 60, 20)))  # more in the candidate is fine
+    assert not glyphs_match((x, y), (Glyph("y", 0, 20), Glyph("x", 30, 20)))  # x's right is not y
+    assert not glyphs_match((x, y), (x, Glyph("y", 30, 40)))  # y below the line: not right of x
+    assert glyphs_match((x, Glyph("2", 0, 0)), (x, Glyph("2", 2, 0)))  # 2 straight above x (within 5 px)
+    assert not glyphs_match((x, Glyph("2", 0, 0)), (x, two))  # 2 up and right: not above
+    assert not glyphs_match((x,), ())
 
 
 def test_normalised_latex_is_the_stand_in_without_katex() -> None:
