@@ -129,7 +129,9 @@ def front_door_platform(
                 script = logs / "layout-script.json"
                 script.write_text(json.dumps({TaskKind.LAYOUT.value: LAYOUT_PAGE}))
                 log = logs / "layout-worker.log"
-                _, layout = stack.enter_context(scripted_worker_process(layout_model_dir, script, log))
+                _, layout = stack.enter_context(
+                    scripted_worker_process(layout_model_dir, script, log, env=traces.env())
+                )
                 target = f"{target},{layout}"
             redis_url = f"redis://127.0.0.1:6379/{1 + (os.getpid() + 7) % 14}"
         else:

@@ -53,11 +53,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1")):
         os.environ[name] = value  # as `docvl model-worker`: nothing is downloaded
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from docvl.observability import logs
+    from docvl.observability import logs, tracing
     from model_worker.settings import ModelWorkerSettings
     from model_worker.transport.server import serve
 
     logs.setup_logging("docvl-model-worker", args.log_level)
+    tracing.setup_tracing("docvl-model-worker")  # as `docvl model-worker`: when OTEL_* configure it
     script_path: Path = args.script
     from tests.support.scripted import load_script
 
