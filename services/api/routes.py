@@ -20,7 +20,7 @@ from docvl.jobs import watch
 from docvl.jobs.intake import parse_request
 from docvl.jobs.service import JobService
 from docvl.jobs.views import ErrorBody, JobPage, JobView, ResultView
-from services.api import submission
+from services.api import job_reads, submission
 from services.api.admission import ticket_of
 from services.api.settings import ApiSettings
 from services.frontdoor.wiring import readiness
@@ -137,10 +137,23 @@ def list_jobs(
     return svc.list(who, status=status, cursor=cursor, limit=limit)
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobView, responses=ERRORS, tags=["jobs"])
-def get_job(job_id: uuid.UUID, svc: Service, who: CallerDep) -> JobView:
-    """Status, progress (pages total, done, failed), timestamps and error of a job."""
-    return svc.get(who, job_id)
+@router.get(
+    "/v1/jobs/{job_id}",
+    response_model=JobView,
+    responses={**ERRORS, 304: {"description": job_reads.NOT_MODIFIED_DOC}},
+    tags=["jobs"],
+)
+def get_job(
+    job_id: uuid.UUID,
+    svc: Service,
+    who: CallerDep,
+    s: Annotated[ApiSettings, Depends(settings)],
+    if_none_match: Annotated[str | None, Header(description="The `ETag` of the job last read.")] = None,
+) -> Response:
+    """Status, progress (pages total, done, failed), timestamps and error of a job, with its `ETag`;
+    304 without a body when `If-None-Match` names it. While unfinished, `Retry-After` says how many
+    seconds to wait before polling again (or follow the job's events)."""
+    return job_reads.job_response(svc.get(who, job_id), if_none_match, s.poll_after_s)
 
 
 @router.get("/v1/jobs/{job_id}/result", response_model=ResultView, responses=ERRORS, tags=["jobs"])

@@ -15,3 +15,6 @@ class ApiSettings(FrontDoorSettings):
     api_port: int = Field(8000, ge=0, le=65535, description="Port of the REST API.")
     api_metrics_port: int = Field(9101, ge=0, le=65535, description="Port of /metrics; 0: no metrics.")
     sse_keepalive_s: float = Field(15.0, gt=0, description="Idle event streams get a comment this often.")
+    poll_after_s: int = Field(
+        1, ge=1, description="Retry-After of GET /v1/jobs/{id} on an unfinished job: how often to poll."
+    )

@@ -25,6 +25,7 @@ from docvl.job_status import JobStatus
 from docvl.jobs import watch, webhooks
 from docvl.jobs.service import JobService
 from docvl.jobs.views import EventView
+from docvl.tasks import TaskKind
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from tests.support.helpers import ROOT, wait_for
@@ -659,3 +660,43 @@ def test_a_submission_stands_while_the_broker_is_away(frontdoor: FrontDoorPlatfo
     assert frontdoor.status(job_id) is JobStatus.QUEUED
     celery_dispatch(frontdoor.env).start_jobs()
     assert frontdoor.wait_finished(job_id) is JobStatus.SUCCEEDED
+
+
+def test_a_poller_gets_304_while_the_job_is_unchanged(api: TestClient, frontdoor: FrontDoorPlatform) -> None:
+    """GET /v1/jobs/{id} carries an ETag; If-None-Match with it is answered 304 without a body until the
+    job changes, then 200 with a new ETag. Retry-After (DOCVL_POLL_AFTER_S) only while unfinished."""
+    owner = f"poller-{uuid.uuid4().hex[:8]}"
+    key = frontdoor.key(owner)
+    with frontdoor.db.transaction() as s:  # a queued job nothing starts within the test (no start request)
+        document = jobs.get_or_create_document(
+            s, sha256=uuid.uuid4().hex * 2, size_bytes=1, media_type="image/png", object_key="inputs/none"
+        )
+        job, _ = jobs.create_job(s, jobs.NewJob(owner=owner, document_id=document.id, tasks=[TaskKind.OCR]))
+        job_id = job.id
+    url = f"/v1/jobs/{job_id}"
+
+    first = api.get(url, headers=auth(key))
+    assert first.status_code == 200
+    assert first.json()["status"] == "queued"
+    etag = first.headers["etag"]
+    assert first.headers["retry-after"] == str(ApiSettings().poll_after_s)
+
+    unchanged = api.get(url, headers={**auth(key), "If-None-Match": etag})
+    assert (unchanged.status_code, unchanged.content) == (304, b"")
+    assert unchanged.headers["etag"] == etag
+    assert "retry-after" in unchanged.headers
+    weak = api.get(url, headers={**auth(key), "If-None-Match": f'"other", W/{etag}'})
+    assert weak.status_code == 304
+    assert api.get(url, headers={**auth(key), "If-None-Match": '"other"'}).status_code == 200
+
+    assert api.post(f"{url}/cancel", headers=auth(key)).status_code == 200
+    changed = api.get(url, headers={**auth(key), "If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.json()["status"] == "cancelled"
+    assert changed.headers["etag"] != etag
+    assert "retry-after" not in changed.headers  # finished: nothing more to poll for
+    again = api.get(url, headers={**auth(key), "If-None-Match": changed.headers["etag"]})
+    assert again.status_code == 304
+    assert "retry-after" not in again.headers
+    other = api.get(url, headers={**auth(frontdoor.key("poller-other")), "If-None-Match": etag})
+    assert other.status_code == 404  # the ETag tells nothing to another owner
