@@ -16,6 +16,7 @@ per stage and Prefect's per-run overhead go into docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -23,6 +24,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,13 @@ from docvl.storage.s3 import S3ObjectStore  # noqa: E402
 from docvl.tasks import TaskKind  # noqa: E402
 from model_worker.tiny import build_tiny  # noqa: E402
 from tests.support.helpers import model_worker_process  # noqa: E402
-from tests.support.services import celery_worker, moto_s3_server, prefect_server, scratch_database  # noqa: E402
+from tests.support.services import (  # noqa: E402
+    celery_worker,
+    free_port,
+    moto_s3_server,
+    prefect_server,
+    scratch_database,
+)
 
 WARM_UP_PAGES = 8
 STORES = {
@@ -99,7 +108,7 @@ def served(target: str) -> tuple[int, int]:
 PROCESSES = {  # what each process on the machine is, by its command line (first match)
     "model worker": ("model-worker", "model_worker"),
     "Celery page worker": ("celery",),
-    "this process (flow: render, dispatch; direct clients)": ("bench/pipeline.py",),
+    "this process (flow: render, dispatch; direct clients)": ("bench/pipeline.py", "bench/reuse.py"),
     "moto (S3)": ("moto",),
     "Prefect server": ("prefect",),
     "Postgres": ("postgres",),
@@ -107,13 +116,14 @@ PROCESSES = {  # what each process on the machine is, by its command line (first
 }
 
 
-def cpu_by_process() -> dict[str, float]:
-    """CPU seconds used so far by every process on the machine, summed by what it is."""
+def cpu_by_process(root: psutil.Process | None = None) -> dict[str, float]:
+    """CPU seconds used so far by every process on the machine (with `root`: by it and its descendants
+    only), summed by what it is."""
     used: dict[str, float] = {}
-    for process in psutil.process_iter(["cmdline", "cpu_times"]):
-        command = " ".join(process.info["cmdline"] or [])
-        times = process.info["cpu_times"]
-        if times is None:
+    for process in psutil.process_iter() if root is None else [root, *root.children(recursive=True)]:
+        try:
+            command, times = " ".join(process.cmdline()), process.cpu_times()
+        except psutil.Error:
             continue
         name = next((n for n, marks in PROCESSES.items() if any(m in command for m in marks)), "other")
         used[name] = used.get(name, 0.0) + times.user + times.system
@@ -183,17 +193,35 @@ def main() -> None:
     print(report)
 
 
-def run(
-    tmp: Path, page_count: int, concurrency: int, max_new_tokens: int, store_kind: str, round_count: int
-) -> str:
+@dataclass(frozen=True)
+class Services:
+    """The platform's services for a benchmark: Postgres (a scratch database), the object store, Redis, a
+    Prefect server and a model worker with the tiny model; `env` configures a Celery worker and the flows
+    run in this process (it is also set in os.environ)."""
+
+    db: Database
+    store: ObjectStore
+    target: str  # the model worker
+    model_metrics: str  # its /metrics
+    env: dict[str, str]
+
+
+@contextlib.contextmanager
+def services(tmp: Path, max_new_tokens: int, store_kind: str) -> Iterator[Services]:
     model_dir = build_tiny(tmp / "tiny")
-    pdf = first_pages(page_count, tmp / "document.pdf")
+    metrics_port = free_port()
     with (
         scratch_database("bench") as url,
         scratch_database("bench_prefect") as prefect_url,
         moto_s3_server(tmp / "moto.log") as s3,
         prefect_server(prefect_url, tmp) as prefect_api,
-        model_worker_process(model_dir, tmp / "model-worker.log", "--max-batch-size", "8") as (_, target),
+        model_worker_process(
+            model_dir,
+            tmp / "model-worker.log",
+            "--max-batch-size",
+            "8",
+            env={"DOCVL_MODEL_WORKER_METRICS_PORT": str(metrics_port)},
+        ) as (_, target),
     ):
         db = Database(url)
         migrate.upgrade(db)
@@ -222,7 +250,19 @@ def run(
         os.environ.update(env)
         with InferenceClient(target) as client:
             client.wait_ready(600)
-        with celery_worker(env, tmp / "celery.log", concurrency=concurrency):
+        try:
+            yield Services(db, store, target, f"http://127.0.0.1:{metrics_port}/metrics", env)
+        finally:
+            db.dispose()
+
+
+def run(
+    tmp: Path, page_count: int, concurrency: int, max_new_tokens: int, store_kind: str, round_count: int
+) -> str:
+    pdf = first_pages(page_count, tmp / "document.pdf")
+    with services(tmp, max_new_tokens, store_kind) as platform:
+        db, store, target = platform.db, platform.store, platform.target
+        with celery_worker(platform.env, tmp / "celery.log", concurrency=concurrency):
             from prefect.settings import temporary_settings
 
             from workflows import flows
@@ -253,7 +293,6 @@ def run(
             with db.transaction() as s:
                 results = page_results.results(s, job_id)
             overhead = flow_overhead()
-        db.dispose()
     return report(
         page_count,
         concurrency,
@@ -269,7 +308,9 @@ def run(
     )
 
 
-def new_job(db: Database, store: ObjectStore, pdf: Path) -> uuid.UUID:
+def new_job(
+    db: Database, store: ObjectStore, pdf: Path, owner: str = "bench", options: dict[str, Any] | None = None
+) -> uuid.UUID:
     with pdf.open("rb") as fh:
         stored = store.put_input(fh)
     with db.transaction() as s:
@@ -280,7 +321,7 @@ def new_job(db: Database, store: ObjectStore, pdf: Path) -> uuid.UUID:
             media_type="application/pdf",
             object_key=stored.key,
         )
-        job, _ = jobs.create_job(s, jobs.NewJob("bench", document.id, [TaskKind.OCR]))
+        job, _ = jobs.create_job(s, jobs.NewJob(owner, document.id, [TaskKind.OCR], options or {}))
         return job.id
 
 
