@@ -119,6 +119,10 @@ class FrontDoorSettings(CoreSettings):
         None, description="Where uploads are checked before storing; default: temp."
     )
     watch_poll_s: float = Field(0.5, gt=0, description="How often event streams look for new events.")
+    gpu_hour_price: float = Field(
+        0.0, ge=0, description="What a GPU-hour costs, for the price in quotes (dry_run); 0: no price."
+    )
+    price_currency: str = Field("USD", min_length=1, max_length=8, description="The quotes' currency.")
     source_buckets: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Buckets in which callers may name documents (s3://bucket/key); none by default.",

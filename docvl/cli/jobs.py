@@ -19,6 +19,7 @@ from docvl.client import Client
 from docvl.errors import DocvlError, InvalidInput
 from docvl.job_status import JobStatus
 from docvl.jobs.options import SubmitOptions
+from docvl.jobs.quote import QuoteView
 from docvl.jobs.views import JobView, PageResult, ResultView
 from docvl.tasks import TaskKind
 from docvl.verify.report import describe, describe_summary
@@ -122,6 +123,14 @@ def submit(
             "page, task, question and model could be reused.",
         ),
     ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print what each job would cost and when it would end (pages, page tasks, tokens, queue "
+            "ahead, GPU-seconds, price) instead of submitting it; nothing is stored.",
+        ),
+    ] = False,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the jobs to end, showing progress on stderr.")
     ] = False,
@@ -161,6 +170,10 @@ def submit(
         "reuse": None if reuse else False,
     }
     options = call(lambda: SubmitOptions.of(given))
+    if dry_run:
+        if wait or out is not None:
+            usage("--dry-run submits nothing: leave out --wait and --out")
+        raise typer.Exit(_quote_all(files, options, as_json, api_url, api_key))
     wait = wait or out is not None
     ok = True
     submitted: list[tuple[str, JobView]] = []
@@ -206,6 +219,35 @@ def submit(
                 else:
                     typer.echo(f"{job.id}: saved {len(saved)} files in {saved[0].parent}", err=True)
     raise typer.Exit(0 if ok else 1)
+
+
+def _quote_all(
+    files: list[str], options: SubmitOptions, as_json: bool, api_url: str | None, api_key: str | None
+) -> int:
+    """Each file's quote, one a line (JSON with --json); the exit code."""
+    ok = True
+    with Client(api_url, api_key) as client:
+        for name in files:
+            try:
+                ask = client.quote_source if name.startswith("s3://") else client.quote
+                quoted = ask(name, options)
+            except DocvlError as exc:
+                ok = False
+                say_error(exc, f"{name}: ")
+                if exc.code in _STOP_CODES:
+                    break
+                continue
+            typer.echo(quoted.model_dump_json() if as_json else f"{_quote_line(quoted)}  {name}")
+    return 0 if ok else 1
+
+
+def _quote_line(quoted: QuoteView) -> str:
+    price = "no price set" if quoted.price is None else f"{quoted.price:.4f} {quoted.currency}"
+    return (
+        f"{quoted.pages} pages, {quoted.page_tasks} page tasks, ~{quoted.output_tokens} tokens, "
+        f"{quoted.queue_ahead} ahead, start {quoted.expected_start:%H:%M:%S}, end "
+        f"{quoted.expected_finish:%H:%M:%S} UTC, {quoted.gpu_seconds:.1f} GPU-s, {price}"
+    )
 
 
 # -- status, result, cancel, jobs ---------------------------------------------------------------------------

@@ -21,13 +21,14 @@ from docvl.client.events import apply, check_deadline, parse_event, read_sse, st
 from docvl.errors import InvalidInput
 from docvl.job_status import JobStatus
 from docvl.jobs.options import SubmitOptions
+from docvl.jobs.quote import QuoteView
 from docvl.jobs.views import EventView, JobPage, JobView, ResultView
 from docvl.tasks import TaskKind
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 JobId = uuid.UUID | str
 Document = str | os.PathLike[str] | bytes | BinaryIO
-M = TypeVar("M", JobView, ResultView, JobPage)
+M = TypeVar("M", JobView, ResultView, JobPage, QuoteView)
 
 
 class Client:
@@ -83,26 +84,56 @@ class Client:
         SubmitOptions, or the tasks and the options as keywords (SubmitOptions' fields: `pages` picks pages,
         e.g. "1-3,7,12-", `password` opens an encrypted PDF). A file on disk is streamed, never read whole
         into memory."""
-        fields, headers = _sent(tasks, options)
-        form = {name: value if isinstance(value, list) else str(value) for name, value in fields.items()}
-        with _opened(path_or_bytes, filename) as (name, body):
-            response = self._request(
-                "POST",
-                "/v1/jobs",
-                data=form,
-                files={"file": (name, body, "application/octet-stream")},
-                headers=headers,
-            )
-        return _parse(JobView, response)
+        return _parse(JobView, self._upload(path_or_bytes, tasks, filename, options))
 
     def submit_source(
         self, uri: str, tasks: Sequence[str | TaskKind] | SubmitOptions, **options: Any
     ) -> JobView:
         """A job on a document already in object storage, named `s3://bucket/key`; the tasks and options
         as for `submit`."""
+        return _parse(JobView, self._named(uri, tasks, options))
+
+    def quote(
+        self,
+        path_or_bytes: Document,
+        tasks: Sequence[str | TaskKind] | SubmitOptions,
+        *,
+        filename: str | None = None,
+        **options: Any,
+    ) -> QuoteView:
+        """What submitting the document would cost and when it would end (a dry run: nothing is stored).
+        The document is checked as `submit` checks it: a refusal raises the same ApiError."""
+        return _parse(QuoteView, self._upload(path_or_bytes, tasks, filename, {**options, "dry_run": True}))
+
+    def quote_source(
+        self, uri: str, tasks: Sequence[str | TaskKind] | SubmitOptions, **options: Any
+    ) -> QuoteView:
+        """`quote` for a document already in object storage, named `s3://bucket/key`."""
+        return _parse(QuoteView, self._named(uri, tasks, {**options, "dry_run": True}))
+
+    def _upload(
+        self,
+        path_or_bytes: Document,
+        tasks: Sequence[str | TaskKind] | SubmitOptions,
+        filename: str | None,
+        options: dict[str, Any],
+    ) -> httpx.Response:
         fields, headers = _sent(tasks, options)
-        response = self._request("POST", "/v1/jobs", json={"source": uri, **fields}, headers=headers)
-        return _parse(JobView, response)
+        form = {name: value if isinstance(value, list) else str(value) for name, value in fields.items()}
+        with _opened(path_or_bytes, filename) as (name, body):
+            return self._request(
+                "POST",
+                "/v1/jobs",
+                data=form,
+                files={"file": (name, body, "application/octet-stream")},
+                headers=headers,
+            )
+
+    def _named(
+        self, uri: str, tasks: Sequence[str | TaskKind] | SubmitOptions, options: dict[str, Any]
+    ) -> httpx.Response:
+        fields, headers = _sent(tasks, options)
+        return self._request("POST", "/v1/jobs", json={"source": uri, **fields}, headers=headers)
 
     # -- reading -------------------------------------------------------------------------------------
 

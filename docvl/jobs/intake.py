@@ -70,6 +70,11 @@ class JobRequest:
         return self.given.idempotency_key
 
     @property
+    def dry_run(self) -> bool:
+        """A quote is asked for: the request is checked, then priced, and nothing is stored."""
+        return self.given.dry_run is True
+
+    @property
     def password(self) -> str | None:
         """A PDF's password opens it once, at intake: the document is stored decrypted and the password is
         never stored, logged, returned, or part of the fingerprint below."""

@@ -98,6 +98,11 @@ class SubmitOptions(BaseModel):
         description="false: compute every page again, even where an earlier job's result for the same page, "
         "task, question and model could be reused; default true.",
     )
+    dry_run: bool | None = Field(
+        None,
+        description="true: answer 200 with a quote (pages, page tasks, tokens, queue ahead, expected start "
+        "and finish, GPU-seconds, price) and store nothing; the document is checked as a submission's is.",
+    )
     password: Annotated[SecretStr | None, _text(trimmed=False)] = Field(
         None, description=PASSWORD_HELP, json_schema_extra={"writeOnly": True}
     )

@@ -19,6 +19,7 @@ from docvl.db import api_keys, jobs, page_results
 from docvl.db.api_keys import Caller
 from docvl.db.database import Database
 from docvl.db.notifications import EventNotifier
+from docvl.documents import open_document
 from docvl.errors import (
     Conflict,
     DocvlError,
@@ -35,9 +36,11 @@ from docvl.jobs.admission import Admission, Full, Ticket, unlimited
 from docvl.jobs.context import Context
 from docvl.jobs.dispatch import Dispatch
 from docvl.jobs.intake import JobRequest, Limits, Spooled, parse_source, spooled
+from docvl.jobs.quote import Pricing, QuoteView, quote
 from docvl.jobs.views import EventView, JobPage, JobView, OutputFile, PageResult, PageView, ResultView
 from docvl.jobs.watch import follow_blocking
 from docvl.observability import logs, tracing
+from docvl.office import ConversionFailed, OfficeConverter
 from docvl.storage import ObjectStore
 from docvl.tasks import TaskKind
 
@@ -58,6 +61,8 @@ class JobService:
         spool_dir: Path | None = None,
         notifier: EventNotifier | None = None,
         on_close: Callable[[], None] | None = None,
+        converter: OfficeConverter | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -68,6 +73,8 @@ class JobService:
         self.spool_dir = spool_dir
         self.notifier = notifier
         self.on_close = on_close
+        self.converter = converter  # counts an Office document's pages for a quote
+        self.pricing = pricing or Pricing()
         self.admission = Admission(self._key_state)
 
     def close(self) -> None:
@@ -176,6 +183,34 @@ class JobService:
                 log.info("job submitted by %s: %s", caller.owner, ", ".join(t.value for t in view.tasks))
             self._start(view.id)
         return view, created
+
+    def quote(
+        self,
+        caller: Caller,
+        request: JobRequest,
+        *,
+        document: BinaryIO | None = None,
+        source: str | None = None,
+    ) -> QuoteView:
+        """What the job would cost and when it would end, were it submitted now: the document is checked
+        as `submit` checks it (the same refusals), an Office document converted to count its pages, and
+        nothing is stored or queued."""
+        if (document is None) == (source is None):
+            raise InvalidInput("send the document as a file or name it with `source`, one of the two")
+        with self._spooled(request, document, source) as spool:
+            pages = spool.chosen_pages if spool.page_count else self._office_pages(spool, request)
+        log.info("quote for %s: %d pages, %s", caller.owner, pages, ", ".join(t.value for t in request.tasks))
+        return quote(self.db, request.tasks, pages, request.priority, self.pricing)
+
+    def _office_pages(self, spool: Spooled, request: JobRequest) -> int:
+        if self.converter is None:
+            raise ConversionFailed("Office documents cannot be converted here to count their pages")
+        conversion = self.converter.convert(spool.path, spool.media_type)
+        try:
+            with open_document(conversion.pdf, max_pages=self.limits.max_pages, pages=request.pages) as pdf:
+                return len(pdf.chosen)
+        finally:
+            conversion.pdf.unlink(missing_ok=True)
 
     def _spooled(
         self, request: JobRequest, document: BinaryIO | None, source: str | None

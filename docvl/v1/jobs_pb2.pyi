@@ -20,7 +20,7 @@ DOCUMENT_FORMAT_DOCUMENT_JSON: DocumentFormat
 DOCUMENT_FORMAT_CHUNKS_JSONL: DocumentFormat
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("content", "source_uri", "tasks", "question", "priority", "webhook_url", "idempotency_key", "password", "pages", "reuse")
+    __slots__ = ("content", "source_uri", "tasks", "question", "priority", "webhook_url", "idempotency_key", "password", "pages", "reuse", "dry_run")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class SubmitJobRequest(_message.Message):
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
     PAGES_FIELD_NUMBER: _ClassVar[int]
     REUSE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     content: bytes
     source_uri: str
     tasks: _containers.RepeatedScalarFieldContainer[str]
@@ -41,7 +42,8 @@ class SubmitJobRequest(_message.Message):
     password: str
     pages: str
     reuse: bool
-    def __init__(self, content: _Optional[bytes] = ..., source_uri: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., priority: _Optional[int] = ..., webhook_url: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., password: _Optional[str] = ..., pages: _Optional[str] = ..., reuse: _Optional[bool] = ...) -> None: ...
+    dry_run: bool
+    def __init__(self, content: _Optional[bytes] = ..., source_uri: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., priority: _Optional[int] = ..., webhook_url: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., password: _Optional[str] = ..., pages: _Optional[str] = ..., reuse: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -100,7 +102,7 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "status", "tasks", "question", "priority", "progress", "error", "webhook_url", "created_at", "updated_at", "started_at", "finished_at", "trace_id", "pages", "reuse")
+    __slots__ = ("id", "status", "tasks", "question", "priority", "progress", "error", "webhook_url", "created_at", "updated_at", "started_at", "finished_at", "trace_id", "pages", "reuse", "quote")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +118,7 @@ class Job(_message.Message):
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     PAGES_FIELD_NUMBER: _ClassVar[int]
     REUSE_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: str
     tasks: _containers.RepeatedScalarFieldContainer[str]
@@ -131,7 +134,8 @@ class Job(_message.Message):
     trace_id: str
     pages: str
     reuse: bool
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., priority: _Optional[int] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., webhook_url: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., pages: _Optional[str] = ..., reuse: _Optional[bool] = ...) -> None: ...
+    quote: Quote
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., priority: _Optional[int] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., webhook_url: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., pages: _Optional[str] = ..., reuse: _Optional[bool] = ..., quote: _Optional[_Union[Quote, _Mapping]] = ...) -> None: ...
 
 class JobUpdate(_message.Message):
     __slots__ = ("event_id", "kind", "event_status", "created_at", "job", "page_index")
@@ -160,6 +164,52 @@ class OutputFile(_message.Message):
     url: str
     name: str
     def __init__(self, task: _Optional[str] = ..., key: _Optional[str] = ..., url: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class Quote(_message.Message):
+    __slots__ = ("pages", "page_tasks", "image_tokens", "output_tokens", "tasks", "queue_ahead", "page_tasks_per_s", "expected_start", "expected_finish", "gpu_seconds", "price", "currency")
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TASKS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_AHEAD_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TASKS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_START_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FINISH_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    pages: int
+    page_tasks: int
+    image_tokens: int
+    output_tokens: int
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskQuote]
+    queue_ahead: int
+    page_tasks_per_s: float
+    expected_start: _timestamp_pb2.Timestamp
+    expected_finish: _timestamp_pb2.Timestamp
+    gpu_seconds: float
+    price: float
+    currency: str
+    def __init__(self, pages: _Optional[int] = ..., page_tasks: _Optional[int] = ..., image_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskQuote, _Mapping]]] = ..., queue_ahead: _Optional[int] = ..., page_tasks_per_s: _Optional[float] = ..., expected_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expected_finish: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpu_seconds: _Optional[float] = ..., price: _Optional[float] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class TaskQuote(_message.Message):
+    __slots__ = ("task", "page_tasks", "image_tokens", "output_tokens", "gpu_seconds", "basis", "history_results")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TASKS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BASIS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    page_tasks: int
+    image_tokens: int
+    output_tokens: int
+    gpu_seconds: float
+    basis: str
+    history_results: int
+    def __init__(self, task: _Optional[str] = ..., page_tasks: _Optional[int] = ..., image_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., gpu_seconds: _Optional[float] = ..., basis: _Optional[str] = ..., history_results: _Optional[int] = ...) -> None: ...
 
 class ReusedFrom(_message.Message):
     __slots__ = ("job_id", "page")

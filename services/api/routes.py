@@ -17,7 +17,9 @@ from docvl.db.api_keys import Caller
 from docvl.errors import InvalidInput
 from docvl.job_status import JobStatus
 from docvl.jobs import watch
-from docvl.jobs.intake import parse_request
+from docvl.jobs.admission import Ticket
+from docvl.jobs.intake import JobRequest, parse_request
+from docvl.jobs.quote import QuoteView
 from docvl.jobs.service import JobService
 from docvl.jobs.views import ErrorBody, JobPage, JobView, ResultView
 from services.api import job_reads, submission
@@ -43,6 +45,7 @@ SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "The document is over the upload limit."},
     415: {"model": ErrorBody, "description": "Neither a PDF nor a supported image (checked by content)."},
     429: {"model": ErrorBody, "description": "Too many jobs in flight for this key; see Retry-After."},
+    200: {"model": QuoteView, "description": "With dry_run=true: the quote. Nothing was stored."},
 }
 
 
@@ -93,16 +96,22 @@ def readyz(request: Request, svc: Service) -> JSONResponse:
     openapi_extra=submission.SUBMIT_OPENAPI,
     tags=["jobs"],
 )
-async def submit_job(request: Request, response: Response, svc: Service, who: CallerDep) -> JobView:
+async def submit_job(
+    request: Request, response: Response, svc: Service, who: CallerDep
+) -> JobView | JSONResponse:
     """Submit a document (multipart field `file`) or name one in storage (JSON `source`) with its tasks.
     A field that is not one of the documented ones is refused (422), never ignored. The key and its room
-    for another job in flight are checked before the body is read (401, 429)."""
+    for another job in flight are checked before the body is read (401, 429). With `dry_run=true` the
+    answer is 200 with a quote, and nothing is stored: the document is checked as a submission's is, so
+    a quote for a document that would be refused gets the refusal."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     ticket = ticket_of(request)  # SubmissionGate's: the key and its room, checked before the body
     if content_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=64) as form:
             upload, options = submission.from_form(form, request.headers)
             job_request = parse_request(svc.limits, options)
+            if job_request.dry_run:
+                return await _quoted(svc, who, job_request, ticket, document=upload.file)
             job, created = await run_in_threadpool(
                 svc.submit, who, job_request, document=upload.file, ticket=ticket
             )
@@ -114,6 +123,8 @@ async def submit_job(request: Request, response: Response, svc: Service, who: Ca
                 raise InvalidInput(f"a JSON submission is at most {MAX_JSON_BYTES} bytes: upload documents")
         source, options = submission.from_json(raw, request.headers)
         job_request = parse_request(svc.limits, options)
+        if job_request.dry_run:
+            return await _quoted(svc, who, job_request, ticket, source=source)
         job, created = await run_in_threadpool(svc.submit, who, job_request, source=source, ticket=ticket)
     else:
         raise InvalidInput(
@@ -123,6 +134,22 @@ async def submit_job(request: Request, response: Response, svc: Service, who: Ca
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return job
+
+
+async def _quoted(
+    svc: JobService,
+    who: Caller,
+    job_request: JobRequest,
+    ticket: Ticket,
+    *,
+    document: BinaryIO | None = None,
+    source: str | None = None,
+) -> JSONResponse:
+    try:
+        quoted = await run_in_threadpool(svc.quote, who, job_request, document=document, source=source)
+    finally:
+        ticket.release()  # a quote holds no place among the key's jobs in flight
+    return JSONResponse(quoted.model_dump(mode="json"), status_code=200)
 
 
 @router.get("/v1/jobs", response_model=JobPage, responses=ERRORS, tags=["jobs"])

@@ -11,6 +11,7 @@ from functools import partial
 import httpx
 import redis
 
+from docvl import office
 from docvl.broker import stack
 from docvl.broker.dispatch import CeleryDispatch
 from docvl.db.database import Database
@@ -18,6 +19,7 @@ from docvl.db.notifications import EventNotifier
 from docvl.errors import InvalidInput
 from docvl.inference.routing import ModelFleet
 from docvl.jobs.intake import Limits
+from docvl.jobs.quote import Pricing
 from docvl.jobs.service import JobService
 from docvl.office import office_off
 from docvl.settings import FrontDoorSettings
@@ -58,6 +60,8 @@ def job_service(settings: FrontDoorSettings, db: Database | None = None) -> JobS
         presign_expiry_s=settings.presign_expiry_s,
         spool_dir=settings.spool_dir,
         notifier=EventNotifier(settings.database_url).start(),
+        converter=office.converter_for(settings) if office_off(settings) is None else None,
+        pricing=Pricing(settings.gpu_hour_price, settings.price_currency),
         on_close=fleet.close,
     )
 

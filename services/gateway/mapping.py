@@ -12,6 +12,7 @@ from docvl.job_status import JobStatus
 from docvl.jobs.intake import JobRequest, Limits, parse_request
 from docvl.jobs.layout_results import LayoutFile
 from docvl.jobs.options import SubmitOptions
+from docvl.jobs.quote import QuoteView
 from docvl.jobs.views import ErrorInfo, EventView, JobPage, JobView, PageResult, ResultView
 from docvl.v1 import jobs_pb2 as pb
 from docvl.verify.report import Attempt, TaskSummary, Verdict, Verification
@@ -52,6 +53,38 @@ def options_from_pb(message: pb.SubmitJobRequest) -> SubmitOptions:
         elif message.HasField(name) if field.has_presence else value:
             given[name] = value
     return SubmitOptions.of(given)
+
+
+def quote_to_pb(quote: QuoteView) -> pb.Job:
+    """A dry run's answer: a Job with no id, status "quoted", and the quote."""
+    return pb.Job(
+        status="quoted",
+        quote=pb.Quote(
+            pages=quote.pages,
+            page_tasks=quote.page_tasks,
+            image_tokens=quote.image_tokens,
+            output_tokens=quote.output_tokens,
+            tasks=[
+                pb.TaskQuote(
+                    task=t.task.value,
+                    page_tasks=t.page_tasks,
+                    image_tokens=t.image_tokens,
+                    output_tokens=t.output_tokens,
+                    gpu_seconds=t.gpu_seconds,
+                    basis=t.basis,
+                    history_results=t.history_results,
+                )
+                for t in quote.tasks
+            ],
+            queue_ahead=quote.queue_ahead,
+            page_tasks_per_s=quote.page_tasks_per_s,
+            expected_start=quote.expected_start,
+            expected_finish=quote.expected_finish,
+            gpu_seconds=quote.gpu_seconds,
+            price=quote.price,
+            currency=quote.currency or "",
+        ),
+    )
 
 
 def status_from_pb(value: str) -> JobStatus | None:

@@ -83,6 +83,11 @@ class JobServicer(pb_grpc.JobServiceServicer):  # type: ignore[misc]
             try:
                 caller = self._caller(context)
                 submission = mapping.submission_from_pb(self.service.limits, request)
+                if submission.request.dry_run:
+                    quoted = self.service.quote(
+                        caller, submission.request, document=submission.document, source=submission.source
+                    )
+                    return mapping.quote_to_pb(quoted)
                 job, _ = self.service.submit(
                     caller,
                     submission.request,

@@ -366,11 +366,11 @@ def test_unknown_fields_are_refused_by_name(api: TestClient, frontdoor: FrontDoo
     owner = f"unknown-{uuid.uuid4().hex[:8]}"
     key = frontdoor.key(owner)
     source = f"s3://{frontdoor.settings.s3_bucket}/incoming/chart.png"
-    as_form = submit(api, key, PAGE, ["ocr"], dry_run="true", prority="9")
+    as_form = submit(api, key, PAGE, ["ocr"], dryrun="true", prority="9")
     as_json = api.post(
-        "/v1/jobs", headers=auth(key), json={"source": source, "tasks": ["ocr"], "dry_run": True}
+        "/v1/jobs", headers=auth(key), json={"source": source, "tasks": ["ocr"], "dryrun": True}
     )
-    for response, unknown in ((as_form, ["dry_run", "prority"]), (as_json, ["dry_run"])):
+    for response, unknown in ((as_form, ["dryrun", "prority"]), (as_json, ["dryrun"])):
         assert response.status_code == 422, response.text
         error = response.json()["error"]
         assert error["code"] == "invalid_input"
