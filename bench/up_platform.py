@@ -44,6 +44,8 @@ class Platform:
             "DOCVL_GATEWAY_PORT": str(self.gateway_port),
             "DOCVL_PREFECT_PORT": str(free_port()),
             "DOCVL_MODEL_WORKER_PORT": str(self.model_port),
+            "DOCVL_LAYOUT_WORKER_PORT": str(free_port()),  # the DeepSeek-OCR-2 worker beside it
+            "DOCVL_LAYOUT_WORKER_METRICS_PORT": "0",
             **(env or {}),
         }
         if embedded:

@@ -88,16 +88,19 @@ def platform() -> Iterator[Running]:
     base.chmod(0o755)
     root = fresh_copy(base)
     output = root / "make-run.log"
-    ports = {name: free_port() for name in ("api", "gateway", "prefect", "model", "postgres", "redis")}
+    ports = {
+        name: free_port() for name in ("api", "gateway", "prefect", "model", "layout", "postgres", "redis")
+    }
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DOCVL_", "PREFECT_"))},
         "DOCVL_API_PORT": str(ports["api"]),
         "DOCVL_GATEWAY_PORT": str(ports["gateway"]),
         "DOCVL_PREFECT_PORT": str(ports["prefect"]),
         "DOCVL_MODEL_WORKER_PORT": str(ports["model"]),
+        "DOCVL_LAYOUT_WORKER_PORT": str(ports["layout"]),
         **{  # each process's /metrics on a free port, not on the defaults another run may hold
             f"DOCVL_{name}_METRICS_PORT": str(free_port())
-            for name in ("API", "GATEWAY", "MODEL_WORKER", "WORKER", "JOB_RUNNER", "FLOWS")
+            for name in ("API", "GATEWAY", "MODEL_WORKER", "LAYOUT_WORKER", "WORKER", "JOB_RUNNER", "FLOWS")
         },
         # Nothing answers on these ports: `docvl up` starts its embedded Postgres and Redis there.
         "DOCVL_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{ports['postgres']}/docvl",
