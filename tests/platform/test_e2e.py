@@ -176,7 +176,7 @@ def test_the_corpus_over_rest_and_a_chart_over_grpc(platform: Running) -> None:
 def test_a_power_cut_loses_no_job(platform: Running) -> None:
     """Every process of the platform killed at once mid-run (SIGKILL; both model workers, DeepSeek-VL and
     DeepSeek-OCR-2, among them), then `make run` again on the same data: the jobs that were running finish,
-    each with its page count, their results written once."""
+    each with its page count, their results written once, the reused pages of the thesis among them."""
     mix = [
         (CORPUS / "009-pdflatex-geotopo" / "GeoTopo-komprimiert.pdf", ["ocr"], 117),
         (CORPUS / "026-latex-multicolumn" / "multicolumn.pdf", ["ocr", "qa", "layout"], 3),
@@ -211,6 +211,10 @@ def test_a_power_cut_loses_no_job(platform: Running) -> None:
                 == len({(p.page, p.task) for p in result.pages})
                 == pages * len(result.job.tasks)
             )
+        # The thesis was processed for the same owner before (the corpus test): its pages were reused,
+        # through the power cut too, and each still written once (above).
+        thesis = client.result(jobs[0][0])
+        assert sum(p.reused_from is not None for p in thesis.pages) > 0
     assert "Serving." in platform.output.read_text(errors="replace")
 
 
