@@ -4,8 +4,8 @@ the bodies it refuses.
 
 Per process, each key that has submitted lately is remembered: who it is (as Postgres authenticated it),
 its jobs in flight (as Postgres counted them; both read together, at most once per FRESH_FOR_S per key and
-one read at a time, the requests arriving meanwhile being answered from the count before), and its
-submissions let in here and not recorded yet. A key's room is its limit less both counts. A burst of a
+one read at a time, the requests arriving meanwhile being answered from that read), and its submissions
+let in here and not recorded yet. A key's room is its limit less both counts. A burst of a
 thousand submissions from one key thus costs a read or two of the database and the bodies of the
 submissions let in, nothing more.
 
@@ -97,25 +97,29 @@ class Admission:
         self._reading: dict[str, threading.Lock] = {}  # the keys being read, by the secret's hash
         self._refused: dict[str, tuple[float, str]] = {}  # unknown or revoked: when read, and why
 
-    def from_memory(self, secret: str, limit: int) -> Ticket | Full | None:
-        """The answer when the key's count is fresh, or is being read (then from the count before); None
-        when it has to be read (see `admit`)."""
-        return self._decide(hash_secret(secret), limit)
+    def from_memory(self, secret: str, limit: int, *, stale_ok: bool = False) -> Ticket | Full | None:
+        """The answer when the key's count is fresh (or, `stale_ok`, whenever it was read: for a caller that
+        waited for a read of it); None when it has to be read (see `admit`)."""
+        return self._decide(hash_secret(secret), limit, stale_ok=stale_ok)
 
     def admit(self, secret: str, limit: int) -> Ticket | Full:
-        """The answer, reading the key from the database first when its count is not fresh (blocking)."""
+        """The answer, reading the key from the database first when its count is not fresh (blocking). One
+        read per key at a time: who waited for another's read answers from it."""
         hashed = hash_secret(secret)
         decided = self._decide(hashed, limit)
         if decided is not None:
             return decided
+        seen = self._read_at(hashed)
         with self._lock:
             reading = self._reading.setdefault(hashed, threading.Lock())
-        with reading:  # one read per key at a time; who waited for it decides from what it read
-            decided = self._decide(hashed, limit, while_read=False)
+        with reading:
+            decided = self._decide(hashed, limit)  # fresh now, or refused lately
+            if decided is None and self._read_at(hashed) != seen:  # another read it while this one waited
+                decided = self._decide(hashed, limit, stale_ok=True)
             if decided is None:
                 self._read(secret, hashed)
-                decided = self._decide(hashed, limit, stale_ok=True)  # what was just read, however slow
-        assert decided is not None
+                decided = self._decide(hashed, limit, stale_ok=True)
+        assert decided is not None  # just read: remembered (only stale keys are forgotten)
         return decided
 
     def end(self, key: _Key, *, recorded: bool) -> None:
@@ -124,6 +128,11 @@ class Admission:
             key.pending -= 1
             if recorded:
                 key.in_flight += 1
+
+    def _read_at(self, hashed: str) -> float | None:
+        with self._lock:
+            key = self._keys.get(hashed)
+            return None if key is None else key.read_at
 
     def _read(self, secret: str, hashed: str) -> None:
         started = self.clock()
@@ -148,11 +157,9 @@ class Admission:
             with self._lock:
                 self._reading.pop(hashed, None)
 
-    def _decide(
-        self, hashed: str, limit: int, *, while_read: bool = True, stale_ok: bool = False
-    ) -> Ticket | Full | None:
-        """From memory: when the key's count is fresh, or being read (`while_read`), or `stale_ok`;
-        Unauthenticated for a key found unknown or revoked less than FRESH_FOR_S ago."""
+    def _decide(self, hashed: str, limit: int, *, stale_ok: bool = False) -> Ticket | Full | None:
+        """From memory, when the key's count is fresh or `stale_ok`; Unauthenticated for a key found
+        unknown or revoked less than FRESH_FOR_S ago."""
         with self._lock:
             key = self._keys.get(hashed)
             if key is None:
@@ -160,8 +167,7 @@ class Admission:
                 if refused is not None and self.clock() - refused[0] <= self.fresh_for_s:
                     raise Unauthenticated(refused[1])
                 return None
-            fresh = self.clock() - key.read_at <= self.fresh_for_s
-            if not (fresh or stale_ok or (while_read and hashed in self._reading)):
+            if not stale_ok and self.clock() - key.read_at > self.fresh_for_s:
                 return None
             counted = key.in_flight + key.pending
             if counted >= limit:

@@ -107,9 +107,12 @@ class JobService:
         decided = self.admission.admit(_given(secret), self.limits.max_in_flight)
         return self._admitted(decided, idempotency_key)
 
-    def admit_from_memory(self, secret: str | None, idempotency_key: str | None = None) -> Ticket | None:
-        """`admit` where it needs no database (a key read lately); None where it does."""
-        decided = self.admission.from_memory(_given(secret), self.limits.max_in_flight)
+    def admit_from_memory(
+        self, secret: str | None, idempotency_key: str | None = None, *, stale_ok: bool = False
+    ) -> Ticket | None:
+        """`admit` where it needs no database (a key read lately, or whenever if `stale_ok`: for a caller
+        that waited for a read of it); None where it does."""
+        decided = self.admission.from_memory(_given(secret), self.limits.max_in_flight, stale_ok=stale_ok)
         if decided is None or (isinstance(decided, Full) and idempotency_key):
             return None
         return self._admitted(decided, None)

@@ -95,21 +95,27 @@ def test_a_count_is_used_while_fresh_then_read_again() -> None:
     assert keys.reads == 2
 
 
-def test_while_a_stale_count_is_read_others_are_answered_from_it() -> None:
+def test_who_waits_for_a_read_answers_from_it() -> None:
     keys, clock = Keys(in_flight=1), Clock()
     gate = admission(keys, clock)
-    assert gate.admit("good", 1) == Full(CALLER, 1)
-    clock.now += 1
+    held = gate.admit("good", 2)  # read once: 1 in flight, and this one let in
+    assert isinstance(held, Ticket)
+    clock.now += 1  # stale: the next answer needs a read
     keys.go_on.clear()
     keys.entered.clear()
-    with ThreadPoolExecutor(1) as pool:
-        reading = pool.submit(gate.admit, "good", 1)
+    keys.in_flight = 0  # the job ended meanwhile
+    with ThreadPoolExecutor(8) as pool:
+        reading = pool.submit(gate.admit, "good", 2)
         assert keys.entered.wait(10)
-        assert gate.from_memory("good", 1) == Full(CALLER, 1)  # the count before, no second read
-        keys.in_flight = 0
+        assert gate.from_memory("good", 2) is None  # stale: not answered from the count before the read
+        waiting = [pool.submit(gate.admit, "good", 2) for _ in range(6)]
+        clock.now += 5  # however long the read takes, the ones waiting answer from it
         keys.go_on.set()
-        assert isinstance(reading.result(10), Ticket)
+        answers = [reading.result(10), *(w.result(10) for w in waiting)]
     assert keys.reads == 2
+    # 0 in flight now, 1 place held: 1 more let in
+    assert sum(isinstance(a, Ticket) for a in answers) == 1
+    assert [a for a in answers if isinstance(a, Full)] == [Full(CALLER, 2)] * 6
 
 
 def test_an_unknown_key_is_refused_from_memory_while_fresh() -> None:
