@@ -45,7 +45,8 @@ proto: install ## regenerate the gRPC stubs in docvl/v1 from proto/
 bench: install ## the model worker benchmark (bench/model_worker.py); the other bench/*.py: docs/benchmarks.md
 	@echo "make bench runs bench/model_worker.py. The other benchmarks, each run as $(BIN)/python bench/NAME.py"
 	@echo "(what each measures and writes: docs/benchmarks.md): pipeline, small_jobs, soak, orchestration,"
-	@echo "telemetry, office, page_images, verification, chaos, continuous, two_stacks, sweep, reuse, bursts."
+	@echo "telemetry, office, page_images, verification, chaos, continuous, two_stacks, sweep, reuse, bursts,"
+	@echo "quote."
 	$(BIN)/python bench/model_worker.py
 
 console-screenshots: install ## redo docs/console/*.png (the web console's tests, in headless Chromium)
