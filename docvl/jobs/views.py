@@ -177,8 +177,9 @@ class ResultView(BaseModel):
 class EventView(BaseModel):
     id: int = Field(description="Increasing; resume a stream after it (Last-Event-ID).")
     kind: str = Field(
-        description="status, progress, webhook, or recovered (the reconciler re-drove the job; "
-        "data.action says how)."
+        description="status, progress, webhook, converted (an Office document became a PDF), reused (a "
+        "page took an earlier job's result: data.from_job, data.from_page_index), or recovered (the "
+        "reconciler re-drove the job; data.action says how)."
     )
     status: JobStatus
     data: dict[str, Any]
