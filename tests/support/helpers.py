@@ -83,7 +83,7 @@ def model_worker_process(
             found = re.search(r"listening on [\d.]+:(\d+)", log_path.read_text())
             return int(found.group(1)) if found else None
 
-        port = wait_for(bound_port, 60, "the model worker to listen")
+        port = wait_for(bound_port, 300, "the model worker to listen")  # torch imports slowly under load
         yield process, f"127.0.0.1:{port}"
     finally:
         stop_process(process)

@@ -109,7 +109,7 @@ def scripted_worker_process(
             found = re.search(r"listening on [\d.]+:(\d+)", log_path.read_text())
             return int(found.group(1)) if found else None
 
-        port = wait_for(bound_port, 60, "the scripted worker to listen")
+        port = wait_for(bound_port, 300, "the scripted worker to listen")  # torch imports slowly under load
         yield process, f"127.0.0.1:{port}"
     finally:
         stop_process(process)
