@@ -160,7 +160,7 @@ def front_door_platform(
         store.ensure_ready()
         for each in target.split(","):
             with InferenceClient(each) as model:
-                model.wait_ready(120)
+                model.wait_ready(300)
         worker_env = {
             **env,
             "DOCVL_WORKER_METRICS_PORT": str(ports["worker"]),
