@@ -103,6 +103,7 @@ class Actual:
     output_tokens: int
     gpu_seconds: float
     finished: dt.datetime
+    rendered: dt.datetime | None  # the job's pages stored and their tasks sent
 
 
 def submit(client: Client, item: Item) -> str:
@@ -122,14 +123,26 @@ def actuals(platform: Platform, job_ids: list[str]) -> dict[str, Actual]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             """
-            SELECT j.id::text, j.status, j.pages_total, j.finished_at,
+            SELECT j.id::text, j.status, j.pages_total, j.finished_at, j.rendered_at,
                    coalesce(sum(r.generated_tokens), 0), coalesce(sum(r.inference_ms), 0) / 1000.0
             FROM jobs j LEFT JOIN task_results r ON r.job_id = j.id
             WHERE j.id = ANY(%s::uuid[]) GROUP BY j.id
             """,
             [job_ids],
         ).fetchall()
-    return {row[0]: Actual(row[1], row[2], int(row[4]), float(row[5]), row[3]) for row in rows}
+    return {row[0]: Actual(row[1], row[2], int(row[5]), float(row[6]), row[3], row[4]) for row in rows}
+
+
+def rate_between(platform: Platform, start: dt.datetime, end: dt.datetime) -> float:
+    """Page tasks computed per second between `start` and `end`, the load's and the batch's."""
+    url = platform.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM task_results WHERE reused_from_job IS NULL "
+            "AND created_at BETWEEN %s AND %s",
+            [start, end],
+        ).fetchone()
+    return (row[0] if row else 0) / (end - start).total_seconds()
 
 
 def run(settle_s: float, rounds: int, gap_s: float, max_new_tokens: int, qa_clients: int) -> str:
@@ -174,11 +187,12 @@ def run(settle_s: float, rounds: int, gap_s: float, max_new_tokens: int, qa_clie
             for loop in loops:
                 loop.join(600)
             found = actuals(platform, [q.job_id for q in quoted])
+            rate = rate_between(platform, quoted[0].submitted, max(a.finished for a in found.values()))
         finally:
             stop.set()
             platform.stop()
     machine_load = f"load average {load_before} at the start, {_load()} at the end"
-    return report(quoted, found, settle_s, settled, gap_s, max_new_tokens, qa_clients, machine_load)
+    return report(quoted, found, rate, settle_s, settled, gap_s, max_new_tokens, qa_clients, machine_load)
 
 
 def relative(quoted: float, actual: float) -> float:
@@ -194,6 +208,7 @@ def spread(values: list[float]) -> tuple[float, float]:
 def report(
     quoted: list[Quoted],
     found: dict[str, Actual],
+    rate: float,
     settle_s: float,
     settled: int,
     gap_s: float,
@@ -216,17 +231,20 @@ def report(
         errors["finish"].append(abs(off) / took)
         late.append(off)
         bases = "/".join(t.basis for t in q.tasks)
+        rendered = "-" if a.rendered is None else f"{(a.rendered - one.submitted).total_seconds():.1f}"
         rows.append(
             f"| {one.item.name} | {', '.join(one.item.tasks)} | {a.status} | {q.pages} / {a.pages} | "
             f"{q.output_tokens} / {a.output_tokens} | {q.gpu_seconds:.2f} / {a.gpu_seconds:.2f} | "
             f"{q.queue_ahead} | {q.page_tasks_per_s if q.page_tasks_per_s is not None else '-'} | "
-            f"{(q.expected_finish - one.submitted).total_seconds():.1f} / {took:.1f} | {off:+.1f} | {bases} |"
+            f"{rendered} | {(q.expected_finish - one.submitted).total_seconds():.1f} / {took:.1f} | "
+            f"{off:+.1f} | {bases} |"
         )
     summary = []
     for name, values in errors.items():
         median, p90 = spread(values)
         summary.append(f"| {name} | {median:.1%} | {p90:.1%} |")
     late_median, _ = spread([abs(x) for x in late])
+    quoted_rate = statistics.median(q.quote.page_tasks_per_s or 0.0 for q in quoted)
     failed = sum(1 for a in found.values() if a.status != "succeeded")
     return "\n".join(
         [
@@ -249,14 +267,17 @@ def report(
             *summary,
             "",
             f"Finish: |actual − expected finish| over the job's duration (submitted → finished), "
-            f"median absolute error {late_median:.1f} s.",
+            f"median absolute error {late_median:.1f} s. Page tasks computed per second while the batch "
+            f"ran (first submission → last finish), the load's and the batch's: {rate:.3f}; the quotes' "
+            f"rate (last 5 minutes): median {quoted_rate:.3f}.",
             "",
             "Each job (quoted / actual; ahead: page tasks queued ahead in the quote; rate: its page tasks "
-            "per second; seconds to the finish from submission; late: actual − expected finish, s):",
+            "per second; rendered: seconds from submission until its pages were stored and their tasks sent; "
+            "to finish: seconds from submission; late: actual − expected finish, s):",
             "",
-            "| document | tasks | status | pages | output tokens | GPU-s | ahead | rate /s | "
+            "| document | tasks | status | pages | output tokens | GPU-s | ahead | rate /s | rendered s | "
             "to finish s | late s | basis |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
         ]
