@@ -124,11 +124,19 @@ def _render(
     tasks, priority = plan.tasks, plan.priority
     layout = TaskKind.LAYOUT in tasks
 
-    def register(batch: list[page_results.NewPage]) -> None:
+    def register(batch: list[page_results.NewPage], page_count: int | None = None) -> None:
+        """Register the pages, then dispatch their work. The last batch (`page_count` given) also marks
+        the job rendered in the same transaction: the page task that ends the job can then finalise it
+        (a single-page job's page is often done before the render's last step would have marked it,
+        which left the finalisation to this runner, a Prefect task run more). Should this runner die
+        before dispatching, the reconciler sends the rendered job's unfinished pages again."""
         if batch:
             with ctx.db.transaction() as s:
                 if page_results.add_pages(s, job_id, batch).finished:
                     raise JobEnded(f"job {job_id} ended while it rendered")
+                if page_count is not None:
+                    jobs.set_page_count(s, plan.document_id, page_count)
+                    lifecycle.mark_rendered(s, job_id)
             if dispatch is not None:
                 dispatch.send_pages(
                     [PageWork(job_id, p.index, task, priority) for p in batch for task in tasks]
@@ -147,6 +155,7 @@ def _render(
             max_side=limits.max_side,
             pages=plan.pages,
             words=layout,
+            checked=True,  # intake decoded it whole
         ) as opened:
             batch: list[page_results.NewPage] = []
             for page in opened.pages(skip):
@@ -160,7 +169,7 @@ def _render(
                 if len(batch) == PAGES_PER_WRITE:
                     register(batch)
                     batch = []
-            register(batch)
+            register(batch, opened.page_count)
             return opened.page_count
 
 

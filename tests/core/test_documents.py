@@ -162,3 +162,29 @@ def test_media_type_comes_from_content() -> None:
     assert sniff_media_type(b"RIFF\0\0\0\0WEBPVP8 ") == "image/webp"
     with pytest.raises(UnsupportedDocument):
         sniff_media_type(b"GIF89a")
+
+
+def test_a_checked_image_is_not_decoded_again_but_damage_is_still_refused(tmp_path: Path) -> None:
+    """`checked` (what the render passes: intake decoded the document whole): a PNG usable as it is comes
+    back as its own bytes after a check of its chunk checksums; a truncated one, or one with a byte
+    changed in its image data, is refused as damaged without being decoded. A TIFF is still rendered."""
+    page = ROOT / "docvl" / "samples" / "page.png"
+    content = page.read_bytes()
+    with open_document(page, max_pages=1, checked=True) as document:
+        [rendered] = list(document.pages())
+    assert rendered.png == content
+    idat = content.index(b"IDAT") + 100
+    flipped = content[:idat] + bytes([content[idat] ^ 0xFF]) + content[idat + 1 :]
+    for name, damaged in {"truncated.png": content[: len(content) // 2], "flipped.png": flipped}.items():
+        path = tmp_path / name
+        path.write_bytes(damaged)
+        with (
+            pytest.raises(CorruptDocument, match="damaged or truncated"),
+            open_document(path, max_pages=1, checked=True) as document,
+        ):
+            list(document.pages())
+    tiff = tmp_path / "scan.tiff"
+    Image.new("RGB", (40, 30), "red").save(tiff)
+    with open_document(tiff, max_pages=1, checked=True) as document:
+        [frame] = list(document.pages())
+    assert Image.open(io.BytesIO(frame.png)).getpixel((1, 1)) == (255, 0, 0)

@@ -365,6 +365,31 @@ def test_a_start_request_is_taken_by_a_job_runner_and_recorded_in_prefect(platfo
     assert run["parameters"] == {"job_ids": [str(job_id)]}
 
 
+def test_one_flow_run_starts_the_jobs_waiting_after_its_batch(platform: Platform) -> None:
+    """Under load a flow run goes on with the jobs that wait once its batch is started (its creation costs
+    more CPU than a job's task run): with batches of one, three waiting jobs are started by one start
+    request in one flow run, each job with its own task run in it."""
+    import httpx
+
+    from tests.support.dispatch import celery_dispatch
+
+    job_ids = [submit(platform, FOUR_PAGES, [TaskKind.OCR]) for _ in range(3)]
+    runner_env = {**platform.env, "DOCVL_START_BATCH": "1"}
+    with celery_worker(runner_env, platform.logs / "batch-of-one-runner.log", queues="jobs"):
+        celery_dispatch(platform.env).start_jobs()
+        for job_id in job_ids:
+            assert wait_finished(platform.db, job_id, 120) is JobStatus.SUCCEEDED
+    with platform.db.transaction() as s:
+        runs = {jobs.get_job(s, job_id).flow_run_id for job_id in job_ids}
+    assert len(runs) == 1
+    [run] = runs
+    assert run is not None
+    body = {"flow_runs": {"id": {"any_": [run]}}}
+    task_runs = httpx.post(f"{platform.env['PREFECT_API_URL']}/task_runs/filter", json=body, timeout=10)
+    names = {t["name"] for t in task_runs.json()}
+    assert {f"job-{job_id}" for job_id in job_ids} <= names
+
+
 def test_a_page_that_fails_after_its_retries_leaves_a_partial_success(
     platform: Platform, tmp_path: Path
 ) -> None:
