@@ -700,3 +700,21 @@ def test_a_poller_gets_304_while_the_job_is_unchanged(api: TestClient, frontdoor
     assert "retry-after" not in again.headers
     other = api.get(url, headers={**auth(frontdoor.key("poller-other")), "If-None-Match": etag})
     assert other.status_code == 404  # the ETag tells nothing to another owner
+
+
+def test_streams_look_rarely_while_notifications_are_live() -> None:
+    """A stream's timed look is a safety net while the service's notifications are live (they wake it at
+    each event); without them, or while their connection is down, it looks every poll_s."""
+
+    class Notifier:
+        connected = threading.Event()
+
+    class Service:
+        notifier = Notifier()
+
+    assert watch.wait_s(ScriptedEvents(), 0.5) == 0.5  # no notifier at all
+    assert watch.wait_s(Service(), 0.5) == 0.5  # its connection is down
+    Notifier.connected.set()
+    assert watch.wait_s(Service(), 0.5) == watch.LIVE_POLL_S
+    assert watch.wait_s(Service(), 0.5, keepalive_s=2) == 2  # a keep-alive still goes out in time
+    assert watch.wait_s(Service(), 30) == 30  # never more often than asked
