@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import grpc
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,8 +23,12 @@ from docvl.db.database import Database
 from docvl.jobs.intake import Limits
 from docvl.jobs.service import JobService
 from docvl.storage.local import LocalObjectStore
+from docvl.v1 import jobs_pb2 as pb
+from docvl.v1 import jobs_pb2_grpc as pb_grpc
 from services.api.app import create_app
 from services.api.settings import ApiSettings
+from services.gateway.server import start
+from services.gateway.settings import GatewaySettings
 from tests.support.dispatch import RecordingDispatch
 from tests.support.helpers import ROOT
 
@@ -56,9 +61,9 @@ class Body:
         self.pieces_read = 0
 
     def __iter__(self) -> Iterator[bytes]:
-        for start in range(0, len(self.content), 16 * 1024):
+        for offset in range(0, len(self.content), 16 * 1024):
             self.pieces_read += 1
-            yield self.content[start : start + 16 * 1024]
+            yield self.content[offset : offset + 16 * 1024]
 
     @property
     def content_type(self) -> str:
@@ -180,3 +185,29 @@ def test_a_retry_at_the_limit_is_answered_with_its_job(apis: list[Api], db: Data
     assert retried.pieces_read > 0  # let in: the replay checks that the request is the same
     assert post(api, key, Body(), {"Idempotency-Key": "doc-new"}).status_code == 429
     assert in_flight(db, key_id) == 4
+
+
+def test_a_refused_document_is_not_looked_at(apis: list[Api], db: Database) -> None:
+    """At the limit, a document that is not one (it would be 415 once read) is refused for the limit: its
+    content was never inspected, over REST and over gRPC (whose message arrives whole, but is not spooled)."""
+    api = apis[0]
+    key, _ = new_key(db)
+    for _ in range(4):
+        assert post(api, key, Body()).status_code == 202
+    junk = Body(b"not a document at all")
+    assert (post(api, key, junk).status_code, junk.pieces_read) == (429, 0)
+    gateway, port = start(GatewaySettings(host="127.0.0.1", port=0), api.service)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.JobServiceStub(channel)
+            request = pb.SubmitJobRequest(content=b"not a document at all", tasks=["ocr"])
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.SubmitJob(request, metadata=(("x-api-key", key),), timeout=30)
+            error = cast(grpc.Call, refused.value)
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
+            assert ("retry-after", str(RETRY_AFTER_S)) in tuple(error.trailing_metadata() or ())
+            with pytest.raises(grpc.RpcError) as unknown:
+                stub.SubmitJob(request, metadata=(("x-api-key", "dvl_unknown"),), timeout=30)
+            assert cast(grpc.Call, unknown.value).code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        gateway.stop(1)
