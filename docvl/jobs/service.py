@@ -143,7 +143,7 @@ class JobService:
     ) -> tuple[JobView, bool]:
         """Check, store and queue a job for an uploaded document or one already in storage; returns (job,
         created). Nothing is stored or queued for a request that is refused. `ticket` (from `admit`) is
-        released as the job is recorded."""
+        marked recorded with the job; the caller releases it in any case (a no-op once recorded)."""
         if (document is None) == (source is None):
             raise InvalidInput("send the document as a file or name it with `source`, one of the two")
         with self._spooled(request, document, source) as spool:
@@ -178,8 +178,8 @@ class JobService:
                 ),
             )
             view = JobView.of(job)
-            if ticket is not None:  # before the commit: see docvl/jobs/admission.py
-                ticket.recorded() if created else ticket.release()
+            if ticket is not None and created:
+                ticket.recorded()  # before the commit: see docvl/jobs/admission.py
         if created:
             tracing.annotate(job_id=view.id)
             with logs.job_context(view.id):
