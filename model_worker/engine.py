@@ -7,6 +7,7 @@ threads.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
@@ -19,7 +20,14 @@ from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaL
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from docvl.errors import ResourceExhausted
-from docvl.inference.types import FinishReason, Generated, GenerationParams, InferenceRequest, RepeatGuard
+from docvl.inference.types import (
+    FinishReason,
+    Generated,
+    GenerationParams,
+    InferenceRequest,
+    ModelDescription,
+    RepeatGuard,
+)
 from docvl.observability.metrics import model as metrics
 from docvl.tasks import TaskKind
 from model_worker.checkpoint import LoadedModel
@@ -70,7 +78,7 @@ class Engine:
         self.processor = loaded.processor
         self.tokenizer = loaded.processor.tokenizer
         self.limits = limits
-        self.description = loaded.description
+        self.description = _served(loaded, limits.tasks)
         self.vision_batch_size = vision_batch_size or (8 if loaded.device.type == "cuda" else 1)
         if loaded.device.type == "cuda":
             device = loaded.device
@@ -247,7 +255,24 @@ class Engine:
         buffer = io.BytesIO()
         Image.new("RGB", (64, 48), (255, 255, 255)).save(buffer, format="PNG")
         request = InferenceRequest(
-            task=self.family.tasks[0], images=[buffer.getvalue()], params=GenerationParams(max_new_tokens=2)
+            task=self.description.tasks[0],
+            images=[buffer.getvalue()],
+            params=GenerationParams(max_new_tokens=2),
         )
         prepared = self.prepare(request)
         self.generate([prepared], [RowControl(prepared.params)])
+
+
+def _served(loaded: LoadedModel, tasks: tuple[TaskKind, ...]) -> ModelDescription:
+    """The checkpoint's description with the tasks this worker serves: `tasks` (DOCVL_MODEL_WORKER_TASKS)
+    when set, which must be the family's; ValueError naming what the family serves otherwise."""
+    if not tasks:
+        return loaded.description
+    foreign = [task.value for task in tasks if task not in loaded.family.tasks]
+    if foreign:
+        served = ", ".join(task.value for task in loaded.family.tasks)
+        raise ValueError(
+            f"DOCVL_MODEL_WORKER_TASKS names {', '.join(foreign)}, which {loaded.family.name} does not "
+            f"serve: choose among {served}"
+        )
+    return dataclasses.replace(loaded.description, tasks=tasks)

@@ -38,6 +38,7 @@ class Limits:
     max_prompt_chars: int
     default_max_new_tokens: int
     max_new_tokens: int
+    tasks: tuple[TaskKind, ...] = ()  # only these of the family's (DOCVL_MODEL_WORKER_TASKS); empty: all
 
     @classmethod
     def from_settings(cls, s: ModelWorkerSettings) -> Limits:
@@ -48,6 +49,7 @@ class Limits:
             max_prompt_chars=s.max_prompt_chars,
             default_max_new_tokens=s.default_max_new_tokens,
             max_new_tokens=s.max_new_tokens_limit,
+            tasks=tuple(TaskKind.parse(task) for task in s.tasks),
         )
 
 
@@ -101,6 +103,12 @@ class Preparer:
         started = time.perf_counter()
         limits = self.limits
         self.family.check_task(request.task)
+        if limits.tasks and request.task not in limits.tasks:
+            served = ", ".join(t.value for t in limits.tasks)
+            raise InvalidInput(
+                f"task {request.task.value} is not served by this model worker: it serves {served} "
+                "(DOCVL_MODEL_WORKER_TASKS)"
+            )
         if not request.images:
             raise InvalidInput("no image: send at least one image")
         if len(request.images) > limits.max_images:

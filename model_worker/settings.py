@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from docvl.inference.types import RepeatGuard
 
@@ -27,6 +27,12 @@ class ModelWorkerSettings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(50061, ge=0, le=65535)
+    tasks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Only these of the model family's tasks (comma-separated, e.g. layout); empty: every "
+        "task the family serves. The platform routes by what workers say they serve, so this keeps, say, a "
+        "DeepSeek-OCR-2 worker to layout while DeepSeek-VL workers take ocr.",
+    )
     metrics_host: str = Field("127.0.0.1", description="Address /metrics (Prometheus) listens on.")
     metrics_port: int = Field(9103, ge=0, le=65535, description="Port of /metrics; 0: no metrics.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -129,3 +135,10 @@ class ModelWorkerSettings(BaseSettings):
     def grpc_message_limit(self) -> int:
         """Largest message the server takes: every image at its limit plus room for the rest."""
         return self.max_images_per_request * self.max_image_bytes + 4 * MiB
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _split_tasks(cls, value: object) -> object:
+        return (
+            [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        )

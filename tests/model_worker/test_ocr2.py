@@ -21,6 +21,7 @@ from model_worker.decoding import RowControl
 from model_worker.engine import Engine
 from model_worker.preprocess import PreprocessPool
 from model_worker.scheduler import ContinuousBatcher
+from tests.conftest import make_engine
 from tests.model_worker.test_engine import run_one
 from tests.model_worker.test_preprocess import assert_same
 from tests.model_worker.test_scheduler import later, serve
@@ -96,6 +97,24 @@ def test_a_task_the_family_does_not_serve_is_refused_naming_what_it_serves(
     assert refused.value.message == (
         f"task {task.value} is not served by this model worker (deepseek-ocr2): it serves ocr, layout"
     )
+
+
+def test_a_worker_can_serve_fewer_tasks_than_its_family(ocr2_model: LoadedModel) -> None:
+    """DOCVL_MODEL_WORKER_TASKS=layout: the worker says it serves layout only (so the platform routes ocr
+    elsewhere) and refuses ocr naming the setting; a task outside the family is refused at start."""
+    engine = make_engine(ocr2_model, tasks=["layout"])
+    assert engine.description.tasks == (TaskKind.LAYOUT,)
+    assert ocr2_model.description.tasks == (TaskKind.OCR, TaskKind.LAYOUT), "the checkpoint's stays whole"
+    engine.warm_up()  # with a task it serves
+    with pytest.raises(InvalidInput) as refused:
+        engine.prepare(InferenceRequest(TaskKind.OCR, [png(1)]))
+    assert refused.value.message == (
+        "task ocr is not served by this model worker: it serves layout (DOCVL_MODEL_WORKER_TASKS)"
+    )
+    with pytest.raises(
+        ValueError, match="names qa, which deepseek-ocr2 does not serve: choose among ocr, layout"
+    ):
+        make_engine(ocr2_model, tasks=["qa"])
 
 
 def test_layout_answers_keep_the_grounding_tags_and_drop_other_special_tokens(ocr2_engine: Engine) -> None:

@@ -130,7 +130,13 @@ def front_door_platform(
                 script.write_text(json.dumps({TaskKind.LAYOUT.value: LAYOUT_PAGE}))
                 log = logs / "layout-worker.log"
                 _, layout = stack.enter_context(
-                    scripted_worker_process(layout_model_dir, script, log, env=traces.env())
+                    # layout only: ocr stays on the DeepSeek-VL worker, whose metrics and traces tests read
+                    scripted_worker_process(
+                        layout_model_dir,
+                        script,
+                        log,
+                        env={**traces.env(), "DOCVL_MODEL_WORKER_TASKS": "layout"},
+                    )
                 )
                 target = f"{target},{layout}"
             redis_url = f"redis://127.0.0.1:6379/{1 + (os.getpid() + 7) % 14}"
