@@ -265,7 +265,7 @@ def test_model_worker_errors_are_counted_by_code(frontdoor: FrontDoorPlatform) -
     url = frontdoor.metrics["model-worker"]
     errors = "docvl_model_errors_total"
     before = Scrape(url)
-    with InferenceClient(frontdoor.env["DOCVL_MODEL_WORKER_TARGETS"]) as client:
+    with InferenceClient(frontdoor.settings.model_worker_targets[0]) as client:
         with pytest.raises(InvalidInput):
             client.generate(InferenceRequest(task=TaskKind.OCR, images=[]), timeout=30)
         with pytest.raises(InvalidInput):
