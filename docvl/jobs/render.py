@@ -79,11 +79,13 @@ def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, dispatch: Dispa
     if pending:
         dispatch.send_pages(pending)
     try:
-        count = _render(ctx, job_id, plan, limits, dispatch, registered)
+        count, marked = _render(ctx, job_id, plan, limits, dispatch, registered)
     except JobEnded:
         log.info("job ended while it rendered")
         return False
     log.info("job rendered: %d pages, their tasks dispatched", count)
+    if marked:  # with its last pages, before their tasks were sent: the page task that ends it finalises it
+        return False
     with ctx.db.transaction() as s:
         jobs.set_page_count(s, plan.document_id, count)
         lifecycle.mark_rendered(s, job_id)
@@ -111,12 +113,13 @@ def _render(
     limits: RenderLimits,
     dispatch: Dispatch | None,
     skip: frozenset[int],
-) -> int:
-    """Render the job's document into stored page images; returns the page count. Every few pages, once
-    they are registered, their work is dispatched, so inference starts while the rest still renders.
-    Pages in `skip` (registered by an earlier run) are not rendered again; re-running it stores the same
-    pages again and registers nothing twice. Raises DocumentError for bad documents, and JobEnded when the
-    job was cancelled meanwhile."""
+) -> tuple[int, bool]:
+    """Render the job's document into stored page images; returns the page count, and whether the job was
+    marked rendered with its last pages (not when they were all registered by an earlier run). Every few
+    pages, once they are registered, their work is dispatched, so inference starts while the rest still
+    renders. Pages in `skip` (registered by an earlier run) are not rendered again; re-running it stores
+    the same pages again and registers nothing twice. Raises DocumentError for bad documents, and JobEnded
+    when the job was cancelled meanwhile."""
     if limits.max_bytes is not None and plan.size_bytes > limits.max_bytes:
         raise DocumentTooLarge(
             f"the document is {plan.size_bytes} bytes, over the limit of {limits.max_bytes}: split it"
@@ -170,7 +173,7 @@ def _render(
                     register(batch)
                     batch = []
             register(batch, opened.page_count)
-            return opened.page_count
+            return opened.page_count, bool(batch)
 
 
 def _download(ctx: Context, key: str, path: Path) -> None:
