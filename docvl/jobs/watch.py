@@ -4,7 +4,7 @@
 status event, and otherwise waits until the job's events change (a Postgres notification, through
 `JobService.subscribed`) or `poll_s` passes, whichever comes first; while the service's notifications are
 live, the timed look is only a safety net and comes every LIVE_POLL_S instead (each look is two queries:
-16 streams looking every 0.5 s took more of the API's CPU than the submissions did). It is async, so that
+16 streams looking every 0.5 s took as much of the API's CPU as the submissions). It is async, so that
 an SSE stream holds no thread while it waits; its database reads run where the caller says (`offload`: the
 API's thread pool). `follow_blocking` runs the same loop for a caller that has a thread of its own (the
 gateway's), on a private event loop, reading inline.
