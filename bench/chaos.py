@@ -86,7 +86,8 @@ class Run:
             for path, tasks, pages in MIX:
                 if rest or path.suffix == ".pdf":
                     question = "What is shown?" if "qa" in tasks else None
-                    job_id = client.submit(path, tasks, question=question).id
+                    # reuse=False: each scenario's pages go through the model again, under its fault
+                    job_id = client.submit(path, tasks, question=question, reuse=False).id
                 else:
                     job_id = self.submit_grpc(path, tasks)
                 self.expected[job_id] = (path.name, pages, len(tasks))
@@ -97,7 +98,9 @@ class Run:
         with grpc.insecure_channel(self.platform.gateway) as channel:
             stub = pb_grpc.JobServiceStub(channel)
             question = "What is shown?" if "qa" in tasks else None
-            request = pb.SubmitJobRequest(content=path.read_bytes(), tasks=tasks, question=question)
+            request = pb.SubmitJobRequest(
+                content=path.read_bytes(), tasks=tasks, question=question, reuse=False
+            )
             job = stub.SubmitJob(request, metadata=(("x-api-key", self.platform.key),), timeout=60)
         return uuid.UUID(job.id)
 

@@ -51,7 +51,9 @@ def main() -> None:
 
         def one(client: Client) -> None:
             nonlocal done, failed
-            job = client.submit(image, ["qa"], question="What is the title?", filename="page.png")
+            job = client.submit(
+                image, ["qa"], question="What is the title?", filename="page.png", reuse=False
+            )  # the same page again: computed each time, as a soak means
             status = client.wait(job.id, timeout_s=600).status
             with lock:
                 done += 1

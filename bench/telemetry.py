@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.model_worker import machine, write_section  # noqa: E402
-from bench.pipeline import WARM_UP_PAGES, first_pages, new_job  # noqa: E402
+from bench.pipeline import COMPUTED, WARM_UP_PAGES, first_pages, new_job  # noqa: E402
 from docvl.broker.dispatch import CeleryDispatch  # noqa: E402
 from docvl.db import jobs, migrate  # noqa: E402
 from docvl.db.database import Database  # noqa: E402
@@ -123,7 +123,7 @@ def segment(
             wait_finished(db, job_id)
             times = []
             for _ in range(rounds):
-                job_id = new_job(db, store, measured)
+                job_id = new_job(db, store, measured, options=COMPUTED)
                 started = time.perf_counter()
                 dispatch.start_jobs()
                 status = wait_finished(db, job_id)

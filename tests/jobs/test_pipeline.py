@@ -103,7 +103,10 @@ def submit(platform: Platform, path: Path, tasks: list[TaskKind], **options: obj
             media_type="application/pdf",
             object_key=stored.key,
         )
-        job, _ = jobs.create_job(s, jobs.NewJob("tester", document.id, tasks, options=dict(options)))
+        # reuse=false: these tests follow pages through the model worker, and the same documents come back
+        # (tests/jobs/test_reuse.py tests reuse)
+        options = {"reuse": "false", **options}
+        job, _ = jobs.create_job(s, jobs.NewJob("tester", document.id, tasks, options=options))
         return job.id
 
 
