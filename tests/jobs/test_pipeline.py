@@ -632,6 +632,8 @@ def layout_worker(platform: Platform, tiny_ocr2_dir: Path) -> Iterator[LayoutWor
             **platform.env,
             "DOCVL_MODEL_WORKER_TARGETS": f"127.0.0.1:{proxy.port}",
             "DOCVL_MAX_NEW_TOKENS_BY_TASK": json.dumps({TaskKind.LAYOUT.value: 512}),
+            # the pages retry while a new worker loads (retries double from 0.5 s up to 60 s: ~7 minutes)
+            "DOCVL_TASK_RETRIES": "12",
         }
         stack.enter_context(celery_worker(env, platform.logs / "layout-celery.log", queues="layout"))
         yield LayoutWorker(proxy, process, start)
