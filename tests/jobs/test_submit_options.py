@@ -102,7 +102,7 @@ def test_the_form_is_read_into_the_options() -> None:
 @pytest.mark.parametrize(
     ("fields", "words"),
     [
-        ({"dry_run": "true"}, ["unknown field `dry_run`", "the accepted fields are `file`, `tasks`"]),
+        ({"dryrun": "true"}, ["unknown field `dryrun`", "the accepted fields are `file`, `tasks`"]),
         ({"prority": "9", "Tasks": "qa"}, ["unknown fields `prority`, `Tasks`", "Idempotency-Key header"]),
         ({"idempotency_key": "k"}, ["`idempotency_key` is not sent in the body", "Idempotency-Key header"]),
         ({"source": "s3://b/k"}, ["unknown field `source`"]),
@@ -121,7 +121,7 @@ def test_the_json_body_is_read_into_the_options() -> None:
     assert options.given() == {"tasks": ["ocr"], "priority": 3, "password": "pw", "idempotency_key": "k-3"}
     assert "pw" not in repr(options)
     refusals: list[tuple[dict[str, object], str]] = [
-        ({"dry_run": True}, "unknown field `dry_run`: the accepted fields are `source`, `tasks`"),
+        ({"dryrun": True}, "unknown field `dryrun`: the accepted fields are `source`, `tasks`"),
         ({"idempotency_key": "k"}, "send it as the Idempotency-Key header"),
     ]
     for extra, words in refusals:
