@@ -96,7 +96,7 @@ def quote(
         rate = estimates.page_tasks_per_second(s)
         ahead = estimates.page_tasks_ahead(s, priority)
     per_task = [_task_quote(task, pages, history[task]) for task in tasks]
-    gpu_seconds = sum(t.gpu_seconds for t in per_task)
+    gpu_seconds = round(sum(t.gpu_seconds for t in per_task), 3)  # the price is of the figure shown
     page_tasks = pages * len(tasks)
     if rate is not None:
         wait_s, run_s = ahead / rate, page_tasks / rate
@@ -104,7 +104,7 @@ def quote(
         mean_s = gpu_seconds / page_tasks if page_tasks else 0.0
         wait_s, run_s = ahead * mean_s, gpu_seconds
     start = now + dt.timedelta(seconds=wait_s)
-    price = round(gpu_seconds / 3600 * pricing.gpu_hour, 6) if pricing.gpu_hour > 0 else None
+    price = round(gpu_seconds / 3600 * pricing.gpu_hour, 9) if pricing.gpu_hour > 0 else None
     return QuoteView(
         pages=pages,
         page_tasks=page_tasks,
@@ -115,7 +115,7 @@ def quote(
         page_tasks_per_s=None if rate is None else round(rate, 4),
         expected_start=start,
         expected_finish=start + dt.timedelta(seconds=run_s),
-        gpu_seconds=round(gpu_seconds, 3),
+        gpu_seconds=gpu_seconds,
         price=price,
         currency=pricing.currency if price is not None else None,
     )

@@ -157,7 +157,7 @@ def test_a_configured_gpu_hour_prices_the_quote(frontdoor: FrontDoorPlatform) ->
     with TestClient(create_app(ApiSettings(), priced)) as client:
         quote = post(client, key, FOUR_PAGES, tasks=["ocr"], dry_run="true").json()
     assert quote["currency"] == "EUR"
-    assert quote["price"] == pytest.approx(quote["gpu_seconds"] / 3600 * 2.5, rel=1e-3)
+    assert quote["price"] == pytest.approx(quote["gpu_seconds"] / 3600 * 2.5, rel=1e-3, abs=1e-8)
 
 
 def test_grpc_the_client_and_the_cli_quote_too(frontdoor: FrontDoorPlatform) -> None:

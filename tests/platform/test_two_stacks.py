@@ -185,14 +185,23 @@ def test_two_stacks_on_one_postgres_server_and_redis_never_see_each_others_work(
         assert foreign_tasks(platform) == foreign_before[index], "no page task of the other stack"
 
     # Each Prefect holds its own stack's deployments and runs only.
+    run_ids = [{str(r["id"]) for r in everything(p, "flow_runs")} for p in stacks]
     for index, platform in enumerate(stacks):
         mine, theirs = namespaces[index], namespaces[1 - index]
         deployments = everything(platform, "deployments")
         assert {d["name"] for d in deployments} == {f"reconciler-{mine}", f"nightly-sweep-{mine}"}
         runs = everything(platform, "flow_runs")
         assert not [r for r in runs if f"namespace:{theirs}" in r["tags"]]
+        with platform.db.transaction() as s:  # the flow run that started each job, as the job runner noted it
+            started_by = dict(
+                s.execute(select(Job.id, Job.flow_run_id).where(Job.id.in_(submitted[index]))).tuples().all()
+            )
+        assert set(started_by) == submitted[index]
+        assert {str(run) for run in started_by.values()} <= run_ids[index], (
+            "started by its own Prefect's runs"
+        )
+        assert not {str(run) for run in started_by.values()} & run_ids[1 - index]
         started = {uuid.UUID(j) for r in runs for j in r["parameters"].get("job_ids", [])}
-        assert started >= submitted[index], "every job started by a flow run in its own Prefect"
         assert started.isdisjoint(submitted[1 - index])
         assert not job_ids(stacks[1 - index], started), "no flow run of one stack started the other's jobs"
     second_runs = everything(second, "flow_runs")  # the second stack's Prefect has no other history
