@@ -29,6 +29,7 @@ from typing import Any
 
 from docvl.eval.distance import levenshtein
 from docvl.eval.text import normalize_page
+from docvl.layout.checks import iou
 from docvl.layout.document import Page, Rect
 from docvl.layout.labels import Label
 
@@ -113,17 +114,6 @@ def read_reference(path: Path) -> tuple[LayoutReference | None, list[str]]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, [f"cannot read it as JSON: {exc}"]
     return parse_reference(data)
-
-
-def iou(a: Rect, b: Rect) -> float:
-    """Intersection over union (0 when either has no area)."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _share(box: Rect, width: float, height: float) -> Rect:
