@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from docvl.eval.layout import LayoutReference, RefBlock, iou, parse_reference, score_page
+from docvl.eval.layout import LayoutReference, RefBlock, parse_reference, score_page
 from docvl.eval.manifest import Item, ManifestError, load_set
 from docvl.eval.runner import Outcome
 from docvl.eval.scoring import score
 from docvl.jobs.views import PageResult
 from docvl.layout import Block, Label, Page
+from docvl.layout.checks import iou
 from docvl.layout.document import Rect
 from docvl.tasks import TaskKind
 
