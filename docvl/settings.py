@@ -5,6 +5,7 @@ Environment prefix DOCVL_. Each deployable's own Settings class extends this one
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -20,6 +21,14 @@ def split_list(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+class ReuseScope(StrEnum):
+    """Whose earlier work a job may reuse (docvl/jobs/reuse.py)."""
+
+    OWNER = "owner"  # the job's owner's only (the default)
+    DEPLOYMENT = "deployment"  # any owner's
+    OFF = "off"  # nothing is reused
 
 
 class CoreSettings(BaseSettings):
@@ -152,6 +161,13 @@ class CeleryWorkerSettings(CoreSettings):
         "default: docvl-worker-metrics-PORT in the temporary directory.",
     )
     task_time_limit_s: int = Field(1800, ge=10, description="A task is killed after this long.")
+    reuse_scope: ReuseScope = Field(
+        ReuseScope.OWNER,
+        description="Whose earlier work a job may reuse instead of doing it again (a page's result instead "
+        "of calling the model, a document's rendered pages instead of rendering it): owner (the job's "
+        "owner's), deployment (anyone's: a fast answer then tells an owner that someone processed the same "
+        "page) or off.",
+    )
     visibility_timeout_s: int = Field(
         3600,
         ge=5,

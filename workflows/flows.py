@@ -88,6 +88,7 @@ def render_limits() -> RenderLimits:
         max_pixels=s.max_page_pixels,
         max_side=s.render_max_side or None,
         max_bytes=s.max_document_bytes,
+        reuse=s.reuse_scope,
     )
 
 

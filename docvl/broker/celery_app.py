@@ -18,6 +18,7 @@ from docvl.namespace import redis_prefix
 from docvl.tasks import TaskKind
 
 PAGE_TASK = "docvl.page"
+REUSE_TASK = "docvl.reuse_pages"  # a job's page results reused together, on a page queue
 WEBHOOK_TASK = "docvl.webhook"
 WEBHOOK_QUEUE = "webhooks"
 START_TASK = "docvl.start_jobs"

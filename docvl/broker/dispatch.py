@@ -9,6 +9,7 @@ from celery import Celery
 from docvl.broker.celery_app import (
     JOBS_QUEUE,
     PAGE_TASK,
+    REUSE_TASK,
     START_TASK,
     WEBHOOK_QUEUE,
     WEBHOOK_TASK,
@@ -18,6 +19,7 @@ from docvl.broker.celery_app import (
     namespace_of,
 )
 from docvl.jobs.context import PageWork
+from docvl.tasks import TaskKind
 
 
 class CeleryDispatch:
@@ -57,6 +59,17 @@ class CeleryDispatch:
                     priority=celery_priority(item.priority),
                     task_id=item.id,
                 )
+
+    def reuse_pages(self, job_id: uuid.UUID, queue: TaskKind, priority: int) -> None:
+        with broker_errors():
+            self.app.send_task(
+                REUSE_TASK,
+                args=[str(job_id)],
+                kwargs={"namespace": self.namespace},
+                queue=queue.value,
+                priority=celery_priority(priority),
+                task_id=f"{job_id}:reuse",
+            )
 
     def revoke(self, ids: list[str]) -> None:
         with broker_errors():

@@ -97,6 +97,11 @@ class Job(Base):
             postgresql_where=text(status_is(*UNFINISHED)),  # renders as migration 0004 wrote it
         ),
         Index("ix_jobs_unnotified", "finished_at", postgresql_where=text("notified_at IS NULL")),
+        Index(
+            "ix_jobs_render_key",
+            "render_key",
+            postgresql_where=text("render_key IS NOT NULL AND rendered_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -132,6 +137,8 @@ class Job(Base):
     # parent of the job's spans in the runner, the reconciler and finalisation.
     trace_id: Mapped[str | None] = mapped_column(String(32))
     traceparent: Mapped[str | None] = mapped_column(String(64))
+    # What decides its pages' images (docvl/jobs/render_reuse.py): a later job with the same key takes them.
+    render_key: Mapped[str | None] = mapped_column(String(64))
 
 
 class Page(Base):
@@ -149,6 +156,8 @@ class Page(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
     # A PDF page's own text (pypdfium2's text page), that its OCR is verified against; None: it had none.
     text_layer: Mapped[str | None] = mapped_column(Text)
+    # The image's content hash: what reuse by content keys a page on (None: rendered before it was kept).
+    image_sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _now()
 
 

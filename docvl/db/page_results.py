@@ -31,6 +31,20 @@ class NewPage:
     height: int
     size_bytes: int
     text_layer: str | None = None  # a PDF page's own text
+    image_sha256: str | None = None
+
+    @classmethod
+    def copy_of(cls, page: Page) -> NewPage:
+        """Another job's page as this job's: the same image (its object is shared, not copied)."""
+        return cls(
+            page.index,
+            page.image_key,
+            page.width,
+            page.height,
+            page.size_bytes,
+            page.text_layer,
+            page.image_sha256,
+        )
 
 
 @dataclass(frozen=True)
@@ -155,6 +169,7 @@ class PageToRun:
     question: str | None
     owner: str = ""
     reuse: bool = True  # the job's `reuse` option: False forces every page through the model
+    image_sha256: str | None = None  # None: rendered before pages kept it (the image is hashed)
 
 
 def page_to_run(session: Session, job_id: uuid.UUID, page_index: int, task: TaskKind) -> PageToRun | None:
@@ -176,6 +191,7 @@ def page_to_run(session: Session, job_id: uuid.UUID, page_index: int, task: Task
             done,
             Job.owner,
             Job.options["reuse"].astext,
+            Page.image_sha256,
         )
         .join_from(Page, Job, Page.job_id == Job.id)
         .where(Page.job_id == job_id, Page.index == page_index)
@@ -184,10 +200,10 @@ def page_to_run(session: Session, job_id: uuid.UUID, page_index: int, task: Task
         if session.execute(select(Job.id).where(Job.id == job_id)).first() is None:
             raise UnknownJob(f"no job {job_id} in this database")
         raise NotFound(f"job {job_id} has no page {page_index}")
-    status, question, image_key, text_layer, finished_before, owner, reuse = row
+    status, question, image_key, text_layer, finished_before, owner, reuse, image_sha256 = row
     if JobStatus(status).finished or finished_before:
         return None
-    return PageToRun(image_key, text_layer, question, owner, reuse != "false")
+    return PageToRun(image_key, text_layer, question, owner, reuse != "false", image_sha256)
 
 
 @dataclass(frozen=True)
@@ -201,29 +217,60 @@ class Reusable:
 
 def reusable(session: Session, keys: Sequence[str], job_id: uuid.UUID, owner: str | None) -> Reusable | None:
     """The oldest successful result under one of `keys` of another job (of `owner`; any owner's with
-    None) that has not been purged, or None."""
+    None), or None."""
+    found = reusable_by_key(session, keys, job_id, owner)
+    return min(found.values(), key=lambda r: r.result.id) if found else None
+
+
+def reusable_by_key(
+    session: Session, keys: Sequence[str], job_id: uuid.UUID, owner: str | None
+) -> dict[str, Reusable]:
+    """For each of `keys` that has one, the oldest successful result under it of another job (of `owner`;
+    any owner's with None), in one query."""
     if not keys:
-        return None
+        return {}
     query = (
         select(TaskResult)
+        .distinct(TaskResult.reuse_key)
         .join(Job, Job.id == TaskResult.job_id)
         .where(
-            TaskResult.reuse_key.in_(keys),
+            TaskResult.reuse_key.in_(set(keys)),
             TaskResult.job_id != job_id,
             TaskResult.error_code.is_(None),
             TaskResult.output_text.is_not(None),
         )
-        .order_by(TaskResult.id)
-        .limit(1)
+        .order_by(TaskResult.reuse_key, TaskResult.id)
     )
     if owner is not None:
         query = query.where(Job.owner == owner)
-    found = session.execute(query).scalar_one_or_none()
-    if found is None:
-        return None
+    return {str(found.reuse_key): _origin(found) for found in session.execute(query).scalars()}
+
+
+def _origin(found: TaskResult) -> Reusable:
+    """A result as reusable, naming the job and page that first computed it (not a reuse of a reuse)."""
     if found.reused_from_job is not None and found.reused_from_page is not None:
         return Reusable(found.reused_from_job, found.reused_from_page, found)
     return Reusable(found.job_id, found.page_index, found)
+
+
+def earlier_render(
+    session: Session, render_key: str, job_id: uuid.UUID, owner: str | None
+) -> tuple[uuid.UUID, list[Page]] | None:
+    """Another job (of `owner`; any owner's with None) that rendered the same document with the same render
+    key, and its pages: every one registered with its image's hash. The oldest such job; None if none."""
+    query = (
+        select(Job.id, Job.pages_total)
+        .where(Job.render_key == render_key, Job.rendered_at.is_not(None), Job.id != job_id)
+        .order_by(Job.rendered_at)
+        .limit(8)
+    )
+    if owner is not None:
+        query = query.where(Job.owner == owner)
+    for earlier, total in session.execute(query).all():
+        rendered = pages(session, earlier)
+        if rendered and len(rendered) == total and all(p.image_sha256 for p in rendered):
+            return earlier, rendered
+    return None
 
 
 def page(session: Session, job_id: uuid.UUID, index: int) -> Page:
@@ -260,3 +307,15 @@ def results(
 
 def pages(session: Session, job_id: uuid.UUID) -> list[Page]:
     return list(session.execute(select(Page).where(Page.job_id == job_id).order_by(Page.index)).scalars())
+
+
+def lock_pages(session: Session, job_id: uuid.UUID, indices: Sequence[int]) -> None:
+    """Lock the job's pages, in index order, before writing several of their results in one transaction:
+    a page task that holds one of them (and then the job's row) finishes first, so neither waits on the
+    other."""
+    session.execute(
+        select(Page.id)
+        .where(Page.job_id == job_id, Page.index.in_(sorted(set(indices))))
+        .order_by(Page.index)
+        .with_for_update()
+    ).all()

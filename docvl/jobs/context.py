@@ -50,3 +50,7 @@ def in_job_trace(ctx: Context, job_id: uuid.UUID, name: str) -> Iterator[None]:
         traceparent = jobs.get_job(s, job_id).traceparent
     with tracing.job_span(name, traceparent, job_id=job_id):
         yield
+
+
+class JobEnded(Exception):
+    """The job finished (was cancelled) while a step worked on it: the step stops."""

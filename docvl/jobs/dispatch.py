@@ -10,6 +10,7 @@ import uuid
 from typing import Protocol
 
 from docvl.jobs.context import PageWork
+from docvl.tasks import TaskKind
 
 
 class Dispatch(Protocol):
@@ -18,6 +19,10 @@ class Dispatch(Protocol):
 
     def send_pages(self, work: list[PageWork]) -> None:
         """One page task per item, on its task's queue, at its job's priority, with the item's stable id."""
+
+    def reuse_pages(self, job_id: uuid.UUID, queue: TaskKind, priority: int) -> None:
+        """One reuse task for the job (docvl/jobs/reused_pages.py), on `queue` (one of the job's tasks'), at
+        its priority: it takes every earlier result it finds and sends page tasks for the rest."""
 
     def revoke(self, ids: list[str]) -> None:
         """Revoke queued page tasks by id."""

@@ -22,14 +22,15 @@ from docvl.layout.checks import Word, check_page
 from docvl.layout.chunks import chunk_document, to_jsonl
 from docvl.layout.document import Document, Page, page_from_grounded, validate
 from docvl.layout.markdown import document_markdown
-from docvl.storage.base import output_key, page_key
+from docvl.storage.base import output_key
 
 JSON = "application/json"
 DOCUMENT, MARKDOWN, CHUNKS = "document.json", "layout.md", "chunks.jsonl"
 
 
-def layer_key(job_id: uuid.UUID, index: int) -> str:
-    return page_key(job_id, index, "layer.json")
+def layer_key(image_key: str) -> str:
+    """Where the page layer of the page image stored under `image_key` is kept: beside it."""
+    return image_key.rsplit(".", 1)[0] + ".layer.json"
 
 
 def page_layer(page: RenderedPage) -> bytes:
@@ -45,10 +46,12 @@ class LaidOut:
     problem: str | None  # why the output is not a usable layout (no block parsed); None when it is
 
 
-def lay_out_page(ctx: Context, job_id: uuid.UUID, index: int, image: bytes, output: str) -> LaidOut:
-    """The page's blocks from the model's output for `image` (the page image it saw), its figures stored,
-    its checks run; the page stored as an object."""
-    layer = _layer(ctx, job_id, index)
+def lay_out_page(
+    ctx: Context, job_id: uuid.UUID, index: int, image_key: str, image: bytes, output: str
+) -> LaidOut:
+    """The page's blocks from the model's output for `image` (the page image it saw, stored under
+    `image_key`), its figures stored, its checks run; the page stored as an object."""
+    layer = _layer(ctx, image_key)
     words = None if layer.get("words") is None else [Word.from_json(w) for w in layer["words"]]
     number = index + 1
     with Image.open(io.BytesIO(image)) as whole:
@@ -67,8 +70,8 @@ def lay_out_page(ctx: Context, job_id: uuid.UUID, index: int, image: bytes, outp
     return LaidOut(key, verification, problem)
 
 
-def _layer(ctx: Context, job_id: uuid.UUID, index: int) -> dict[str, Any]:
-    key = layer_key(job_id, index)
+def _layer(ctx: Context, image_key: str) -> dict[str, Any]:
+    key = layer_key(image_key)
     if not ctx.store.exists(key):  # an image page, or a page rendered before the job had layout
         return {}
     data: dict[str, Any] = json.loads(ctx.store.get(key))

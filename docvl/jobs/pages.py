@@ -15,10 +15,11 @@ from docvl.errors import DocvlError
 from docvl.inference.types import GenerationParams, InferenceRequest, InferenceResult, ModelIdentity
 from docvl.job_status import JobStatus
 from docvl.jobs.context import Context, PageWork
-from docvl.jobs.layout_pages import lay_out_page
-from docvl.jobs.reuse import PageInputs, ReusePolicy, ReuseScope, page_inputs, result_key
+from docvl.jobs.layout_pages import LaidOut, lay_out_page
+from docvl.jobs.reuse import PageInputs, ReusePolicy, image_sha256, result_key
 from docvl.observability import tracing
 from docvl.observability.metrics import worker as worker_metrics
+from docvl.settings import ReuseScope
 from docvl.tasks import TaskKind
 from docvl.verify.attempts import PageInput, generate_checked
 from docvl.verify.verifier import Verifier
@@ -47,12 +48,16 @@ def process_page(
     if page is None:
         worker_metrics.page_tasks.labels(work.task.value, "skipped").inc()
         return False
-    image = ctx.store.get(page.image_key)
-    inputs = page_inputs(image, work.task, page.question, max_new_tokens)
+    image = None if page.image_sha256 else ctx.store.get(page.image_key)  # read once it is needed
+    inputs = PageInputs(
+        page.image_sha256 or image_sha256(image or b""), work.task, page.question, max_new_tokens
+    )
     if reuse is not None and reuse.scope is not ReuseScope.OFF and page.reuse:
         found = _reusable(ctx, work, inputs, reuse, page.owner)
         if found is not None:
-            return _reuse(ctx, work, attempt, image, found)
+            return _reuse(ctx, work, attempt, page.image_key, found)
+    if image is None:
+        image = ctx.store.get(page.image_key)
     request = InferenceRequest(
         task=work.task,
         images=[image],
@@ -73,7 +78,7 @@ def process_page(
     )
     laid_out = None
     if work.task is TaskKind.LAYOUT:
-        laid_out = lay_out_page(ctx, work.job_id, work.page_index, image, made.text)
+        laid_out = lay_out_page(ctx, work.job_id, work.page_index, page.image_key, image, made.text)
     completed = _record(
         ctx,
         work,
@@ -117,14 +122,27 @@ def _reusable(
         return page_results.reusable(s, keys, work.job_id, reuse.owner_filter(owner))
 
 
-def _reuse(ctx: Context, work: PageWork, attempt: int, image: bytes, found: page_results.Reusable) -> bool:
+def _reuse(ctx: Context, work: PageWork, attempt: int, image_key: str, found: page_results.Reusable) -> bool:
     """Record the earlier result as this page's, with where it came from; a layout page's blocks, figures
     and checks are made again for this job from the reused answer (nothing of the other job's is read)."""
-    source = found.result
-    text = source.output_text or ""
     laid_out = None
     if work.task is TaskKind.LAYOUT:
-        laid_out = lay_out_page(ctx, work.job_id, work.page_index, image, text)
+        image = ctx.store.get(image_key)
+        laid_out = lay_out_page(
+            ctx, work.job_id, work.page_index, image_key, image, found.result.output_text or ""
+        )
+    result = reused_result(work, attempt, found, laid_out)
+    with tracing.span("docvl.page.write"), ctx.db.transaction() as s:
+        completed = write_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
+    worker_metrics.page_tasks.labels(work.task.value, "reused").inc()
+    return completed
+
+
+def reused_result(
+    work: PageWork, attempt: int, found: page_results.Reusable, laid_out: LaidOut | None = None
+) -> page_results.NewResult:
+    """The earlier result as this page's, saying where it came from (`laid_out`: a layout page's own)."""
+    source = found.result
     log.info(
         "page %d %s: reused from job %s page %d",
         work.page_index,
@@ -132,11 +150,12 @@ def _reuse(ctx: Context, work: PageWork, attempt: int, image: bytes, found: page
         found.job_id,
         found.page_index,
     )
-    completed = _record(
-        ctx,
-        work,
-        attempt,
-        output_text=text,
+    return page_results.NewResult(
+        work.job_id,
+        work.page_index,
+        work.task,
+        attempts=attempt,
+        output_text=source.output_text or "",
         output_key=None if laid_out is None else laid_out.key,
         output_valid=source.output_valid if laid_out is None else laid_out.problem is None,
         output_problem=source.output_problem if laid_out is None else laid_out.problem,
@@ -151,8 +170,6 @@ def _reuse(ctx: Context, work: PageWork, attempt: int, image: bytes, found: page
         reused_from_job=found.job_id,
         reused_from_page=found.page_index,
     )
-    worker_metrics.page_tasks.labels(work.task.value, "reused").inc()
-    return completed
 
 
 def record_failure(ctx: Context, work: PageWork, error: DocvlError, attempt: int) -> bool:
@@ -166,22 +183,27 @@ def _record(ctx: Context, work: PageWork, attempt: int, **outcome: Any) -> bool:
     completed the job and took its finalisation, in the same transaction (so exactly one writer does)."""
     result = page_results.NewResult(work.job_id, work.page_index, work.task, attempts=attempt, **outcome)
     with tracing.span("docvl.page.write"), ctx.db.transaction() as s:
-        if not page_results.record_result(s, result):
-            return False
-        if result.reused_from_job is not None:
-            jobs.write_event(
-                s,
-                work.job_id,
-                "reused",
-                JobStatus.RUNNING,
-                {
-                    "page_index": work.page_index,
-                    "task": work.task.value,
-                    "from_job": str(result.reused_from_job),
-                    "from_page_index": result.reused_from_page,
-                },
-            )
-        return lifecycle.claim_finalization(s, work.job_id)
+        return write_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
+
+
+def write_result(s: Session, result: page_results.NewResult) -> bool:
+    """Write the result once, and a reused one's `reused` event with it; False when it was written before."""
+    if not page_results.record_result(s, result):
+        return False
+    if result.reused_from_job is not None:
+        jobs.write_event(
+            s,
+            result.job_id,
+            "reused",
+            JobStatus.RUNNING,
+            {
+                "page_index": result.page_index,
+                "task": result.task.value,
+                "from_job": str(result.reused_from_job),
+                "from_page_index": result.reused_from_page,
+            },
+        )
+    return True
 
 
 def unfinished_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:

@@ -15,13 +15,16 @@ from docvl.db import jobs, lifecycle, page_results
 from docvl.db.models import Job
 from docvl.documents import PDF, DocumentTooLarge, open_document
 from docvl.job_status import JobStatus
-from docvl.jobs.context import Context, PageWork
+from docvl.jobs.context import Context, JobEnded, PageWork
 from docvl.jobs.dispatch import Dispatch
 from docvl.jobs.layout_pages import JSON, layer_key, page_layer
 from docvl.jobs.pages import unfinished_in
+from docvl.jobs.render_reuse import RenderInputs, take_earlier_render
+from docvl.jobs.reuse import image_sha256
 from docvl.office import EXTENSIONS as OFFICE_EXTENSIONS
 from docvl.office import ConversionFailed
 from docvl.page_ranges import PageRanges
+from docvl.settings import ReuseScope
 from docvl.storage.base import page_key
 from docvl.tasks import TaskKind
 
@@ -36,10 +39,7 @@ class RenderLimits:
     max_pixels: int = 40_000_000
     max_side: int | None = None
     max_bytes: int | None = None
-
-
-class JobEnded(Exception):
-    """The job finished (was cancelled) while a step worked on it: the step stops."""
+    reuse: ReuseScope = ReuseScope.OWNER  # whose earlier render of the same document a job may take
 
 
 def _start(s: Session, job_id: uuid.UUID) -> Job | None:
@@ -57,11 +57,25 @@ class _Plan:
     object_key: str
     size_bytes: int
     document_id: uuid.UUID
+    document_sha256: str
     media_type: str
     converted_key: str | None
     pages: PageRanges | None
     tasks: list[TaskKind]
     priority: int
+    owner: str
+    reuse: bool  # the job's own `reuse` option
+
+    def render_inputs(self, limits: RenderLimits) -> RenderInputs:
+        return RenderInputs(
+            self.document_sha256,
+            str(self.pages) if self.pages is not None else None,
+            limits.dpi,
+            limits.max_pixels,
+            limits.max_side,
+            limits.max_pages,
+            words=TaskKind.LAYOUT in self.tasks,
+        )
 
 
 def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, dispatch: Dispatch) -> bool:
@@ -75,10 +89,15 @@ def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, dispatch: Dispa
         registered = frozenset(p.index for p in page_results.pages(s, job_id))
         pending = unfinished_in(s, job_id) if registered else []
         plan = _plan(s, job)
+        render = plan.render_inputs(limits)
+        job.render_key = render.key()
     log.info("job started: %d pages rendered before, %d page tasks sent again", len(registered), len(pending))
     if pending:
         dispatch.send_pages(pending)
     try:
+        if not registered and _took_earlier_render(ctx, job_id, plan, limits.reuse, render):
+            _send_reusing(ctx, job_id, plan, dispatch)
+            return False  # the reuse task, or the last page task, finalises the job
         count, marked = _render(ctx, job_id, plan, limits, dispatch, registered)
     except JobEnded:
         log.info("job ended while it rendered")
@@ -92,17 +111,42 @@ def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, dispatch: Dispa
         return lifecycle.claim_finalization(s, job_id)
 
 
+def _took_earlier_render(
+    ctx: Context, job_id: uuid.UUID, plan: _Plan, scope: ReuseScope, render: RenderInputs
+) -> bool:
+    if scope is ReuseScope.OFF or not plan.reuse:
+        return False
+    owner = None if scope is ReuseScope.DEPLOYMENT else plan.owner
+    return take_earlier_render(ctx, job_id, render, owner, plan.document_id) is not None
+
+
+def _send_reusing(ctx: Context, job_id: uuid.UUID, plan: _Plan, dispatch: Dispatch) -> None:
+    """The work of a job whose pages were rendered before: one reuse task on the queue of one of its text
+    tasks (docvl/jobs/reused_pages.py); a layout-only job's page tasks (layout pages are laid out one by
+    one, each looking up its result itself)."""
+    queue = next((task for task in plan.tasks if task is not TaskKind.LAYOUT), None)
+    if queue is None:
+        with ctx.db.transaction() as s:
+            work = unfinished_in(s, job_id)
+        dispatch.send_pages(work)
+    else:
+        dispatch.reuse_pages(job_id, queue, plan.priority)
+
+
 def _plan(s: Session, job: Job) -> _Plan:
     document = jobs.document_of(s, job)
     return _Plan(
         object_key=document.object_key,
         size_bytes=document.size_bytes,
         document_id=document.id,
+        document_sha256=document.sha256,
         media_type=document.media_type,
         converted_key=document.converted_key,
         pages=PageRanges.parse(job.options["pages"]) if job.options.get("pages") else None,
         tasks=[TaskKind(t) for t in job.tasks],
         priority=job.priority,
+        owner=job.owner,
+        reuse=job.options.get("reuse") != "false",
     )
 
 
@@ -165,9 +209,17 @@ def _render(
                 key = page_key(job_id, page.index)
                 ctx.store.put(key, page.png, content_type=page.media_type)
                 if layout:  # what the layout task's checks compare with: the page in points, its words
-                    ctx.store.put(layer_key(job_id, page.index), page_layer(page), content_type=JSON)
+                    ctx.store.put(layer_key(key), page_layer(page), content_type=JSON)
                 batch.append(
-                    page_results.NewPage(page.index, key, page.width, page.height, len(page.png), page.text)
+                    page_results.NewPage(
+                        page.index,
+                        key,
+                        page.width,
+                        page.height,
+                        len(page.png),
+                        page.text,
+                        image_sha256(page.png),
+                    )
                 )
                 if len(batch) == PAGES_PER_WRITE:
                     register(batch)

@@ -15,18 +15,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from docvl.inference.types import ModelIdentity
+from docvl.settings import ReuseScope
 from docvl.tasks import TaskKind
 
 KEY_VERSION = "reuse-v1"  # a change of what goes into the key changes this: old keys then match nothing
-
-
-class ReuseScope(StrEnum):
-    OWNER = "owner"  # the job's owner's earlier results only (the default)
-    DEPLOYMENT = "deployment"  # any owner's
-    OFF = "off"  # every page goes to the model
 
 
 @dataclass(frozen=True)
@@ -65,8 +59,9 @@ class PageInputs:
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def page_inputs(image: bytes, task: TaskKind, question: str | None, max_new_tokens: int) -> PageInputs:
-    return PageInputs(hashlib.sha256(image).hexdigest(), task, question, max_new_tokens)
+def image_sha256(image: bytes) -> str:
+    """A page image's content hash, as render records it and reuse keys on it."""
+    return hashlib.sha256(image).hexdigest()
 
 
 def result_key(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from docvl.jobs.reuse import ReuseScope
 from docvl.settings import CeleryWorkerSettings
 from docvl.tasks import TaskKind
 
@@ -23,12 +22,6 @@ class WorkerSettings(CeleryWorkerSettings):
     def max_new_tokens_for(self, task: TaskKind) -> int:
         return self.max_new_tokens_by_task.get(task.value, self.max_new_tokens)
 
-    reuse_scope: ReuseScope = Field(
-        ReuseScope.OWNER,
-        description="Whose earlier results a page may reuse instead of calling the model: owner (the "
-        "job's owner's), deployment (anyone's: a fast answer then tells an owner that someone processed "
-        "the same page) or off.",
-    )
     task_retries: int = Field(5, ge=0, description="Retries of a page on a retryable error before it fails.")
     retry_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles each retry (max 60 s).")
     webhook_timeout_s: float = Field(10.0, gt=0, description="How long a webhook receiver has to answer.")

@@ -15,7 +15,7 @@ from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from docvl.broker import signals, stack
-from docvl.broker.celery_app import PAGE_TASK, WEBHOOK_TASK, make_celery
+from docvl.broker.celery_app import PAGE_TASK, REUSE_TASK, WEBHOOK_TASK, make_celery
 from docvl.broker.dispatch import CeleryDispatch
 from docvl.db.database import Database
 from docvl.errors import DocvlError, InvalidInput, Unavailable, UnknownJob
@@ -23,8 +23,9 @@ from docvl.inference.routing import ModelFleet
 from docvl.jobs import webhooks
 from docvl.jobs.context import Context, PageWork
 from docvl.jobs.finish import finalize
-from docvl.jobs.pages import process_page, record_failure
+from docvl.jobs.pages import process_page, record_failure, unfinished_work
 from docvl.jobs.reuse import ReusePolicy
+from docvl.jobs.reused_pages import reuse_pages
 from docvl.observability import logs, tracing
 from docvl.observability.metrics import worker as worker_metrics
 from docvl.storage import open_store
@@ -125,6 +126,39 @@ def _run_page(self: Task, ctx: Context, workers: ModelFleet, work: PageWork, nam
             worker_metrics.page_tasks.labels(work.task.value, "retried").inc()
             raise self.retry(exc=exc, countdown=delay) from exc
         return record_failure(ctx, work, exc, attempt)
+
+
+@app.task(bind=True, name=REUSE_TASK, max_retries=None)
+def reuse_job_pages(self: Task, job_id: str, namespace: str | None = None) -> bool:
+    """A job's earlier results taken together (its render was reused); page tasks sent for the rest. An
+    outage retries it with backoff; when its retries run out, the job's pages go on as page tasks."""
+    ctx, workers = _dependencies()
+    tracing.annotate(job_id=job_id)
+    with logs.job_context(job_id):
+        try:
+            reused = reuse_pages(
+                ctx,
+                uuid.UUID(job_id),
+                ReusePolicy(settings.reuse_scope, workers.identities),
+                settings.max_new_tokens_for,
+            )
+        except UnknownJob:
+            _drop_foreign(PageWork(uuid.UUID(job_id), 0, TaskKind.OCR, 0), namespace)
+            return False
+        except DocvlError as exc:
+            if self.request.retries < settings.task_retries:
+                raise self.retry(
+                    exc=exc, countdown=min(settings.retry_backoff_s * 2**self.request.retries, 60.0)
+                ) from exc
+            dispatch.send_pages(unfinished_work(ctx, uuid.UUID(job_id)))
+            return False
+        if reused.rest:
+            dispatch.send_pages(reused.rest)
+        if reused.completed:
+            with tracing.span("docvl.finalize", job_id=job_id):
+                job = finalize(ctx, uuid.UUID(job_id), dispatch)
+            log.info("job finished: %s", job.status)
+        return reused.completed
 
 
 def _drop_foreign(work: PageWork, namespace: str | None) -> None:

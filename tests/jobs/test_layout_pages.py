@@ -37,7 +37,7 @@ def rendered_context(tmp_path: Path, db: Database) -> tuple[Context, uuid.UUID, 
     assert page.width_pt
     assert page.height_pt
     ctx.store.put(page_key(job_id, 0), page.png, content_type="image/png")
-    ctx.store.put(layer_key(job_id, 0), page_layer(page), content_type="application/json")
+    ctx.store.put(layer_key(page_key(job_id, 0)), page_layer(page), content_type="application/json")
     output = grounded_from_lines(lines(page.words), page.width_pt, page.height_pt) + FIGURE
     return ctx, job_id, page.png, output
 
@@ -47,7 +47,7 @@ def test_a_page_is_laid_out_its_figure_cropped_and_checked_against_its_text_laye
 ) -> None:
     ctx, job_id, png, output = rendered_context(tmp_path, migrated_database)
 
-    laid = lay_out_page(ctx, job_id, 0, png, output)
+    laid = lay_out_page(ctx, job_id, 0, page_key(job_id, 0), png, output)
 
     assert laid.problem is None
     assert laid.key == output_key(job_id, "layout-page-0001.json")
@@ -72,17 +72,18 @@ def test_a_page_is_laid_out_its_figure_cropped_and_checked_against_its_text_laye
     assert verdict["passed"], verdict
     assert verdict["text_layer_cer"] < 0.01
 
-    again = lay_out_page(ctx, job_id, 0, png, output)  # a retried page task writes the same objects
+    # a retried page task writes the same objects
+    again = lay_out_page(ctx, job_id, 0, page_key(job_id, 0), png, output)
     assert again.key == laid.key
     assert json.loads(ctx.store.get(again.key)) == page
 
 
 def test_junk_output_is_kept_and_marked_unusable(tmp_path: Path, migrated_database: Database) -> None:
     ctx, job_id, png, _ = rendered_context(tmp_path, migrated_database)
-    empty = lay_out_page(ctx, job_id, 0, png, "")
+    empty = lay_out_page(ctx, job_id, 0, page_key(job_id, 0), png, "")
     assert empty.problem is not None
     assert "no grounded block" in empty.problem
-    unplaced = lay_out_page(ctx, job_id, 0, png, "plain words <|det|>[[1, 2")
+    unplaced = lay_out_page(ctx, job_id, 0, page_key(job_id, 0), png, "plain words <|det|>[[1, 2")
     page = json.loads(ctx.store.get(unplaced.key))
     assert [b["box_px"] for b in page["blocks"]] == [None]  # kept, with nowhere on the page
     assert page["notes"]
@@ -93,7 +94,7 @@ def test_the_document_its_markdown_and_chunks_are_assembled_from_the_pages(
     tmp_path: Path, migrated_database: Database
 ) -> None:
     ctx, job_id, png, output = rendered_context(tmp_path, migrated_database)
-    laid = lay_out_page(ctx, job_id, 0, png, output)
+    laid = lay_out_page(ctx, job_id, 0, page_key(job_id, 0), png, output)
     results = {
         0: TaskResult(job_id=job_id, page_index=0, task="layout", output_key=laid.key, output_text=output),
         1: TaskResult(job_id=job_id, page_index=1, task="layout", error_message="the model failed"),

@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from docvl.db.models import JobEvent
+from docvl.db.models import JobEvent, Page
 from docvl.inference.types import ModelIdentity
 from docvl.job_status import JobStatus
-from docvl.jobs.reuse import page_inputs, result_key
+from docvl.jobs.reuse import PageInputs, image_sha256, result_key
 from docvl.tasks import TaskKind
 from services.api.app import create_app
 from services.api.settings import ApiSettings
@@ -136,7 +136,7 @@ def test_a_reused_layout_page_is_laid_out_for_its_own_job(
 
 
 def test_only_a_greedy_first_generation_gets_a_reuse_key() -> None:
-    inputs = page_inputs(b"page", TaskKind.OCR, None, 512)
+    inputs = PageInputs(image_sha256(b"page"), TaskKind.OCR, None, 512)
     model = ModelIdentity("deepseek-ai/deepseek-vl-1.3b-base", "abc", "v3")
     key = result_key(inputs, model, greedy=True, kept_attempt=1)
     assert key == inputs.key(model)
@@ -144,11 +144,82 @@ def test_only_a_greedy_first_generation_gets_a_reuse_key() -> None:
     assert result_key(inputs, model, greedy=True, kept_attempt=2) is None, "a kept regeneration samples"
     assert result_key(inputs, None, greedy=True, kept_attempt=1) is None, "a model that did not say"
     changed = [
-        page_inputs(b"other page", TaskKind.OCR, None, 512).key(model),
-        page_inputs(b"page", TaskKind.LAYOUT, None, 512).key(model),
-        page_inputs(b"page", TaskKind.OCR, "q", 512).key(model),
-        page_inputs(b"page", TaskKind.OCR, None, 256).key(model),
+        PageInputs(image_sha256(b"other page"), TaskKind.OCR, None, 512).key(model),
+        PageInputs(image_sha256(b"page"), TaskKind.LAYOUT, None, 512).key(model),
+        PageInputs(image_sha256(b"page"), TaskKind.OCR, "q", 512).key(model),
+        PageInputs(image_sha256(b"page"), TaskKind.OCR, None, 256).key(model),
         inputs.key(ModelIdentity(model.model_id, "def", "v3")),
         inputs.key(ModelIdentity(model.model_id, "abc", "v4")),
     ]
     assert len({key, *changed}) == 7, "every input changes the key"
+
+
+def events(frontdoor: FrontDoorPlatform, job_id: object, kind: str) -> list[dict[str, Any]]:
+    with frontdoor.db.transaction() as s:
+        return list(
+            s.scalars(
+                select(JobEvent.data).where(JobEvent.job_id == uuid.UUID(str(job_id)), JobEvent.kind == kind)
+            )
+        )
+
+
+def page_images(frontdoor: FrontDoorPlatform, job_id: object) -> list[str]:
+    with frontdoor.db.transaction() as s:
+        return list(
+            s.scalars(
+                select(Page.image_key).where(Page.job_id == uuid.UUID(str(job_id))).order_by(Page.index)
+            )
+        )
+
+
+def stored_pages(frontdoor: FrontDoorPlatform, job_id: object) -> list[str]:
+    return [o.key for o in frontdoor.store.list(f"jobs/{job_id}/pages/")]
+
+
+@pytest.mark.slow
+def test_a_document_rendered_before_is_not_rendered_again(
+    frontdoor: FrontDoorPlatform, api: TestClient
+) -> None:
+    """The same PDF again takes the first job's page images (nothing stored under its own prefix) and its
+    results, all found by one reuse task; another task on it takes the render and computes its results
+    from the shared images; reuse=false, or a first job's image gone, renders again."""
+    key = frontdoor.key(f"render-{uuid.uuid4().hex[:8]}")
+    document, pages = PDF.read_bytes(), "1-3"
+    first = run(frontdoor, api, key, document, PDF.name, tasks=["ocr"], pages=pages)
+    first_id = first["job"]["id"]
+    first_images = page_images(frontdoor, first_id)
+    assert len(first_images) == 3
+    assert len(stored_pages(frontdoor, first_id)) == 3
+
+    before = model_requests(frontdoor)
+    again = run(frontdoor, api, key, document, PDF.name, tasks=["ocr"], pages=pages)
+    again_id = again["job"]["id"]
+    assert model_requests(frontdoor) == before
+    assert events(frontdoor, again_id, "render_reused") == [{"from_job": first_id, "pages": 3}]
+    assert page_images(frontdoor, again_id) == first_images, "its pages are the first job's images"
+    assert stored_pages(frontdoor, again_id) == [], "nothing was rendered or stored for it"
+    assert [p["reused_from"] for p in again["pages"]] == [{"job_id": first_id, "page": n} for n in (1, 2, 3)]
+    assert [p["text"] for p in again["pages"]] == [p["text"] for p in first["pages"]]
+    assert (again["job"]["progress"]["pages_done"], len(reused_events(frontdoor, again_id))) == (3, 3)
+    image = api.get(f"/v1/jobs/{again_id}/pages/2/image", headers={"Authorization": f"Bearer {key}"})
+    assert image.status_code == 200
+    assert image.content == frontdoor.store.get(first_images[1])
+
+    qa = run(frontdoor, api, key, document, PDF.name, tasks=["qa"], question=QUESTION, pages=pages)
+    assert events(frontdoor, qa["job"]["id"], "render_reused") == [{"from_job": first_id, "pages": 3}]
+    assert model_requests(frontdoor) >= before + 3, "its answers were computed, from the shared images"
+    assert all(p["reused_from"] is None and p["text"] is not None for p in qa["pages"])
+
+    forced = run(frontdoor, api, key, document, PDF.name, tasks=["ocr"], pages=pages, reuse="false")
+    assert events(frontdoor, forced["job"]["id"], "render_reused") == []
+    assert len(stored_pages(frontdoor, forced["job"]["id"])) == 3
+
+    frontdoor.store.delete(first_images[0])  # the render to take is damaged: it is not taken
+    damaged = run(frontdoor, api, key, document, PDF.name, tasks=["ocr"], pages=pages)
+    damaged_id = damaged["job"]["id"]
+    taken = events(frontdoor, damaged_id, "render_reused")
+    assert all(e["from_job"] != first_id for e in taken), "a render with an image missing is never taken"
+    if not taken:
+        assert len(stored_pages(frontdoor, damaged_id)) == 3
+    assert all(p["reused_from"] is not None for p in damaged["pages"]), "its results still are, by content"
+    assert frontdoor.store.get(page_images(frontdoor, damaged_id)[0]).startswith(b"\x89PNG")

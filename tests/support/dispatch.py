@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from docvl.jobs.context import PageWork
 from docvl.namespace import derive
+from docvl.tasks import TaskKind
 
 if TYPE_CHECKING:
     from docvl.broker.dispatch import CeleryDispatch
@@ -28,6 +29,7 @@ class RecordingDispatch:
         self.starts: list[int] = []
         self.sent: list[PageWork] = []
         self.revoked: list[str] = []
+        self.reusing: list[tuple[uuid.UUID, TaskKind, int]] = []
         self.notified: list[uuid.UUID] = []
         self.lock = threading.Lock()
 
@@ -38,6 +40,10 @@ class RecordingDispatch:
     def send_pages(self, work: list[PageWork]) -> None:
         with self.lock:
             self.sent.extend(work)
+
+    def reuse_pages(self, job_id: uuid.UUID, queue: TaskKind, priority: int) -> None:
+        with self.lock:
+            self.reusing.append((job_id, queue, priority))
 
     def revoke(self, ids: list[str]) -> None:
         with self.lock:
