@@ -12,6 +12,7 @@ from docvl.db import jobs, lifecycle, page_results
 from docvl.db.database import Database
 from docvl.inference.types import InferenceRequest, InferenceResult, ModelIdentity
 from docvl.job_status import JobStatus
+from docvl.jobs import reconciler
 from docvl.jobs.context import Context, PageWork
 from docvl.jobs.pages import process_page
 from docvl.jobs.reuse import PageInputs, ReusePolicy
@@ -20,7 +21,8 @@ from docvl.settings import ReuseScope
 from docvl.storage.s3 import S3ObjectStore
 from docvl.tasks import TaskKind
 from tests.jobs.test_jobs_repository import new_job
-from tests.jobs.test_lifecycle import together
+from tests.jobs.test_lifecycle import LIMITS, age, together
+from tests.support.dispatch import RecordingDispatch
 
 MODEL = ModelIdentity("deepseek-ai/deepseek-vl-1.3b-base", "rev", "v3")
 OTHER_MODEL = ModelIdentity("deepseek-ai/deepseek-vl-7b-base", "rev", "v3")
@@ -136,3 +138,25 @@ def test_what_cannot_be_reused_is_left_to_page_tasks(db: Database, s3_store: S3O
     assert reuse_pages(ctx, theirs, policy(ReuseScope.DEPLOYMENT), lambda task: TOKENS).reused == PAGES
     off = rendered_like(db, source, "alice", [TaskKind.OCR])
     assert reuse_pages(ctx, off, policy(ReuseScope.OFF), lambda task: TOKENS).reused == 0, "reuse off"
+
+
+def test_a_reuse_task_that_never_ran_is_made_good_by_page_tasks(
+    db: Database, s3_store: S3ObjectStore
+) -> None:
+    """The reuse task lost (its worker killed before its transaction committed: it rolls back whole): the
+    reconciler sends the job's pages as page tasks, and each takes its earlier result itself."""
+    ctx = Context(db, s3_store)
+    source = computed_job(db, "alice", [TaskKind.OCR])
+    job_id = rendered_like(db, source, "alice", [TaskKind.OCR])
+    age(db, job_id, 120, "updated_at", "rendered_at")
+    record = RecordingDispatch()
+
+    assert reconciler.reconcile(ctx, LIMITS, record, start_batch=2)["redispatched"] == 1
+
+    assert sorted(w.page_index for w in record.sent) == list(range(PAGES))
+    completed = [
+        process_page(ctx, never, work, max_new_tokens=TOKENS, attempt=1, reuse=policy())
+        for work in record.sent
+    ]
+    assert completed == [False] * (PAGES - 1) + [True]
+    assert counts(db, job_id) == (PAGES, 0, PAGES)
