@@ -359,7 +359,7 @@ CONTENT_WIDTH_PX = 640  # the body's width: A4 less 2 cm margins is 642.5 CSS px
 MARGIN_PT = 72 * 2 / 2.54  # 2 cm
 PT_PER_PX = 0.75  # Chromium prints a CSS pixel as 1/96 inch
 PAGE_STYLE = (
-    f"<style>body{{font-family:serif;font-size:11pt;margin:0;width:{CONTENT_WIDTH_PX}px}}"
+    f"<style>body{{font-family:'DejaVu Serif',serif;font-size:11pt;margin:0;width:{CONTENT_WIDTH_PX}px}}"
     " p{margin:0 0 6pt} h2{font-size:13pt;margin:10pt 0 6pt} .figure{display:block;margin:8pt 0 4pt}"
     " .caption{font-style:italic} td,th{border:1px solid #000;padding:2pt 8pt}</style>"
 )
