@@ -232,6 +232,21 @@ def add_event(session: Session, job_id: uuid.UUID, kind: str, data: dict[str, An
     write_event(session, job_id, kind, JobStatus(job.status), data)
 
 
+def write_events(
+    session: Session, job_id: uuid.UUID, events: list[tuple[str, JobStatus, dict[str, Any]]]
+) -> None:
+    """Append several events (kind, status, data) in one statement, and wake the streams once."""
+    if events:
+        session.execute(
+            insert(JobEvent.__table__),  # type: ignore[arg-type]
+            [
+                {"job_id": job_id, "kind": kind, "status": status.value, "data": data}
+                for kind, status, data in events
+            ],
+        )
+        notifications.notify(session, job_id)
+
+
 def write_event(
     session: Session, job_id: uuid.UUID, kind: str, status: JobStatus, data: dict[str, Any] | None = None
 ) -> None:

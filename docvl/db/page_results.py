@@ -119,15 +119,16 @@ _INSERT_RESULT = (  # Core, not the ORM: this runs once per page and task
 
 def record_result(session: Session, result: NewResult) -> bool:
     """Write a page's result for a task once. Returns False when it was already written (a retry or a
-    second worker): the first result stays and the counters do not move."""
+    second worker): the first result stays and the counters do not move. A reused result gets its
+    `reused` event with it."""
     tasks = session.execute(
         _LOCK_PAGE, {"job_id": result.job_id, "page_index": result.page_index}
     ).scalar_one_or_none()
     if tasks is None:
         raise NotFound(f"job {result.job_id} has no page {result.page_index}")
-    values = {key: _storable(value) for key, value in result.__dict__.items()} | {"task": result.task.value}
-    if session.execute(_INSERT_RESULT, values).scalar_one_or_none() is None:
+    if session.execute(_INSERT_RESULT, _row(result)).scalar_one_or_none() is None:
         return False
+    events = _reused_events([result])
     if tasks == 1:  # the unique key leaves this result the page's only one
         written, failed = 1, int(result.error_code is not None)
     else:  # counted after the lock was taken, so every result committed before it is seen
@@ -137,27 +138,95 @@ def record_result(session: Session, result: NewResult) -> bool:
             )
         ).one()
     if written == tasks:  # the page's last task: count the page
-        column = "pages_failed" if failed else "pages_done"
-        counts = session.execute(
-            text(
-                f"UPDATE jobs SET {column} = {column} + 1, updated_at = now() WHERE id = :id "
-                "RETURNING status, pages_total, pages_done, pages_failed"
-            ),
-            {"id": result.job_id},
-        ).one()
-        jobs.write_event(
-            session,
-            result.job_id,
-            "progress",
-            JobStatus(counts.status),
+        events += _count_pages(session, result.job_id, [(result.page_index, failed > 0)])
+    jobs.write_events(session, result.job_id, events)
+    return True
+
+
+def record_results(session: Session, job_id: uuid.UUID, results: Sequence[NewResult]) -> list[NewResult]:
+    """Write several results of one job at once, each once, as record_result does one by one, in a few
+    statements; returns those written (not those written before). The caller holds their pages' locks
+    (lock_pages), so no other writer completes one of these pages meanwhile."""
+    if not results:
+        return []
+    rows = [_row(result) for result in results]
+    inserted = set(
+        session.execute(
+            insert(_RESULTS)  # type: ignore[arg-type]
+            .on_conflict_do_nothing(index_elements=["job_id", "page_index", "task"])
+            .returning(_RESULTS.c.page_index, _RESULTS.c.task),
+            rows,
+        ).tuples()
+    )
+    written = [r for r in results if (r.page_index, r.task.value) in inserted]
+    touched = sorted({r.page_index for r in written})
+    if not touched:
+        return []
+    tasks = session.execute(select(func.cardinality(Job.tasks)).where(Job.id == job_id)).scalar_one()
+    per_page = session.execute(
+        select(TaskResult.page_index, func.count(), func.count(TaskResult.error_code))
+        .where(TaskResult.job_id == job_id, TaskResult.page_index.in_(touched))
+        .group_by(TaskResult.page_index)
+        .order_by(TaskResult.page_index)
+    ).all()
+    finished = [(index, failed > 0) for index, count, failed in per_page if count == tasks]
+    jobs.write_events(session, job_id, _reused_events(written) + _count_pages(session, job_id, finished))
+    return written
+
+
+def _row(result: NewResult) -> dict[str, Any]:
+    return {key: _storable(value) for key, value in result.__dict__.items()} | {"task": result.task.value}
+
+
+def _reused_events(results: Sequence[NewResult]) -> list[tuple[str, JobStatus, dict[str, Any]]]:
+    return [
+        (
+            "reused",
+            JobStatus.RUNNING,
             {
-                "page_index": result.page_index,
-                "pages_total": counts.pages_total,
-                "pages_done": counts.pages_done,
-                "pages_failed": counts.pages_failed,
+                "page_index": r.page_index,
+                "task": r.task.value,
+                "from_job": str(r.reused_from_job),
+                "from_page_index": r.reused_from_page,
             },
         )
-    return True
+        for r in results
+        if r.reused_from_job is not None
+    ]
+
+
+def _count_pages(
+    session: Session, job_id: uuid.UUID, finished: Sequence[tuple[int, bool]]
+) -> list[tuple[str, JobStatus, dict[str, Any]]]:
+    """Count the pages whose every task now has a result (index, whether one failed) on the job, in one
+    update; their `progress` events, one a page, each with the counts as they stood after it."""
+    if not finished:
+        return []
+    failed = sum(1 for _, f in finished if f)
+    counts = session.execute(
+        text(
+            "UPDATE jobs SET pages_done = pages_done + :done, pages_failed = pages_failed + :failed, "
+            "updated_at = now() WHERE id = :id RETURNING status, pages_total, pages_done, pages_failed"
+        ),
+        {"id": job_id, "done": len(finished) - failed, "failed": failed},
+    ).one()
+    done, failing = counts.pages_done - (len(finished) - failed), counts.pages_failed - failed
+    events = []
+    for index, page_failed in finished:
+        failing, done = failing + page_failed, done + (not page_failed)
+        events.append(
+            (
+                "progress",
+                JobStatus(counts.status),
+                {
+                    "page_index": index,
+                    "pages_total": counts.pages_total,
+                    "pages_done": done,
+                    "pages_failed": failing,
+                },
+            )
+        )
+    return events
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from docvl.db import jobs, lifecycle, page_results
 from docvl.errors import DocvlError
 from docvl.inference.types import GenerationParams, InferenceRequest, InferenceResult, ModelIdentity
-from docvl.job_status import JobStatus
 from docvl.jobs.context import Context, PageWork
 from docvl.jobs.layout_pages import LaidOut, lay_out_page
 from docvl.jobs.reuse import PageInputs, ReusePolicy, image_sha256, result_key
@@ -133,7 +132,7 @@ def _reuse(ctx: Context, work: PageWork, attempt: int, image_key: str, found: pa
         )
     result = reused_result(work, attempt, found, laid_out)
     with tracing.span("docvl.page.write"), ctx.db.transaction() as s:
-        completed = write_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
+        completed = page_results.record_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
     worker_metrics.page_tasks.labels(work.task.value, "reused").inc()
     return completed
 
@@ -183,27 +182,7 @@ def _record(ctx: Context, work: PageWork, attempt: int, **outcome: Any) -> bool:
     completed the job and took its finalisation, in the same transaction (so exactly one writer does)."""
     result = page_results.NewResult(work.job_id, work.page_index, work.task, attempts=attempt, **outcome)
     with tracing.span("docvl.page.write"), ctx.db.transaction() as s:
-        return write_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
-
-
-def write_result(s: Session, result: page_results.NewResult) -> bool:
-    """Write the result once, and a reused one's `reused` event with it; False when it was written before."""
-    if not page_results.record_result(s, result):
-        return False
-    if result.reused_from_job is not None:
-        jobs.write_event(
-            s,
-            result.job_id,
-            "reused",
-            JobStatus.RUNNING,
-            {
-                "page_index": result.page_index,
-                "task": result.task.value,
-                "from_job": str(result.reused_from_job),
-                "from_page_index": result.reused_from_page,
-            },
-        )
-    return True
+        return page_results.record_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
 
 
 def unfinished_work(ctx: Context, job_id: uuid.UUID) -> list[PageWork]:

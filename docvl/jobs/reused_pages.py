@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from docvl.db import jobs, lifecycle, page_results
 from docvl.job_status import JobStatus
 from docvl.jobs.context import Context, PageWork
-from docvl.jobs.pages import reused_result, unfinished_in, write_result
+from docvl.jobs.pages import reused_result, unfinished_in
 from docvl.jobs.reuse import PageInputs, ReusePolicy
 from docvl.observability.metrics import worker as worker_metrics
 from docvl.settings import ReuseScope
@@ -62,7 +62,9 @@ def reuse_pages(
         return Reused(False, rest, 0)
     with ctx.db.transaction() as s:
         page_results.lock_pages(s, job_id, [item.page_index for item in taken])
-        written = sum(write_result(s, reused_result(item, 1, hit)) for item, hit in taken.items())
+        written = len(
+            page_results.record_results(s, job_id, [reused_result(i, 1, hit) for i, hit in taken.items()])
+        )
         completed = lifecycle.claim_finalization(s, job_id)
     for item in taken:
         worker_metrics.page_tasks.labels(item.task.value, "reused").inc()
