@@ -130,14 +130,15 @@ async def refuse(scope, receive, send):
         await send({"type": "http.response.start", "status": 429, "headers": [(b"retry-after", b"10")]})
         await send({"type": "http.response.body", "body": b'{"error": {"code": "too_many_submissions"}}'})
 
-uvicorn.run(refuse, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+uvicorn.run(refuse, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", http=sys.argv[2])
 """
 
 
-def floor(image: bytes, count: int) -> list[Answer]:
-    """The burst against a bare ASGI app under uvicorn (its defaults, as `docvl api`), refusing at once."""
+def floor(image: bytes, count: int, http: str = "auto") -> list[Answer]:
+    """The burst against a bare ASGI app under uvicorn (its defaults, as `docvl api`: `auto` picks httptools),
+    refusing at once; `http="h11"`: with uvicorn's pure-Python HTTP parser instead."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(port)])
+    server = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(port), http])
     try:
         wait_for(lambda: listening(port), 30, "the floor server")
         return asyncio.run(burst_of("127.0.0.1", port, "dvl_floor", image, count))
@@ -182,6 +183,7 @@ def run_burst(requests: int, limit: int) -> dict[str, float | str]:
                     client.wait(warm.id, timeout_s=300)
                 load = os.getloadavg()[0]
                 floor_answers = floor(image, requests)
+                h11_answers = floor(image, requests, http="h11")
                 before = cpu_seconds(platform.process.pid)
                 answers = asyncio.run(burst_of("127.0.0.1", platform.api_port, platform.key, image, requests))
                 after = cpu_seconds(platform.process.pid)
@@ -214,6 +216,8 @@ def run_burst(requests: int, limit: int) -> dict[str, float | str]:
         "floor p50 s": statistics.median(a.seconds for a in floor_answers),
         "floor p99 s": floor_p99,
         "floor failures": sum(1 for a in floor_answers if a.status != 429),
+        "h11 floor p50 s": statistics.median(a.seconds for a in h11_answers),
+        "h11 floor p99 s": percentile([a.seconds for a in h11_answers], 0.99),
         "refusal / floor p99": percentile(refusals, 0.99) / floor_p99,
         "api cpu s": after.get("api", 0.0) - before.get("api", 0.0),
         "load": load,
@@ -358,9 +362,11 @@ def main() -> None:
         f"| refusals (429), from the burst's start | p50 {burst['refusal p50 s']:.3f} s, "
         f"**p99 {burst['refusal p99 s']:.3f} s** |",
         f"| the floor: the same burst against a bare ASGI app answering 429 at once (uvicorn as `docvl api` "
-        f"runs it; just before, `docvl up` idle) | p50 {burst['floor p50 s']:.3f} s, p99 "
+        f"runs it, with httptools; just before, `docvl up` idle) | p50 {burst['floor p50 s']:.3f} s, p99 "
         f"{burst['floor p99 s']:.3f} s ({burst['floor failures']} not answered 429); refusals' p99 / the "
         f"floor's: **{burst['refusal / floor p99']:.2f}** |",
+        f"| the same floor with uvicorn's pure-Python parser (h11, what `docvl api` ran before httptools) | "
+        f"p50 {burst['h11 floor p50 s']:.3f} s, p99 {burst['h11 floor p99 s']:.3f} s |",
         f"| acceptances (202), from the burst's start | p50 {burst['acceptance p50 s']:.3f} s, "
         f"p99 {burst['acceptance p99 s']:.3f} s |",
         f"| last answer | {burst['last answer s']:.2f} s; API CPU during the burst "
