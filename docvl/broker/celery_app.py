@@ -48,7 +48,10 @@ def make_celery(
             "visibility_timeout": visibility_timeout_s,
             "priority_steps": list(range(10)),
             "sep": ":",
-            "queue_order_strategy": "priority",
+            # A job's priority first (every queue's higher priority steps are read before any lower one),
+            # then the page queues in turn: a question never waits for a document's OCR pages of the same
+            # priority to drain ("priority" would read them in a fixed order: ocr always first).
+            "queue_order_strategy": "round_robin",
             "global_keyprefix": redis_prefix(namespace),
         },
         task_serializer="json",

@@ -498,6 +498,38 @@ def test_interactive_jobs_go_before_batch_jobs(platform: Platform) -> None:
     assert [who for _, who in order] == ["interactive"] * 4 + ["batch"] * 4
 
 
+def test_task_queues_take_turns_within_a_priority(platform: Platform) -> None:
+    """A question queued behind a document's OCR pages of the same priority is answered second, not after
+    them all: a page worker takes its page queues in turn (within one priority)."""
+    from docvl.jobs.context import Context
+    from docvl.jobs.pages import unfinished_work
+    from tests.support.dispatch import celery_dispatch
+    from tests.support.helpers import wait_for
+
+    redis_url = f"redis://127.0.0.1:6379/{1 + (os.getpid() + 5) % 14}"  # this test's own broker queues
+    env = {**platform.env, "DOCVL_REDIS_URL": redis_url}
+    dispatch = celery_dispatch(env)
+    dispatch.app.control.purge()
+    ocr = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+    qa = submit(platform, FOUR_PAGES, [TaskKind.QA], pages="1", question="What is this?")
+    for job_id in (ocr, qa):  # all queued before any worker looks: the OCR pages first
+        _registered_without_dispatch(platform, job_id)
+        dispatch.send_pages(unfinished_work(Context(platform.db, platform.store), job_id))
+    with celery_worker(env, platform.logs / "celery-turns.log", concurrency=1):
+
+        def all_done() -> bool:
+            with platform.db.transaction() as s:
+                return len(page_results.results(s, ocr)) + len(page_results.results(s, qa)) == 5
+
+        wait_for(all_done, 120, "both jobs' pages")
+    with platform.db.transaction() as s:
+        order = sorted(
+            [(r.created_at, "qa") for r in page_results.results(s, qa)]
+            + [(r.created_at, "ocr") for r in page_results.results(s, ocr)]
+        )
+    assert [who for _, who in order].index("qa") <= 1, order
+
+
 def test_a_job_runner_killed_mid_render_is_resumed_by_the_reconciler(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
