@@ -464,70 +464,55 @@ def test_page_tasks_lost_without_a_trace_are_sent_again(
     assert recovered[0] == {"action": "redispatch", "page_tasks": 4}
 
 
-def test_interactive_jobs_go_before_batch_jobs(platform: Platform) -> None:
-    """Page tasks of a priority-9 job queued after those of a priority-0 job are served first."""
-    from docvl.jobs.context import Context
-    from docvl.jobs.pages import unfinished_work
-    from tests.support.dispatch import celery_dispatch
-
-    redis_url = f"redis://127.0.0.1:6379/{1 + (os.getpid() + 3) % 14}"  # this test's own broker queues
-    env = {**platform.env, "DOCVL_REDIS_URL": redis_url}
-    dispatch = celery_dispatch(env)
-    dispatch.app.control.purge()
-    batch = submit(platform, FOUR_PAGES, [TaskKind.OCR])
-    interactive = submit(platform, FOUR_PAGES, [TaskKind.OCR])
-    with platform.db.transaction() as s:
-        jobs.get_job(s, batch, lock=True).priority = 0
-        jobs.get_job(s, interactive, lock=True).priority = 9
-    for job_id in (batch, interactive):  # all queued before any worker looks: batch first
-        _registered_without_dispatch(platform, job_id)
-        dispatch.send_pages(unfinished_work(Context(platform.db, platform.store), job_id))
-    with celery_worker(env, platform.logs / "celery-priority.log", concurrency=1):
-        from tests.support.helpers import wait_for
-
-        def all_done() -> bool:
-            with platform.db.transaction() as s:
-                return len(page_results.results(s, batch)) + len(page_results.results(s, interactive)) == 8
-
-        wait_for(all_done, 120, "both jobs' pages")
-    with platform.db.transaction() as s:
-        order = sorted(
-            [(r.created_at, "interactive") for r in page_results.results(s, interactive)]
-            + [(r.created_at, "batch") for r in page_results.results(s, batch)]
-        )
-    assert [who for _, who in order] == ["interactive"] * 4 + ["batch"] * 4
-
-
-def test_task_queues_take_turns_within_a_priority(platform: Platform) -> None:
-    """A question queued behind a document's OCR pages of the same priority is answered second, not after
-    them all: a page worker takes its page queues in turn (within one priority)."""
+def served_order(platform: Platform, queued: list[tuple[str, uuid.UUID]], broker_db: int) -> list[str]:
+    """Queue every page task of the jobs, in order, before any worker looks (on a Redis database of the
+    test's own), then let one worker process take them one at a time; who was served in which order."""
     from docvl.jobs.context import Context
     from docvl.jobs.pages import unfinished_work
     from tests.support.dispatch import celery_dispatch
     from tests.support.helpers import wait_for
 
-    redis_url = f"redis://127.0.0.1:6379/{1 + (os.getpid() + 5) % 14}"  # this test's own broker queues
-    env = {**platform.env, "DOCVL_REDIS_URL": redis_url}
+    env = {**platform.env, "DOCVL_REDIS_URL": f"redis://127.0.0.1:6379/{broker_db}"}
     dispatch = celery_dispatch(env)
     dispatch.app.control.purge()
-    ocr = submit(platform, FOUR_PAGES, [TaskKind.OCR])
-    qa = submit(platform, FOUR_PAGES, [TaskKind.QA], pages="1", question="What is this?")
-    for job_id in (ocr, qa):  # all queued before any worker looks: the OCR pages first
+    sent = 0
+    for _, job_id in queued:
         _registered_without_dispatch(platform, job_id)
-        dispatch.send_pages(unfinished_work(Context(platform.db, platform.store), job_id))
-    with celery_worker(env, platform.logs / "celery-turns.log", concurrency=1):
+        work = unfinished_work(Context(platform.db, platform.store), job_id)
+        dispatch.send_pages(work)
+        sent += len(work)
+    with celery_worker(env, platform.logs / f"celery-order-{broker_db}.log", concurrency=1):
 
         def all_done() -> bool:
             with platform.db.transaction() as s:
-                return len(page_results.results(s, ocr)) + len(page_results.results(s, qa)) == 5
+                return sum(len(page_results.results(s, job_id)) for _, job_id in queued) == sent
 
-        wait_for(all_done, 120, "both jobs' pages")
+        wait_for(all_done, 120, "every queued page")
     with platform.db.transaction() as s:
-        order = sorted(
-            [(r.created_at, "qa") for r in page_results.results(s, qa)]
-            + [(r.created_at, "ocr") for r in page_results.results(s, ocr)]
-        )
-    assert [who for _, who in order].index("qa") <= 1, order
+        order = sorted((r.created_at, who) for who, job_id in queued for r in page_results.results(s, job_id))
+    return [who for _, who in order]
+
+
+def test_interactive_jobs_go_before_batch_jobs(platform: Platform) -> None:
+    """Page tasks of a priority-9 job queued after those of a priority-0 job are served first."""
+    batch = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+    interactive = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+    with platform.db.transaction() as s:
+        jobs.get_job(s, batch, lock=True).priority = 0
+        jobs.get_job(s, interactive, lock=True).priority = 9
+    order = served_order(
+        platform, [("batch", batch), ("interactive", interactive)], 1 + (os.getpid() + 3) % 14
+    )
+    assert order == ["interactive"] * 4 + ["batch"] * 4
+
+
+def test_task_queues_take_turns_within_a_priority(platform: Platform) -> None:
+    """A question queued behind a document's OCR pages of the same priority is answered second, not after
+    them all: a page worker takes its page queues in turn (within one priority)."""
+    ocr = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+    qa = submit(platform, FOUR_PAGES, [TaskKind.QA], pages="1", question="What is this?")
+    order = served_order(platform, [("ocr", ocr), ("qa", qa)], 1 + (os.getpid() + 5) % 14)
+    assert order.index("qa") <= 1, order
 
 
 def test_a_job_runner_killed_mid_render_is_resumed_by_the_reconciler(
