@@ -14,7 +14,8 @@ from html.parser import HTMLParser
 
 from docvl.tasks import TaskKind
 
-_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+# The info string stops at a backtick: a run of backticks with no newline is not rescanned from each one.
+_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
 @dataclass(frozen=True)

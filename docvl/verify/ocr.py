@@ -11,9 +11,9 @@ from rapidfuzz.distance import Levenshtein
 _MAX_N = 12  # longest n-gram (in tokens) looked at for repeated runs
 _MIN_COPIES = 3  # a run is the same n-gram three times or more in a row
 _FENCE = re.compile(r"^```.*$", re.MULTILINE)
-_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_TAG = re.compile(r"<[^>]+>")
+_IMAGE = re.compile(r"!\[([^\[\]]*)\]\([^()]*\)")  # linear: stops at the next [ (model output)
+_LINK = re.compile(r"\[([^\[\]]*)\]\([^()]*\)")
+_TAG = re.compile(r"<[^<>]+>")
 _MARKUP = re.compile(r"^\s{0,3}(#{1,6}\s+|>\s?|[-*+]\s+|\d+[.)]\s+)|[*_`~]+|^\s*\|?[\s:|-]+\|?\s*$|\|", re.M)
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+", re.UNICODE)
