@@ -45,7 +45,8 @@ def test_the_linear_patterns_still_read_markdown() -> None:
         "<!-- a note -->\n# Title\n\n> quoted\n- item *one*\n1. item __two__\n\n| a | b |\n| --- | :--: |\n"
         "| 1 | 2 |\n\n---\n![chart](c.png) see [the site](https://x.org) and ~~old~~ `code` <b>bold</b>"
     )
-    assert normalize_page(page) == "Title quoted item one item two a b 1 2 chart see the site and old code bold"
+    expected = "Title quoted item one item two a b 1 2 chart see the site and old code bold"
+    assert normalize_page(page) == expected
     assert plain_text("# Title\n[the site](https://x.org) ![alt](a.png) <i>x</i>") == "Title the site alt x"
     assert fenced_block("text\n```python\nprint(1)\n```\n", ("python",)) == "print(1)"
     assert markdown_to_text("an unclosed <!-- comment stays") == "an unclosed <!-- comment stays"
