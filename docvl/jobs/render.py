@@ -1,5 +1,6 @@
 """Render: start the job, store its pages as images, and dispatch their page work a few pages at a time
-while the rest still renders. Re-running it resumes where an earlier run stopped."""
+while the rest still renders; or take an earlier job's render of the same document (render_reuse.py) and
+send one reuse task. Re-running it resumes where an earlier run stopped."""
 
 from __future__ import annotations
 
