@@ -131,6 +131,13 @@ def _reuse(ctx: Context, work: PageWork, attempt: int, image_key: str, found: pa
             ctx, work.job_id, work.page_index, image_key, image, found.result.output_text or ""
         )
     result = reused_result(work, attempt, found, laid_out)
+    log.info(
+        "page %d %s: reused from job %s page %d",
+        work.page_index,
+        work.task.value,
+        found.job_id,
+        found.page_index,
+    )
     with tracing.span("docvl.page.write"), ctx.db.transaction() as s:
         completed = page_results.record_result(s, result) and lifecycle.claim_finalization(s, work.job_id)
     worker_metrics.page_tasks.labels(work.task.value, "reused").inc()
@@ -142,13 +149,6 @@ def reused_result(
 ) -> page_results.NewResult:
     """The earlier result as this page's, saying where it came from (`laid_out`: a layout page's own)."""
     source = found.result
-    log.info(
-        "page %d %s: reused from job %s page %d",
-        work.page_index,
-        work.task.value,
-        found.job_id,
-        found.page_index,
-    )
     return page_results.NewResult(
         work.job_id,
         work.page_index,
