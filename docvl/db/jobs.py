@@ -64,6 +64,11 @@ def get_or_create_document(
     return session.execute(select(Document).where(Document.sha256 == sha256)).scalar_one()
 
 
+def reuse_allowed(job: Job) -> bool:
+    """The job's own `reuse` option: False when it was submitted with reuse=false."""
+    return job.options.get("reuse") != "false"
+
+
 def document_of(session: Session, job: Job) -> Document:
     return session.execute(select(Document).where(Document.id == job.document_id)).scalar_one()
 

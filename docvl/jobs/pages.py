@@ -15,10 +15,9 @@ from docvl.errors import DocvlError
 from docvl.inference.types import GenerationParams, InferenceRequest, InferenceResult, ModelIdentity
 from docvl.jobs.context import Context, PageWork
 from docvl.jobs.layout_pages import LaidOut, lay_out_page
-from docvl.jobs.reuse import PageInputs, ReusePolicy, image_sha256, result_key
+from docvl.jobs.reuse import PageInputs, ReusePolicy, allowed, image_sha256, result_key
 from docvl.observability import tracing
 from docvl.observability.metrics import worker as worker_metrics
-from docvl.settings import ReuseScope
 from docvl.tasks import TaskKind
 from docvl.verify.attempts import PageInput, generate_checked
 from docvl.verify.verifier import Verifier
@@ -51,7 +50,7 @@ def process_page(
     inputs = PageInputs(
         page.image_sha256 or image_sha256(image or b""), work.task, page.question, max_new_tokens
     )
-    if reuse is not None and reuse.scope is not ReuseScope.OFF and page.reuse:
+    if reuse is not None and allowed(reuse.scope, page.reuse):
         found = _reusable(ctx, work, inputs, reuse, page.owner)
         if found is not None:
             return _reuse(ctx, work, attempt, page.image_key, found)
@@ -116,9 +115,8 @@ def _identity(result: InferenceResult) -> ModelIdentity | None:
 def _reusable(
     ctx: Context, work: PageWork, inputs: PageInputs, reuse: ReusePolicy, owner: str
 ) -> page_results.Reusable | None:
-    keys = [inputs.key(model) for model in reuse.models(work.task)]
     with ctx.db.transaction() as s:
-        return page_results.reusable(s, keys, work.job_id, reuse.owner_filter(owner))
+        return page_results.reusable(s, reuse.keys(inputs), work.job_id, reuse.owner_filter(owner))
 
 
 def _reuse(ctx: Context, work: PageWork, attempt: int, image_key: str, found: page_results.Reusable) -> bool:

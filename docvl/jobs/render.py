@@ -21,7 +21,7 @@ from docvl.jobs.dispatch import Dispatch
 from docvl.jobs.layout_pages import JSON, layer_key, page_layer
 from docvl.jobs.pages import unfinished_in
 from docvl.jobs.render_reuse import RenderInputs, take_earlier_render
-from docvl.jobs.reuse import image_sha256
+from docvl.jobs.reuse import allowed, image_sha256, whose
 from docvl.office import EXTENSIONS as OFFICE_EXTENSIONS
 from docvl.office import ConversionFailed
 from docvl.page_ranges import PageRanges
@@ -115,10 +115,9 @@ def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, dispatch: Dispa
 def _took_earlier_render(
     ctx: Context, job_id: uuid.UUID, plan: _Plan, scope: ReuseScope, render: RenderInputs
 ) -> bool:
-    if scope is ReuseScope.OFF or not plan.reuse:
+    if not allowed(scope, plan.reuse):
         return False
-    owner = None if scope is ReuseScope.DEPLOYMENT else plan.owner
-    return take_earlier_render(ctx, job_id, render, owner, plan.document_id) is not None
+    return take_earlier_render(ctx, job_id, render, whose(scope, plan.owner), plan.document_id) is not None
 
 
 def _send_reusing(ctx: Context, job_id: uuid.UUID, plan: _Plan, dispatch: Dispatch) -> None:
@@ -147,7 +146,7 @@ def _plan(s: Session, job: Job) -> _Plan:
         tasks=[TaskKind(t) for t in job.tasks],
         priority=job.priority,
         owner=job.owner,
-        reuse=job.options.get("reuse") != "false",
+        reuse=jobs.reuse_allowed(job),
     )
 
 

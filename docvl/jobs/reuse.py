@@ -23,6 +23,17 @@ from docvl.tasks import TaskKind
 KEY_VERSION = "reuse-v1"  # a change of what goes into the key changes this: old keys then match nothing
 
 
+def allowed(scope: ReuseScope, job_reuse: bool) -> bool:
+    """Whether a job may reuse earlier work: the deployment's scope is not off and the job did not say
+    reuse=false."""
+    return job_reuse and scope is not ReuseScope.OFF
+
+
+def whose(scope: ReuseScope, owner: str) -> str | None:
+    """The owner whose earlier work a job of `owner` may reuse; None: anyone's."""
+    return None if scope is ReuseScope.DEPLOYMENT else owner
+
+
 @dataclass(frozen=True)
 class ReusePolicy:
     """How a page worker reuses: within whose results, and which models serve a task now (a result of
@@ -33,7 +44,11 @@ class ReusePolicy:
 
     def owner_filter(self, owner: str) -> str | None:
         """The owner whose results may be reused; None: anyone's."""
-        return None if self.scope is ReuseScope.DEPLOYMENT else owner
+        return whose(self.scope, owner)
+
+    def keys(self, inputs: PageInputs) -> list[str]:
+        """The inputs' key under each model serving their task now."""
+        return [inputs.key(model) for model in self.models(inputs.task)]
 
 
 @dataclass(frozen=True)

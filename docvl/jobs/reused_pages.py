@@ -19,9 +19,8 @@ from docvl.db import jobs, lifecycle, page_results
 from docvl.job_status import JobStatus
 from docvl.jobs.context import Context, PageWork
 from docvl.jobs.pages import reused_result, unfinished_in
-from docvl.jobs.reuse import PageInputs, ReusePolicy
+from docvl.jobs.reuse import PageInputs, ReusePolicy, allowed
 from docvl.observability.metrics import worker as worker_metrics
-from docvl.settings import ReuseScope
 from docvl.tasks import TaskKind
 
 log = logging.getLogger(__name__)
@@ -47,14 +46,12 @@ def reuse_pages(
         hashes = {p.index: p.image_sha256 for p in page_results.pages(s, job_id)}
         question = job.options.get("question")
         owner = reuse.owner_filter(job.owner)
-        reusing = reuse.scope is not ReuseScope.OFF and job.options.get("reuse") != "false"
         keys: dict[PageWork, list[str]] = {}
-        if reusing:
+        if allowed(reuse.scope, jobs.reuse_allowed(job)):
             for item in work:
                 sha = hashes.get(item.page_index)
                 if sha and item.task is not TaskKind.LAYOUT:
-                    inputs = PageInputs(sha, item.task, question, max_new_tokens(item.task))
-                    keys[item] = [inputs.key(model) for model in reuse.models(item.task)]
+                    keys[item] = reuse.keys(PageInputs(sha, item.task, question, max_new_tokens(item.task)))
         found = page_results.reusable_by_key(s, [k for ks in keys.values() for k in ks], job_id, owner)
     taken = {item: hit for item, ks in keys.items() if (hit := _first(found, ks)) is not None}
     rest = [item for item in work if item not in taken]

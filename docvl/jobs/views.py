@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from docvl.db import jobs
 from docvl.db.models import Job, JobEvent, Page, TaskResult
 from docvl.job_status import JobStatus
 from docvl.tasks import TaskKind
@@ -62,7 +63,7 @@ class JobView(BaseModel):
             tasks=[TaskKind(t) for t in job.tasks],
             question=job.options.get("question"),
             pages=job.options.get("pages"),
-            reuse=job.options.get("reuse") != "false",
+            reuse=jobs.reuse_allowed(job),
             priority=job.priority,
             progress=Progress(
                 pages_total=job.pages_total, pages_done=job.pages_done, pages_failed=job.pages_failed
