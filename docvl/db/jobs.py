@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select, text, tuple_
+from sqlalchemy import and_, func, literal, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -229,6 +229,24 @@ def events(session: Session, job_id: uuid.UUID, *, after_id: int = 0) -> list[Jo
     """The job's events in order, those after `after_id` (for resuming a stream)."""
     query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after_id).order_by(JobEvent.id)
     return list(session.execute(query).scalars())
+
+
+def events_and_status(
+    session: Session, job_id: uuid.UUID, *, owner: str, after_id: int = 0
+) -> tuple[JobStatus, list[tuple[Any, ...]]]:
+    """The job's status and its events after `after_id` (id, kind, status, data, created_at), read in one
+    statement (an event stream looks at both several times per job); NotFound as get_job."""
+    query = (
+        select(Job.status, JobEvent.id, JobEvent.kind, JobEvent.status, JobEvent.data, JobEvent.created_at)
+        .select_from(Job)
+        .outerjoin(JobEvent, and_(JobEvent.job_id == Job.id, JobEvent.id > after_id))
+        .where(Job.id == job_id, Job.owner == owner)
+        .order_by(JobEvent.id)
+    )
+    rows = session.execute(query).all()
+    if not rows:
+        raise NotFound(f"no job {job_id}")
+    return JobStatus(rows[0][0]), [tuple(row[1:]) for row in rows if row[1] is not None]
 
 
 def add_event(session: Session, job_id: uuid.UUID, kind: str, data: dict[str, Any]) -> None:

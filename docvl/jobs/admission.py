@@ -14,7 +14,8 @@ job is inserted (docvl/db/jobs.py lock_key_submissions). Where the hint errs:
 - a job that ends is seen at the next read, up to FRESH_FOR_S later: a submission in between may be
   refused although there is room (it is told when to retry);
 - a key revoked within FRESH_FOR_S of its last read may be refused as "too many" rather than
-  "unauthenticated" (nothing is let in on memory alone: what is let in is authenticated again);
+  "unauthenticated" (nothing is let in on this memory alone: what is let in is authenticated again, by
+  JobService.authenticate, which asks Postgres at most AUTHENTICATED_FOR_S apart per key);
 - where several processes serve one key, each may let in up to the limit at the start of a burst; the
   exact check refuses the surplus, after reading their bodies.
 A ticket moves its place from "being submitted" to "in flight" just before its job's insert commits,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -45,6 +47,7 @@ from docvl.storage import ObjectStore
 from docvl.tasks import TaskKind
 
 log = logging.getLogger(__name__)
+AUTHENTICATED_FOR_S = 1.0  # how long a key Postgres accepted is taken as valid without asking again
 IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
@@ -76,6 +79,8 @@ class JobService:
         self.converter = converter  # counts an Office document's pages for a quote
         self.pricing = pricing or Pricing()
         self.admission = Admission(self._key_state)
+        self._callers: dict[str, tuple[float, Caller]] = {}  # by hashed key: when Postgres said so, who
+        self._callers_lock = threading.Lock()
 
     def close(self) -> None:
         if self.notifier is not None:
@@ -86,8 +91,22 @@ class JobService:
     # -- who is calling ------------------------------------------------------------------------------
 
     def authenticate(self, secret: str | None) -> Caller:
+        """The caller behind the key, as Postgres said at most AUTHENTICATED_FOR_S ago (a key revoked
+        meanwhile works that much longer in this process): a request costs no database read for it while
+        its key is busy. Unknown and revoked keys are asked about every time."""
+        given = _given(secret)
+        hashed, now = api_keys.hash_secret(given), time.monotonic()
+        with self._callers_lock:
+            known = self._callers.get(hashed)
+        if known is not None and now - known[0] < AUTHENTICATED_FOR_S:
+            return known[1]
         with self.db.transaction() as s:
-            return api_keys.authenticate(s, _given(secret))
+            caller = api_keys.authenticate(s, given)
+        with self._callers_lock:
+            if len(self._callers) >= 1000:  # many keys: forget those not used within the time
+                self._callers = {k: v for k, v in self._callers.items() if now - v[0] < AUTHENTICATED_FOR_S}
+            self._callers[hashed] = (now, caller)
+        return caller
 
     def signing_key(self, key_id: uuid.UUID) -> tuple[Caller, str] | None:
         """The caller behind an unrevoked API key, and the key's stored hash: a secret only this server
@@ -344,9 +363,8 @@ class JobService:
     def poll_events(self, caller: Caller, job_id: uuid.UUID, after_id: int) -> tuple[list[EventView], bool]:
         """The events after `after_id`, and whether the job has ended with them (nothing more will come)."""
         with self.db.transaction() as s:
-            job = jobs.get_job(s, job_id, owner=caller.owner)
-            ended = JobStatus(job.status).finished
-            return [EventView.of(e) for e in jobs.events(s, job_id, after_id=after_id)], ended
+            status, found = jobs.events_and_status(s, job_id, owner=caller.owner, after_id=after_id)
+        return [EventView.of_row(*row) for row in found], status.finished
 
     def watch(
         self,

@@ -188,13 +188,11 @@ class EventView(BaseModel):
 
     @classmethod
     def of(cls, event: JobEvent) -> EventView:
-        return cls(
-            id=event.id,
-            kind=event.kind,
-            status=JobStatus(event.status),
-            data=event.data,
-            created_at=event.created_at,
-        )
+        return cls.of_row(event.id, event.kind, event.status, event.data, event.created_at)
+
+    @classmethod
+    def of_row(cls, id: int, kind: str, status: str, data: dict[str, Any], created_at: datetime) -> EventView:
+        return cls(id=id, kind=kind, status=JobStatus(status), data=data, created_at=created_at)
 
 
 class JobPage(BaseModel):

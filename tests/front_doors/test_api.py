@@ -276,6 +276,25 @@ def test_a_caller_sees_only_its_own_jobs(api: TestClient, frontdoor: FrontDoorPl
     assert [j["id"] for j in api.get("/v1/jobs", headers=auth(alice)).json()["jobs"]] == [job_id]
 
 
+def test_a_key_revoked_while_in_use_is_refused_within_a_second(
+    api: TestClient, frontdoor: FrontDoorPlatform
+) -> None:
+    """A key Postgres accepted is taken as valid for AUTHENTICATED_FOR_S without asking again (a busy key
+    costs no read per request); once revoked it is refused when that has passed."""
+    from docvl.jobs.service import AUTHENTICATED_FOR_S
+
+    key = frontdoor.key("revoked-in-use")
+    assert api.get("/v1/jobs", headers=auth(key)).status_code == 200
+    with frontdoor.db.transaction() as s:
+        api_keys.revoke(s, api_keys.authenticate(s, key).key_id)
+    revoked_at = time.monotonic()
+    while (response := api.get("/v1/jobs", headers=auth(key))).status_code == 200:
+        assert time.monotonic() - revoked_at < AUTHENTICATED_FOR_S + 5, "the revoked key still works"
+        time.sleep(0.05)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthenticated"
+
+
 def test_every_call_but_health_needs_a_valid_key(api: TestClient, frontdoor: FrontDoorPlatform) -> None:
     key = frontdoor.key("revoked")
     with frontdoor.db.transaction() as s:
