@@ -43,6 +43,7 @@ from docvl.storage.factory import open_bucket
 from workflows.settings import FlowSettings
 
 RETRY_DELAYS = [1, 5, 15, 30]
+LINGER_S = 0.3  # how long a flow run whose batch is started looks for more jobs before it ends
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 logs.reclaim()  # importing Prefect configured logging its own way: docvl's handler takes the root back
@@ -130,7 +131,7 @@ def start_jobs(job_ids: list[uuid.UUID]) -> int:
     run = flow_run.get_id()
     started = 0
     for batch in range(BATCHES_PER_FLOW_RUN):
-        if batch > 0 and not (job_ids := claim()):
+        if batch > 0 and not (job_ids := claim_soon()):
             break
         try:
             if run:
@@ -147,6 +148,16 @@ def claim() -> list[uuid.UUID]:
     """Claim a batch of the jobs waiting to start (none: nothing waits, or other runners have them)."""
     with context().db.transaction() as tx:
         return lifecycle.claim_starts(tx, limit=settings().start_batch, stale_s=settings().claim_stale_s)
+
+
+def claim_soon(within_s: float = LINGER_S, every_s: float = 0.05) -> list[uuid.UUID]:
+    """A batch of the jobs waiting to start, or of those that arrive within `within_s` (looked for every
+    `every_s`): a flow run lingers a moment for the next jobs rather than end and leave them a flow run
+    of their own (~130 ms of CPU). None when none came."""
+    deadline = time.monotonic() + within_s
+    while not (job_ids := claim()) and time.monotonic() < deadline:
+        time.sleep(every_s)
+    return job_ids
 
 
 def release(job_ids: list[uuid.UUID]) -> None:
