@@ -25,11 +25,23 @@ log = logging.getLogger(__name__)
 
 def finalize(ctx: Context, job_id: uuid.UUID, dispatch: Dispatch) -> Job:
     """Assemble the document outputs, set the final status and queue the end webhook. Only the holder of
-    the job's finalisation calls it (see lifecycle.claim_finalization); re-running it is safe."""
-    assemble(ctx, job_id)
-    job = finish(ctx, job_id)
-    if job.status != JobStatus.CANCELLED:  # a cancel that came first has queued its own webhook
-        notify_end(ctx, job_id, dispatch)
+    the job's finalisation calls it (see lifecycle.claim_finalization); re-running it is safe. The outputs,
+    the final status and, for a job without a webhook, the notification mark are written in one
+    transaction."""
+    outputs = assemble(ctx, job_id)
+    with ctx.db.transaction() as s:
+        jobs.set_outputs(s, job_id, outputs)
+        job, concluded = _finished(s, job_id)
+        wanted = job.status != JobStatus.CANCELLED  # a cancel that came first has queued its own webhook
+        webhook = wanted and bool(job.options.get("webhook_url"))
+        if wanted and not webhook:
+            lifecycle.mark_notified(s, job_id)
+    if concluded:
+        job_metrics.finished.labels(job.status).inc()
+    if webhook:
+        dispatch.queue_webhook(job_id)
+        with ctx.db.transaction() as s:
+            lifecycle.mark_notified(s, job_id)
     return job
 
 
@@ -52,12 +64,7 @@ def assemble(ctx: Context, job_id: uuid.UUID) -> dict[str, Any]:
             by_task[result.task].append(result)
         # the document's own page indices (a page range skips some)
         indices = [p.index for p in page_results.pages(s, job_id)]
-    outputs: dict[str, Any] = {}
-    for task, results in by_task.items():
-        outputs[task] = _assemble_task(ctx, job_id, TaskKind(task), results, indices)
-    with ctx.db.transaction() as s:
-        jobs.set_outputs(s, job_id, outputs)
-    return outputs
+    return {task: _assemble_task(ctx, job_id, TaskKind(task), got, indices) for task, got in by_task.items()}
 
 
 def _assemble_task(
@@ -116,15 +123,13 @@ def _error(result: TaskResult | None) -> str | None:
     return result.error_message
 
 
-def finish(ctx: Context, job_id: uuid.UUID) -> Job:
-    """The final status from the page counters; a cancelled job stays cancelled."""
-    with ctx.db.transaction() as s:
-        job = jobs.get_job(s, job_id, lock=True)
-        if JobStatus(job.status).finished:
-            return job
-        job = _conclude(s, job)
-    job_metrics.finished.labels(job.status).inc()
-    return job
+def _finished(s: Session, job_id: uuid.UUID) -> tuple[Job, bool]:
+    """The job with its final status from the page counters (a cancelled job stays cancelled), and whether
+    this call gave it."""
+    job = jobs.get_job(s, job_id, lock=True)
+    if JobStatus(job.status).finished:
+        return job, False
+    return _conclude(s, job), True
 
 
 def _conclude(s: Session, job: Job) -> Job:
