@@ -9,7 +9,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -395,7 +395,7 @@ def test_one_flow_run_starts_the_jobs_waiting_after_its_batch(platform: Platform
         time.sleep(0.2)
 
 
-def _prefect_log(platform: Platform, body: dict[str, object]) -> set[str]:
+def _prefect_log(platform: Platform, body: Mapping[str, object]) -> set[str]:
     import httpx
 
     found = httpx.post(f"{platform.env['PREFECT_API_URL']}/logs/filter", json=body, timeout=10)
