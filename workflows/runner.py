@@ -6,7 +6,10 @@ Run it with:  celery -A workflows.runner worker -Q jobs   (`docvl worker --queue
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
+from celery.signals import worker_process_shutdown
 
 from docvl.broker import signals, stack
 from docvl.broker.celery_app import START_TASK, make_celery
@@ -26,6 +29,15 @@ def register(celery: Celery) -> None:
     celery.task(name=START_TASK, acks_late=False)(start_jobs)
 
 
+def send_run_logs(**_: object) -> None:
+    """On a pool process's graceful stop, send the lines of the flow runs' Prefect logs not sent yet (they
+    go in batches every 2 s; each names a job the run started)."""
+    if "prefect.logging.handlers" in sys.modules:  # no start request came: nothing to send
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)
+
+
 settings = FlowSettings()
 app = make_celery(
     settings.redis_url,
@@ -34,5 +46,6 @@ app = make_celery(
     time_limit_s=settings.task_time_limit_s,
 )
 register(app)
+worker_process_shutdown.connect(send_run_logs, weak=False)
 signals.observe("docvl-job-runner", settings)
 stack.guard(app, settings)
