@@ -60,12 +60,13 @@ def postgres_launch(url: str, data_dir: Path) -> Launch:
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         _own(data, user)
-        done = subprocess.run(
-            [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8"],
-            capture_output=True,
-            text=True,
-            user=user,
-        )
+        initdb = [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
+        initdb.append("--encoding=UTF8")
+        done = subprocess.run(initdb, capture_output=True, text=True, user=user)
+        if done.returncode != 0 and not any(data.iterdir()):
+            # nothing written: the child died before initdb ran (seen once in a process with gRPC's threads,
+            # whose fork handler failed between fork and exec); once more
+            done = subprocess.run(initdb, capture_output=True, text=True, user=user)
         if done.returncode != 0:
             reach = (
                 f" (as root it runs as the system user {user}, which must be able to enter every directory "
