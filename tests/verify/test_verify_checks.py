@@ -145,7 +145,15 @@ def test_web_verdicts(web: WebVerifier, screenshot: bytes) -> None:
 
 
 def chromium_children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True) if "chrom" in p.name()}
+    """This process's Chromium descendants (one that exits while they are listed is left out)."""
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in child.name():
+                found.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def test_one_browser_per_process_closed_with_it(web: WebVerifier) -> None:
