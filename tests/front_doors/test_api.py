@@ -530,7 +530,8 @@ def test_every_limit_has_its_own_error(limited: TestClient, frontdoor: FrontDoor
     assert second.json()["error"]["code"] == "too_many_submissions"
     assert owner_jobs(frontdoor, "limits") == 1
     frontdoor.wait_finished(uuid.UUID(first.json()["id"]))
-    assert submit(limited, key, CHART, ["ocr"]).status_code == 202  # room again
+    # Room again, once the API reads the key's count after the job ended (FRESH_FOR_S, 0.25 s, at most).
+    wait_for(lambda: submit(limited, key, CHART, ["ocr"]).status_code == 202, 5, "room for another job")
 
 
 def test_cancel_a_running_job(api: TestClient, frontdoor: FrontDoorPlatform) -> None:
@@ -676,7 +677,9 @@ def test_a_submission_stands_while_the_broker_is_away(frontdoor: FrontDoorPlatfo
         response = submit(away, key, PAGE, ["ocr"])
     assert response.status_code == 202, response.text
     job_id = uuid.UUID(response.json()["id"])
-    assert frontdoor.status(job_id) is JobStatus.QUEUED
+    # Stored: queued, or already started by a job runner's flow run that was still looking in Postgres for
+    # jobs waiting (it lingers 0.3 s after its batch; the broker has no part in that).
+    assert frontdoor.status(job_id) in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED)
     celery_dispatch(frontdoor.env).start_jobs()
     assert frontdoor.wait_finished(job_id) is JobStatus.SUCCEEDED
 

@@ -187,14 +187,18 @@ def test_accepts_an_image_of_32_mib(worker: Worker) -> None:
     assert worker.client.generate(ocr(data, 3), timeout=120).image_tokens == 16
 
 
+LONG = 1200
+
+
 @pytest.fixture(scope="module")
 def long_image(small_model: LoadedModel) -> bytes:
-    """An image whose greedy answer runs 300 tokens without ending (so generating it takes a while)."""
+    """An image whose greedy answer runs LONG tokens without ending: generating it takes over a second
+    here (300 tokens took 0.3 s on this CPU, too short for what has to happen meanwhile)."""
     for seed in range(40, 80):
-        tokens, _ = direct_generate(small_model, TaskKind.OCR, [png(seed)], 300)
-        if len(tokens) == 300:
+        tokens, _ = direct_generate(small_model, TaskKind.OCR, [png(seed)], LONG)
+        if len(tokens) == LONG:
             return png(seed)
-    raise AssertionError("no image among 40 made the tiny model talk for 300 tokens")
+    raise AssertionError(f"no image among 40 made the tiny model talk for {LONG} tokens")
 
 
 @pytest.fixture
@@ -216,7 +220,7 @@ def test_cancelled_and_expired_requests_are_dropped_without_generation(
 ) -> None:
     worker = one_row_worker
     before = worker.client.model_info()["stats"]
-    busy = worker.client.generate_stream(ocr(long_image, 300))
+    busy = worker.client.generate_stream(ocr(long_image, LONG))
     first = next(busy)  # the long request is generating now; whatever comes next waits in the queue
     assert isinstance(first, str)
 
@@ -240,7 +244,7 @@ def test_cancelled_and_expired_requests_are_dropped_without_generation(
         return int(after[key]) - int(before[key])
 
     assert delta("requests_completed") == 2, "only the long request and the later one were generated"
-    assert delta("generated_tokens") == 300 + later.generated_tokens
+    assert delta("generated_tokens") == LONG + later.generated_tokens
     # Each was dropped from the queue, or cancelled while still being preprocessed (never queued).
     assert 1 <= delta("requests_dropped") <= 2
 
