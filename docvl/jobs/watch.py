@@ -35,6 +35,7 @@ Offload = Callable[[Callable[[], Polled]], Awaitable[Polled]]
 class Mark(Enum):
     """What a stream says besides events."""
 
+    OPEN = "open"  # first: the job is the caller's (its first look found it); its events follow
     KEEP_ALIVE = "keep-alive"  # nothing was sent for `keepalive_s`: the stream is still there
     END = "end"  # the job has ended and its last event was sent: nothing more comes
 
@@ -68,9 +69,11 @@ async def follow(
     keep_going: Callable[[], Awaitable[bool]] = _always,
     offload: Offload = _inline,
 ) -> AsyncIterator[EventView | Mark]:
-    """The job's events after `after_id` as they happen, then Mark.END once it has ended; Mark.KEEP_ALIVE
-    when nothing was sent for `keepalive_s` (None: never). Stops, without END, when `keep_going` says so
-    (it is asked before each look). The caller checks the job is the caller's before it starts."""
+    """Mark.OPEN, then the job's events after `after_id` as they happen, then Mark.END once it has ended;
+    Mark.KEEP_ALIVE when nothing was sent for `keepalive_s` (None: never). Stops, without END, when
+    `keep_going` says so (it is asked before each look). The first look raises NotFound when the job is
+    not the caller's, before OPEN: a caller that takes the first item before it answers can answer 404
+    without a look of its own."""
     loop, woken = asyncio.get_running_loop(), asyncio.Event()
     last_sent = time.monotonic()
 
@@ -79,9 +82,13 @@ async def follow(
             loop.call_soon_threadsafe(woken.set)
 
     with svc.subscribed(job_id, wake):
-        while await keep_going():
+        opened = False
+        while opened is False or await keep_going():
             woken.clear()  # before looking: an event committed after the look ends the wait below
             batch, ended = await offload(partial(svc.poll_events, caller, job_id, after_id))
+            if not opened:
+                opened = True
+                yield Mark.OPEN
             for event in batch:
                 after_id = event.id
                 yield event

@@ -21,7 +21,7 @@ from docvl.jobs.admission import Ticket
 from docvl.jobs.intake import JobRequest, parse_request
 from docvl.jobs.quote import QuoteView
 from docvl.jobs.service import JobService
-from docvl.jobs.views import ErrorBody, JobPage, JobView, ResultView
+from docvl.jobs.views import ErrorBody, EventView, JobPage, JobView, ResultView
 from services.api import job_reads, submission
 from services.api.admission import ticket_of
 from services.api.settings import ApiSettings
@@ -246,26 +246,7 @@ async def job_events(
     event's `id` resumes the stream (Last-Event-ID)."""
     if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
         after = int(last_event_id)
-    await run_in_threadpool(svc.get, who, job_id)  # 404 before the stream starts
     config = settings(request)
-    return StreamingResponse(
-        _event_stream(svc, who, job_id, after, request, config.watch_poll_s, config.sse_keepalive_s),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-async def _event_stream(
-    svc: JobService,
-    who: Caller,
-    job_id: uuid.UUID,
-    after: int,
-    request: Request,
-    poll_s: float,
-    keepalive_s: float,
-) -> AsyncIterator[str]:
-    """The watch loop of docvl/jobs/watch.py as server-sent events, until the job ends or the client
-    leaves; its database reads run in the thread pool, its waits hold no thread."""
 
     async def connected() -> bool:
         return not await request.is_disconnected()
@@ -275,17 +256,28 @@ async def _event_stream(
         who,
         job_id,
         after_id=after,
-        poll_s=poll_s,
-        keepalive_s=keepalive_s,
+        poll_s=config.watch_poll_s,
+        keepalive_s=config.sse_keepalive_s,
         keep_going=connected,
         offload=run_in_threadpool,
     )
+    await anext(stream)  # its first look: 404 here, before the response starts; then Mark.OPEN
+    return StreamingResponse(
+        _event_stream(stream),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _event_stream(stream: AsyncIterator[EventView | watch.Mark]) -> AsyncIterator[str]:
+    """The watch loop of docvl/jobs/watch.py as server-sent events, until the job ends or the client
+    leaves; its database reads run in the thread pool, its waits hold no thread."""
     async for item in stream:
         if item is watch.Mark.KEEP_ALIVE:
             yield ": keep-alive\n\n"
         elif item is watch.Mark.END:
             yield "event: end\ndata: {}\n\n"
-        else:
+        elif isinstance(item, EventView):
             yield f"id: {item.id}\nevent: {item.kind}\ndata: {item.model_dump_json()}\n\n"
 
 

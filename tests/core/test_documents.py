@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from docvl import png
 from docvl.documents import (
     CorruptDocument,
     EmptyDocument,
@@ -188,3 +191,49 @@ def test_a_checked_image_is_not_decoded_again_but_damage_is_still_refused(tmp_pa
     with open_document(tiff, max_pages=1, checked=True) as document:
         [frame] = list(document.pages())
     assert Image.open(io.BytesIO(frame.png)).getpixel((1, 1)) == (255, 0, 0)
+
+
+def _png(header: bytes, rows: bytes) -> bytes:
+    """A PNG of these IHDR fields and raw rows (filter byte + samples each), every CRC right."""
+    return png.SIGNATURE + png._chunk(b"IHDR", header) + png._chunk(b"IDAT", rows) + png._chunk(b"IEND", b"")
+
+
+def test_a_png_is_checked_whole_at_intake_without_being_decoded(tmp_path: Path) -> None:
+    """Intake (not `checked`) takes a PNG usable as it is after docvl.png.check, not a decode. Damage that
+    keeps every chunk's CRC right is refused as a decode would refuse it: an image data stream that does
+    not inflate or a row with an unknown filter type (Pillow's decode refuses both), and one that holds
+    fewer rows than the header says (Pillow would make the missing rows black). Data past the last row is
+    ignored, as decoders ignore it. The PNGs Pillow writes (8 and 16 bits, greyscale and RGB, optimised,
+    interlaced, stored) are taken."""
+    header = struct.pack(">IIBBBBB", 4, 2, 8, 2, 0, 0, 0)  # 4 x 2 RGB, 8 bits
+    rows = bytes([0] + [200] * 12) * 2
+    for name, rows_data in {"whole.png": rows, "long.png": rows + rows}.items():
+        path = tmp_path / name
+        path.write_bytes(_png(header, zlib.compress(rows_data)))
+        with open_document(path, max_pages=1) as document:
+            assert next(document.pages()).png == path.read_bytes()
+    damaged = {
+        "stream.png": (_png(header, zlib.compress(rows)[:-6] + b"\x00" * 6), "does not inflate"),
+        "filter.png": (_png(header, zlib.compress(bytes([7]) + rows[1:])), "unknown filter type"),
+        "short.png": (_png(header, zlib.compress(rows[:13])), "13 bytes of rows where it needs 26"),
+    }
+    for name, (data, why) in damaged.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(CorruptDocument, match=why), open_document(path, max_pages=1):
+            pass
+        if name != "short.png":
+            with pytest.raises(OSError, match="data stream"):  # Pillow's decode refuses the same bytes
+                Image.open(path).load()
+    picture = Image.linear_gradient("L").resize((300, 200)).convert("RGB")
+    for mode, options in [
+        ("RGB", {}),
+        ("L", {"optimize": True}),
+        ("RGB", {"interlace": True}),
+        ("I;16", {}),
+        ("RGB", {"compress_level": 0}),
+    ]:
+        path = tmp_path / f"{mode.replace(';', '')}-{len(options)}.png"
+        picture.convert(mode).save(path, **options)
+        with open_document(path, max_pages=1) as document:
+            assert next(document.pages()).width == 300

@@ -132,7 +132,7 @@ def test_the_watch_loop_resumes_keeps_alive_and_ends_after_the_final_event() -> 
         )
         return [item async for item in stream]
 
-    assert shown(asyncio.run(read())) == [4, 5, "keep-alive", 6, "end"]
+    assert shown(asyncio.run(read())) == ["open", 4, 5, "keep-alive", 6, "end"]
     assert svc.asked == [3, 5, 5]  # each look resumes after the last event sent
     assert svc.wakes == []
 
@@ -145,7 +145,7 @@ def test_a_notification_ends_the_wait_and_a_gone_client_ends_the_stream() -> Non
     async def connected() -> bool:
         nonlocal looks
         looks += 1
-        return looks <= 2  # the client leaves after the second look
+        return looks <= 1  # asked before every look but the first: the client leaves after the second
 
     async def read() -> list[EventView | watch.Mark]:
         stream = watch.follow(cast(JobService, svc), WATCHER, uuid.uuid4(), poll_s=60, keep_going=connected)
@@ -167,7 +167,7 @@ def test_a_notification_ends_the_wait_and_a_gone_client_ends_the_stream() -> Non
         stop.set()
         waker.join()
     assert time.monotonic() - started < 10
-    assert shown(items) == [1]  # no `end`: the job has not ended
+    assert shown(items) == ["open", 1]  # no `end`: the job has not ended
     assert svc.asked == [0, 1]
     assert svc.wakes == []
 
