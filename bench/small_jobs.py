@@ -57,7 +57,7 @@ def one_job(client: Client, image: bytes, poll_s: float | None = None) -> tuple[
     except ApiError as exc:
         return time.perf_counter() - started, float("nan"), exc.status
     submitted = time.perf_counter() - started
-    status = poll(client, str(job.id), poll_s) if poll_s else client.wait(job.id, timeout_s=300).status
+    status = poll(client, str(job.id), poll_s) if poll_s else client.wait(job, timeout_s=300).status
     if status is not JobStatus.SUCCEEDED:
         raise SystemExit(f"job {job.id} ended {status}")
     return submitted, time.perf_counter() - started, 202

@@ -54,7 +54,7 @@ def main() -> None:
             job = client.submit(
                 image, ["qa"], question="What is the title?", filename="page.png", reuse=False
             )  # the same page again: computed each time, as a soak means
-            status = client.wait(job.id, timeout_s=600).status
+            status = client.wait(job, timeout_s=600).status
             with lock:
                 done += 1
                 failed += status is not JobStatus.SUCCEEDED

@@ -114,7 +114,7 @@ def load(stacks: list[Stack], jobs: int, clients: int) -> tuple[dict[str, list[s
     def one(stack: Stack, index: int) -> None:
         client = pools[stack.namespace][index % clients]
         job = client.submit(image, ["qa"], question=QUESTION, filename=f"page-{index}.png")
-        final = client.wait(job.id, timeout_s=600)
+        final = client.wait(job, timeout_s=600)
         if final.status is not JobStatus.SUCCEEDED:
             raise SystemExit(f"{stack.namespace}: job {job.id} ended {final.status}")
         with lock:

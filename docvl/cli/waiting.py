@@ -54,7 +54,7 @@ def wait_all(client: Client, submitted: list[tuple[str, JobView]]) -> list[tuple
             )
 
         try:
-            outcome.job = client.wait(outcome.job.id, on_update=update)
+            outcome.job = client.wait(outcome.job, on_update=update)
         except DocvlError as exc:
             outcome.error = exc
         except Exception as exc:  # a bug must not leave the main thread waiting forever

@@ -229,15 +229,17 @@ class Client:
 
     def wait(
         self,
-        job_id: JobId,
+        job: JobId | JobView,
         on_update: Callable[[JobView], None] | None = None,
         timeout_s: float | None = None,
     ) -> JobView:
-        """Block until the job has finished and return it. `on_update` is called with the job first and
-        then whenever its status or progress changes. Follows the event stream; if the stream breaks,
-        polls instead. Raises WaitTimeout after `timeout_s` (the job goes on)."""
+        """Block until the job has finished and return it. `job`: its id, or the JobView `submit` returned
+        (which saves asking for the job first). `on_update` is called with the job first and then whenever
+        its status or progress changes. Follows the event stream; if the stream breaks, polls instead.
+        Raises WaitTimeout after `timeout_s` (the job goes on)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        view = self.get(job_id)
+        view = job if isinstance(job, JobView) else self.get(job)
+        job_id = view.id
         seen = state(view)
         if on_update is not None:
             on_update(view)

@@ -107,7 +107,7 @@ def run_item(labelled: LabelledSet, item: Item, client: Client, key: str, option
     try:
         job = _submit(labelled, item, client, key, options)
         outcome.job_id = str(job.id)
-        job = client.wait(job.id, timeout_s=options.job_timeout_s)
+        job = client.wait(job, timeout_s=options.job_timeout_s)
         outcome.status = job.status
         if job.error is not None:
             outcome.job_error = f"{job.error.code}: {job.error.message}"

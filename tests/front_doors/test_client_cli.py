@@ -338,3 +338,28 @@ def test_wait_on_a_running_job_never_goes_backwards() -> None:
         ("running", 4),
         ("succeeded", 4),
     ]
+    assert calls["get"] == 2  # the job first, and once more when the stream has ended
+
+    gets = []
+
+    def ended(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            return handler(request)
+        gets.append(request.url.path)
+        return httpx.Response(200, json=job("succeeded", 4))
+
+    updates.clear()
+    submitted = JobView.model_validate(job("queued", 0))  # what submit returned
+    with Client("http://docvl.test", "k", transport=httpx.MockTransport(ended)) as client:
+        final = client.wait(submitted, on_update=updates.append)
+    assert final.status is JobStatus.SUCCEEDED
+    assert len(gets) == 1, "waiting on the job submit returned does not ask for it first"
+    assert [(u.status.value, u.progress.pages_done) for u in updates] == [
+        ("queued", 0),
+        ("running", 0),
+        ("running", 1),
+        ("running", 2),
+        ("running", 3),
+        ("running", 4),
+        ("succeeded", 4),
+    ]
