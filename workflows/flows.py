@@ -44,6 +44,7 @@ from workflows.settings import FlowSettings
 
 RETRY_DELAYS = [1, 5, 15, 30]
 LINGER_S = 0.3  # how long a flow run whose batch is started looks for more jobs before it ends
+LOOKING_MARGIN_S = 1.0  # how long "a runner is looking" outlives a runner that died while it looked
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 logs.reclaim()  # importing Prefect configured logging its own way: docvl's handler takes the root back
@@ -153,11 +154,18 @@ def claim() -> list[uuid.UUID]:
 def claim_soon(within_s: float = LINGER_S, every_s: float = 0.05) -> list[uuid.UUID]:
     """A batch of the jobs waiting to start, or of those that arrive within `within_s` (looked for every
     `every_s`): a flow run lingers a moment for the next jobs rather than end and leave them a flow run
-    of their own (~130 ms of CPU). None when none came."""
+    of their own (~130 ms of CPU). None when none came. While it looks, new jobs send no start request
+    (CeleryDispatch.looking); once it has stopped saying so, it claims once more for those."""
     deadline = time.monotonic() + within_s
-    while not (job_ids := claim()) and time.monotonic() < deadline:
-        time.sleep(every_s)
-    return job_ids
+    dispatch().looking(within_s + LOOKING_MARGIN_S)
+    try:
+        while time.monotonic() < deadline:
+            if job_ids := claim():
+                return job_ids  # the flow run goes on looking after it has started them, or run_claimed does
+            time.sleep(every_s)
+    finally:
+        dispatch().stopped_looking()
+    return claim()
 
 
 def release(job_ids: list[uuid.UUID]) -> None:

@@ -17,6 +17,10 @@ class Dispatch(Protocol):
     def start_jobs(self, count: int = 1) -> None:
         """Ask the job runners `count` times to claim and start the jobs waiting to start."""
 
+    def start_new_job(self) -> None:
+        """Ask for a job just committed to be started: as start_jobs(), unless a job runner is looking for
+        jobs to start already (it claims this one)."""
+
     def send_pages(self, work: list[PageWork]) -> None:
         """One page task per item, on its task's queue, at its job's priority, with the item's stable id."""
 

@@ -297,7 +297,7 @@ class JobService:
         """Ask for the job to be started, best effort: the job is committed, and one whose request is lost
         (broker or orchestrator away) is started by the reconciler once they are back."""
         try:
-            self.dispatch.start_jobs()
+            self.dispatch.start_new_job()
         except Exception:  # whatever the broker's client raises, the committed job stands
             log.warning("could not ask for job %s to start; the reconciler will", job_id, exc_info=True)
 

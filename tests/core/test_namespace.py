@@ -26,6 +26,7 @@ from docvl.settings import CoreSettings
 from docvl.tasks import TaskKind
 from docvl.up.launcher import prefect_database_name
 from docvl.up.settings import UpSettings
+from tests.support.helpers import wait_for
 from tests.support.services import ensure_redis, scratch_database
 
 REDIS = "redis://127.0.0.1:6379/15"
@@ -98,6 +99,45 @@ def test_every_key_of_a_stacks_celery_app_is_its_own_and_page_tasks_say_where_fr
         for key in broker.scan_iter(match=f"{name}:*"):
             broker.delete(key)
         app.close()
+
+
+def test_a_new_job_sends_no_start_request_while_a_runner_of_its_stack_is_looking(
+    broker: redis.Redis,
+) -> None:
+    """CeleryDispatch.start_new_job sends a start request unless a job runner of the same stack said it is
+    looking for jobs (and has not withdrawn it, nor died long enough ago for the mark to expire)."""
+    mine, other = (f"ns-look-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    apps = [make_celery(REDIS, mine), make_celery(REDIS, other)]
+    dispatch, elsewhere = (CeleryDispatch(app) for app in apps)
+
+    def start_requests() -> int:
+        return int(broker.llen(f"{mine}:jobs"))
+
+    try:
+        dispatch.start_new_job()
+        assert start_requests() == 1
+        elsewhere.looking(60)  # another stack's runner: no concern of this stack's jobs
+        dispatch.start_new_job()
+        assert start_requests() == 2
+        dispatch.looking(60)
+        dispatch.start_new_job()
+        dispatch.start_new_job()
+        assert start_requests() == 2
+        dispatch.start_jobs()  # what the reconciler and the runners send is sent all the same
+        assert start_requests() == 3
+        dispatch.stopped_looking()
+        dispatch.start_new_job()
+        assert start_requests() == 4
+        dispatch.looking(0.05)  # a runner that died looking: the mark expires
+        wait_for(lambda: not broker.exists(f"{mine}:runner-looking"), 10, "the mark to expire")
+        dispatch.start_new_job()
+        assert start_requests() == 5
+    finally:
+        for name in (mine, other):
+            for key in broker.scan_iter(match=f"{name}:*"):
+                broker.delete(key)
+        for app in apps:
+            app.close()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
@@ -394,6 +395,38 @@ def test_one_flow_run_starts_the_jobs_waiting_after_its_batch(platform: Platform
     assert expected <= (logged := _prefect_log(platform, body)), (
         f"not in the flow run's log: {expected - logged}"
     )
+
+
+def test_a_flow_run_looking_for_jobs_takes_a_new_one_that_sent_no_start_request(platform: Platform) -> None:
+    """While a flow run looks for jobs that arrive after its batch (claim_soon), it says so in Redis and new
+    jobs send no start request (the API's start_new_job): it claims them itself. When it stops looking it
+    withdraws that (and claims once more)."""
+    import redis
+
+    from tests.support.dispatch import celery_dispatch
+    from tests.support.helpers import wait_for
+    from workflows import flows
+
+    for cached in (flows.settings, flows.context, flows.dispatch):
+        cached.cache_clear()
+    dispatch = celery_dispatch(platform.env)
+    broker = redis.Redis.from_url(platform.env["DOCVL_REDIS_URL"])
+    mark, queue = f"{dispatch.namespace}:runner-looking", f"{dispatch.namespace}:jobs"
+    claimed: list[uuid.UUID] = []
+    looking = threading.Thread(target=lambda: claimed.extend(flows.claim_soon(within_s=60)))
+    looking.start()
+    try:
+        wait_for(lambda: broker.exists(mark), 30, "the flow run to say it is looking")
+        requests = broker.llen(queue)
+        job_id = submit(platform, FOUR_PAGES, [TaskKind.OCR])
+        dispatch.start_new_job()  # what the API does once the job is committed
+        assert broker.llen(queue) == requests, "a start request was sent while a runner was looking"
+    finally:
+        looking.join(90)
+    assert claimed == [job_id]
+    assert not broker.exists(mark)
+    flows.release(claimed)
+    assert run_flow(job_id) is JobStatus.SUCCEEDED
 
 
 def _prefect_log(platform: Platform, body: Mapping[str, object]) -> set[str]:

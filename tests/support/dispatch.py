@@ -37,6 +37,9 @@ class RecordingDispatch:
         with self.lock:
             self.starts.append(count)
 
+    def start_new_job(self) -> None:
+        self.start_jobs()
+
     def send_pages(self, work: list[PageWork]) -> None:
         with self.lock:
             self.sent.extend(work)
