@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, literal, select, text, tuple_
+from sqlalchemy import insert as standard_insert
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -183,10 +184,12 @@ def transition(
     *,
     error_code: str | None = None,
     error_message: str | None = None,
+    locked: Job | None = None,
 ) -> Job:
     """Move the job to `target` and record the event. Raises IllegalTransition (writing nothing) when the
-    status machine forbids it; moving to the status it already has changes nothing."""
-    job = get_job(session, job_id, lock=True)
+    status machine forbids it; moving to the status it already has changes nothing. `locked`: the job as
+    the caller read it with lock=True in this transaction (saves reading it again)."""
+    job = locked if locked is not None else get_job(session, job_id, lock=True)
     current = JobStatus(job.status)
     if current is target:
         return job
@@ -212,12 +215,12 @@ def cancel(session: Session, job_id: uuid.UUID, *, owner: str | None = None) -> 
     status = JobStatus(job.status)
     if status.finished:
         return CancelOutcome(job, False, f"job {job_id} has already finished ({status}): nothing to cancel")
-    job = transition(session, job_id, JobStatus.CANCELLED)
+    job = transition(session, job_id, JobStatus.CANCELLED, locked=job)
     return CancelOutcome(job, True, f"job {job_id} cancelled")
 
 
-def set_outputs(session: Session, job_id: uuid.UUID, outputs: dict[str, Any]) -> None:
-    job = get_job(session, job_id, lock=True)
+def set_outputs(job: Job, outputs: dict[str, Any]) -> None:
+    """Record the document-level outputs on the job, read with lock=True (written with the session)."""
     job.outputs = outputs
     job.updated_at = func.now()
 
@@ -255,13 +258,18 @@ def add_event(session: Session, job_id: uuid.UUID, kind: str, data: dict[str, An
     write_event(session, job_id, kind, JobStatus(job.status), data)
 
 
+# SQLAlchemy caches the compiled form of a standard INSERT, never of PostgreSQL's (ON CONFLICT): an event
+# is written several times per job, and needs no ON CONFLICT
+_INSERT_EVENT = standard_insert(JobEvent.__table__)  # type: ignore[arg-type]
+
+
 def write_events(
     session: Session, job_id: uuid.UUID, events: list[tuple[str, JobStatus, dict[str, Any]]]
 ) -> None:
     """Append several events (kind, status, data) in one statement, and wake the streams once."""
     if events:
         session.execute(
-            insert(JobEvent.__table__),  # type: ignore[arg-type]
+            _INSERT_EVENT,
             [
                 {"job_id": job_id, "kind": kind, "status": status.value, "data": data}
                 for kind, status, data in events
@@ -275,7 +283,7 @@ def write_event(
 ) -> None:
     """Append an event stamped with `status` (the caller has it), and wake the streams that follow the job."""
     session.execute(
-        insert(JobEvent.__table__),  # type: ignore[arg-type]
+        _INSERT_EVENT,
         {"job_id": job_id, "kind": kind, "status": status.value, "data": data or {}},
     )
     notifications.notify(session, job_id)

@@ -30,8 +30,9 @@ def finalize(ctx: Context, job_id: uuid.UUID, dispatch: Dispatch) -> Job:
     transaction."""
     outputs = assemble(ctx, job_id)
     with ctx.db.transaction() as s:
-        jobs.set_outputs(s, job_id, outputs)
-        job, concluded = _finished(s, job_id)
+        job = jobs.get_job(s, job_id, lock=True)
+        jobs.set_outputs(job, outputs)
+        job, concluded = _finished(s, job)
         wanted = job.status != JobStatus.CANCELLED  # a cancel that came first has queued its own webhook
         webhook = wanted and bool(job.options.get("webhook_url"))
         if wanted and not webhook:
@@ -123,10 +124,9 @@ def _error(result: TaskResult | None) -> str | None:
     return result.error_message
 
 
-def _finished(s: Session, job_id: uuid.UUID) -> tuple[Job, bool]:
-    """The job with its final status from the page counters (a cancelled job stays cancelled), and whether
-    this call gave it."""
-    job = jobs.get_job(s, job_id, lock=True)
+def _finished(s: Session, job: Job) -> tuple[Job, bool]:
+    """The job (read with lock=True) with its final status from the page counters (a cancelled job stays
+    cancelled), and whether this call gave it."""
     if JobStatus(job.status).finished:
         return job, False
     return _conclude(s, job), True
@@ -134,10 +134,15 @@ def _finished(s: Session, job_id: uuid.UUID) -> tuple[Job, bool]:
 
 def _conclude(s: Session, job: Job) -> Job:
     if job.pages_failed == 0:
-        return jobs.transition(s, job.id, JobStatus.SUCCEEDED)
+        return jobs.transition(s, job.id, JobStatus.SUCCEEDED, locked=job)
     if job.pages_done == 0:
         return jobs.transition(
-            s, job.id, JobStatus.FAILED, error_code="all_pages_failed", error_message="every page failed"
+            s,
+            job.id,
+            JobStatus.FAILED,
+            error_code="all_pages_failed",
+            error_message="every page failed",
+            locked=job,
         )
     return jobs.transition(
         s,
@@ -145,6 +150,7 @@ def _conclude(s: Session, job: Job) -> Job:
         JobStatus.PARTIALLY_SUCCEEDED,
         error_code="some_pages_failed",
         error_message=f"{job.pages_failed} of {job.pages_total} pages failed; the others are kept",
+        locked=job,
     )
 
 
@@ -155,7 +161,7 @@ def fail(ctx: Context, job_id: uuid.UUID, code: str, message: str, dispatch: Dis
         job = jobs.get_job(s, job_id, lock=True)
         if JobStatus(job.status).finished:
             return job
-        job = jobs.transition(s, job_id, JobStatus.FAILED, error_code=code, error_message=message)
+        job = jobs.transition(s, job_id, JobStatus.FAILED, error_code=code, error_message=message, locked=job)
     job_metrics.finished.labels(JobStatus.FAILED.value).inc()
     if dispatch is not None:
         notify_end(ctx, job_id, dispatch)

@@ -48,7 +48,7 @@ def _start(s: Session, job_id: uuid.UUID) -> Job | None:
     job = jobs.get_job(s, job_id, lock=True)
     if JobStatus(job.status).finished:
         return None
-    return jobs.transition(s, job_id, JobStatus.RUNNING)
+    return jobs.transition(s, job_id, JobStatus.RUNNING, locked=job)
 
 
 @dataclass(frozen=True)

@@ -226,14 +226,15 @@ def test_a_png_is_checked_whole_at_intake_without_being_decoded(tmp_path: Path) 
             with pytest.raises(OSError, match="data stream"):  # Pillow's decode refuses the same bytes
                 Image.open(path).load()
     picture = Image.linear_gradient("L").resize((300, 200)).convert("RGB")
-    for mode, options in [
+    written: list[tuple[str, dict[str, bool | int]]] = [
         ("RGB", {}),
         ("L", {"optimize": True}),
         ("RGB", {"interlace": True}),
         ("I;16", {}),
         ("RGB", {"compress_level": 0}),
-    ]:
-        path = tmp_path / f"{mode.replace(';', '')}-{len(options)}.png"
-        picture.convert(mode).save(path, **options)
+    ]
+    for number, (mode, options) in enumerate(written):
+        path = tmp_path / f"written-{number}.png"
+        picture.convert(mode).save(path, "PNG", **options)
         with open_document(path, max_pages=1) as document:
             assert next(document.pages()).width == 300

@@ -136,7 +136,7 @@ def _finish(
             svc.store.put(output_key(job_id, name), body, content_type=content_type)
         outputs["layout"] = [output_key(job_id, name) for name in files]
     with svc.db.transaction() as s:
-        jobs.set_outputs(s, job_id, outputs)
+        jobs.set_outputs(jobs.get_job(s, job_id, lock=True), outputs)
         if status is JobStatus.FAILED:
             jobs.transition(
                 s, job_id, status, error_code="all_pages_failed", error_message="every page failed"
