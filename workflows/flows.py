@@ -151,18 +151,19 @@ def claim() -> list[uuid.UUID]:
         return lifecycle.claim_starts(tx, limit=settings().start_batch, stale_s=settings().claim_stale_s)
 
 
-def claim_soon(within_s: float = LINGER_S, every_s: float = 0.05) -> list[uuid.UUID]:
-    """A batch of the jobs waiting to start, or of those that arrive within `within_s` (looked for every
-    `every_s`): a flow run lingers a moment for the next jobs rather than end and leave them a flow run
-    of their own (~130 ms of CPU). None when none came. While it looks, new jobs send no start request
-    (CeleryDispatch.looking); once it has stopped saying so, it claims once more for those."""
+def claim_soon(within_s: float = LINGER_S) -> list[uuid.UUID]:
+    """A batch of the jobs waiting to start, or of those that arrive within `within_s`: a flow run lingers
+    a moment for the next jobs rather than end and leave them a flow run of their own (~130 ms of CPU).
+    None when none came. While it looks, new jobs wake it rather than send start requests
+    (CeleryDispatch.looking); once it has stopped saying so, it claims once more for those that came
+    meanwhile."""
     deadline = time.monotonic() + within_s
     dispatch().looking(within_s + LOOKING_MARGIN_S)
     try:
-        while time.monotonic() < deadline:
-            if job_ids := claim():
-                return job_ids  # the flow run goes on looking after it has started them, or run_claimed does
-            time.sleep(every_s)
+        while not (job_ids := claim()) and (left := deadline - time.monotonic()) > 0:
+            dispatch().wait_for_new_job(left)
+        if job_ids:
+            return job_ids  # the flow run goes on looking after it has started them, or run_claimed does
     finally:
         dispatch().stopped_looking()
     return claim()

@@ -8,6 +8,7 @@ from functools import cached_property
 
 import redis
 from celery import Celery
+from redis.commands.core import Script
 
 from docvl.broker.celery_app import (
     JOBS_QUEUE,
@@ -26,6 +27,7 @@ from docvl.namespace import redis_prefix
 from docvl.tasks import TaskKind
 
 log = logging.getLogger(__name__)
+WAKE_TTL_MS = 2000  # how long a wake-up for a looking runner waits to be taken
 
 
 class CeleryDispatch:
@@ -55,40 +57,61 @@ class CeleryDispatch:
                 )
 
     def start_new_job(self) -> None:
-        """Ask for a job just committed to be started: nothing is sent while a job runner says it is
-        looking for jobs to start (see `looking`), since it will claim this one; otherwise `start_jobs`.
-        (An empty start request costs a runner ~2 ms of CPU: under load most of them found their job
-        claimed already by a flow run that was looking.)"""
+        """Ask for a job just committed to be started. While a job runner says it is looking for jobs to
+        start (`looking`), it is woken instead (`wait_for_new_job`) and claims this one; otherwise a start
+        request is sent (`start_jobs`). Under load most start requests found their job claimed already by
+        a flow run that was looking, and each cost a runner ~2 ms of CPU."""
         try:
-            if self._redis.exists(self._looking_key):
+            if self._wake_looking(
+                keys=[self._key("runner-looking"), self._key("runner-wake")], args=[WAKE_TTL_MS]
+            ):
                 return
         except (redis.RedisError, OSError):
             pass  # the request below says whether the broker is away
         self.start_jobs()
 
     def looking(self, ttl_s: float) -> None:
-        """Say, for `ttl_s` seconds at most, that a job runner is looking for jobs to start, so that new
-        jobs send no start request (`start_new_job`). Best effort: when it cannot be said, they do."""
+        """Say, for `ttl_s` seconds at most, that a job runner is looking for jobs to start: new jobs then
+        wake it rather than send start requests. Best effort: when it cannot be said, they send them."""
         try:
-            self._redis.set(self._looking_key, "1", px=max(1, int(ttl_s * 1000)))
+            self._redis.set(self._key("runner-looking"), "1", px=max(1, int(ttl_s * 1000)))
         except (redis.RedisError, OSError) as exc:
             log.debug("could not say a runner is looking: %s", exc)
 
-    def stopped_looking(self) -> None:
-        """Withdraw `looking`. The caller then claims once more: a job committed while it looked was sent
-        no start request (a runner that dies looking leaves that to the reconciler, after its TTL)."""
+    def wait_for_new_job(self, timeout_s: float) -> bool:
+        """Whether a new job woke this runner within `timeout_s` (False too when the broker is away)."""
         try:
-            self._redis.delete(self._looking_key)
+            # never 0 (Redis's "for ever"), nor what Redis rounds down to 0 ms
+            timeout = max(timeout_s, 0.01)
+            return self._redis.blpop([self._key("runner-wake")], timeout=timeout) is not None
+        except (redis.RedisError, OSError) as exc:
+            log.debug("could not wait to be woken: %s", exc)
+            return False
+
+    def stopped_looking(self) -> None:
+        """Withdraw `looking`. The caller then claims once more: a job committed while it looked sent no
+        start request (a runner that dies looking leaves that to the reconciler, once the mark expires)."""
+        try:
+            self._redis.delete(self._key("runner-looking"))
         except (redis.RedisError, OSError) as exc:
             log.debug("could not withdraw that a runner is looking: %s", exc)
 
-    @property
-    def _looking_key(self) -> str:
-        return f"{redis_prefix(self.namespace)}runner-looking"
+    def _key(self, name: str) -> str:
+        return f"{redis_prefix(self.namespace)}{name}"
 
     @cached_property
     def _redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.app.conf.broker_url, socket_timeout=5, socket_connect_timeout=5)
+
+    @cached_property
+    def _wake_looking(self) -> Script:
+        """Atomically: when a runner is looking (KEYS[1]), push a wake-up for it (KEYS[2], expiring after
+        ARGV[1] ms: a wake-up nobody takes must not wake a later runner for nothing for long) and say so."""
+        return self._redis.register_script(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then "
+            "redis.call('RPUSH', KEYS[2], '1'); redis.call('PEXPIRE', KEYS[2], ARGV[1]); return 1 "
+            "end return 0"
+        )
 
     def send_pages(self, work: list[PageWork]) -> None:
         with broker_errors():

@@ -105,7 +105,8 @@ def test_a_new_job_sends_no_start_request_while_a_runner_of_its_stack_is_looking
     broker: redis.Redis,
 ) -> None:
     """CeleryDispatch.start_new_job sends a start request unless a job runner of the same stack said it is
-    looking for jobs (and has not withdrawn it, nor died long enough ago for the mark to expire)."""
+    looking for jobs (and has not withdrawn it, nor died long enough ago for the mark to expire): then it
+    wakes that runner instead, once per job."""
     mine, other = (f"ns-look-{uuid.uuid4().hex[:8]}" for _ in range(2))
     apps = [make_celery(REDIS, mine), make_celery(REDIS, other)]
     dispatch, elsewhere = (CeleryDispatch(app) for app in apps)
@@ -119,10 +120,14 @@ def test_a_new_job_sends_no_start_request_while_a_runner_of_its_stack_is_looking
         elsewhere.looking(60)  # another stack's runner: no concern of this stack's jobs
         dispatch.start_new_job()
         assert start_requests() == 2
+        assert not elsewhere.wait_for_new_job(0.05)
         dispatch.looking(60)
         dispatch.start_new_job()
         dispatch.start_new_job()
         assert start_requests() == 2
+        assert dispatch.wait_for_new_job(5)
+        assert dispatch.wait_for_new_job(5)
+        assert not dispatch.wait_for_new_job(0.05)
         dispatch.start_jobs()  # what the reconciler and the runners send is sent all the same
         assert start_requests() == 3
         dispatch.stopped_looking()

@@ -399,8 +399,8 @@ def test_one_flow_run_starts_the_jobs_waiting_after_its_batch(platform: Platform
 
 def test_a_flow_run_looking_for_jobs_takes_a_new_one_that_sent_no_start_request(platform: Platform) -> None:
     """While a flow run looks for jobs that arrive after its batch (claim_soon), it says so in Redis and new
-    jobs send no start request (the API's start_new_job): it claims them itself. When it stops looking it
-    withdraws that (and claims once more)."""
+    jobs send no start request (the API's start_new_job) but wake it: it claims them itself. When it stops
+    looking it withdraws that (and claims once more)."""
     import redis
 
     from tests.support.dispatch import celery_dispatch
@@ -425,6 +425,7 @@ def test_a_flow_run_looking_for_jobs_takes_a_new_one_that_sent_no_start_request(
         looking.join(90)
     assert claimed == [job_id]
     assert not broker.exists(mark)
+    assert not broker.llen(f"{dispatch.namespace}:runner-wake"), "the wake-up was taken"
     flows.release(claimed)
     assert run_flow(job_id) is JobStatus.SUCCEEDED
 
