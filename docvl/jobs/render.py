@@ -92,7 +92,8 @@ def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, dispatch: Dispa
         plan = _plan(s, job)
         render = plan.render_inputs(limits)
         job.render_key = render.key()
-    log.info("job started: %d pages rendered before, %d page tasks sent again", len(registered), len(pending))
+    if registered:  # resumed (a new job's start is logged with its render: "job rendered")
+        log.info("job resumed: %d pages rendered before, %d page tasks sent again", len(registered), len(pending))
     if pending:
         dispatch.send_pages(pending)
     try:
