@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -15,6 +16,7 @@ from docvl.errors import DatabaseUnavailable
 from docvl.job_status import JobStatus
 from docvl.tasks import TaskKind
 from tests.jobs.test_jobs_repository import in_tx, new_job, pages, result
+from tests.support.helpers import wait_for
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -75,3 +77,35 @@ def test_waiting_for_the_database_gives_up_with_a_typed_error() -> None:
     database = Database(f"postgresql+psycopg://postgres@127.0.0.1:1/{uuid.uuid4().hex}", connect_timeout_s=1)
     with pytest.raises(DatabaseUnavailable, match="unreachable"):
         database.wait_until_reachable(0.5)
+
+
+def test_connections_the_server_closed_while_idle_are_replaced_not_used(
+    db: Database, proxied: tuple[Database, TcpProxy]
+) -> None:
+    """A pooled connection whose server end went away while it sat idle (a restart, an administrator's
+    pg_terminate_backend, the network path cut) is replaced when it is next taken: the next transaction
+    runs on a new one, without an error."""
+    remote, proxy = proxied
+    job_id = new_job(remote)
+
+    def backend(s: Session) -> int:
+        return int(s.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+    first = in_tx(remote, backend)
+    assert in_tx(db, lambda s: s.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first}).scalar_one())
+    wait_for(
+        lambda: not in_tx(db, lambda s: s.execute(text(_ALIVE), {"p": first}).scalar_one()),
+        10,
+        "the backend to end",
+    )
+    second = in_tx(remote, backend)
+    assert second != first
+    assert in_tx(remote, jobs.get_job, job_id).id == job_id
+
+    proxy.stop()  # the path to the server cut while the connection is idle, then back
+    proxy.start()
+    assert in_tx(remote, jobs.get_job, job_id).id == job_id
+    assert in_tx(remote, backend) != second
+
+
+_ALIVE = "SELECT count(*) FROM pg_stat_activity WHERE pid = :p"
