@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal, select, text, tuple_
+from sqlalchemy import and_, bindparam, func, literal, select, text, tuple_
 from sqlalchemy import insert as standard_insert
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -51,6 +51,9 @@ def get_or_create_document(
     session: Session, *, sha256: str, size_bytes: int, media_type: str, object_key: str
 ) -> Document:
     """The document with this content hash; the same content uploaded twice is one row."""
+    found = session.execute(select(Document).where(Document.sha256 == sha256)).scalar_one_or_none()
+    if found is not None:  # seen before: no INSERT (PostgreSQL's ON CONFLICT form is compiled every time)
+        return found
     session.execute(
         insert(Document)
         .values(
@@ -95,23 +98,27 @@ def create_job(session: Session, new: NewJob) -> tuple[Job, bool]:
     key with a different request (fingerprint) is a Conflict."""
     if not new.tasks:
         raise InvalidInput("a job needs at least one task")
-    job_id = uuid.uuid4()
+    row = {
+        "id": uuid.uuid4(),
+        "owner": new.owner,
+        "document_id": new.document_id,
+        "tasks": [t.value for t in dict.fromkeys(new.tasks)],
+        "options": new.options,
+        "priority": new.priority,
+        "status": JobStatus.QUEUED.value,
+        "idempotency_key": new.idempotency_key,
+        "request_fingerprint": new.request_fingerprint,
+        "api_key_id": new.api_key_id,
+        "trace_id": new.trace[0] if new.trace else None,
+        "traceparent": new.trace[1] if new.trace else None,
+    }
+    if new.idempotency_key is None:  # nothing to conflict with: a plain INSERT (its compiled form is cached)
+        job = session.scalars(standard_insert(Job).returning(Job), [row]).one()
+        write_event(session, job.id, "status", JobStatus.QUEUED)
+        return job, True
     inserted = session.execute(
         insert(Job)
-        .values(
-            id=job_id,
-            owner=new.owner,
-            document_id=new.document_id,
-            tasks=[t.value for t in dict.fromkeys(new.tasks)],
-            options=new.options,
-            priority=new.priority,
-            status=JobStatus.QUEUED.value,
-            idempotency_key=new.idempotency_key,
-            request_fingerprint=new.request_fingerprint,
-            api_key_id=new.api_key_id,
-            trace_id=new.trace[0] if new.trace else None,
-            traceparent=new.trace[1] if new.trace else None,
-        )
+        .values(**row)
         .on_conflict_do_nothing(index_elements=[Job.owner, Job.idempotency_key])
         .returning(Job.id)
     ).scalar_one_or_none()
@@ -125,8 +132,8 @@ def create_job(session: Session, new: NewJob) -> tuple[Job, bool]:
                 "use a new key for a new request"
             )
         return existing, False
-    write_event(session, job_id, "status", JobStatus.QUEUED)
-    return get_job(session, job_id), True
+    write_event(session, inserted, "status", JobStatus.QUEUED)
+    return get_job(session, inserted), True
 
 
 def find_by_idempotency_key(session: Session, owner: str, key: str) -> Job | None:
@@ -137,13 +144,14 @@ def find_by_idempotency_key(session: Session, owner: str, key: str) -> Job | Non
 
 def get_job(session: Session, job_id: uuid.UUID, *, owner: str | None = None, lock: bool = False) -> Job:
     """The job; NotFound when it does not exist or belongs to another owner."""
-    query = select(Job).where(Job.id == job_id)
-    if lock:
-        query = query.with_for_update()
-    job = session.execute(query.execution_options(populate_existing=True)).scalar_one_or_none()
+    job = session.execute(_JOB_LOCKED if lock else _JOB, {"id": job_id}).scalar_one_or_none()
     if job is None or (owner is not None and job.owner != owner):
         raise NotFound(f"no job {job_id}")
     return job
+
+
+_JOB = select(Job).where(Job.id == bindparam("id")).execution_options(populate_existing=True)  # made once
+_JOB_LOCKED = _JOB.with_for_update()
 
 
 def list_jobs(
@@ -171,10 +179,12 @@ def lock_key_submissions(session: Session, api_key_id: uuid.UUID) -> None:
 
 def in_flight(session: Session, api_key_id: uuid.UUID) -> int:
     """The key's jobs queued or running (without a lock: a hint, exact only under lock_key_submissions)."""
-    unfinished = [s.value for s in JobStatus if not s.finished]
-    return session.execute(
-        select(func.count()).where(Job.api_key_id == api_key_id, Job.status.in_(unfinished))
-    ).scalar_one()
+    return session.execute(_IN_FLIGHT, {"key": api_key_id}).scalar_one()
+
+
+_IN_FLIGHT = select(func.count()).where(  # made once: every submission asks
+    Job.api_key_id == bindparam("key"), Job.status.in_([s.value for s in JobStatus if not s.finished])
+)
 
 
 def transition(
@@ -239,17 +249,19 @@ def events_and_status(
 ) -> tuple[JobStatus, list[tuple[Any, ...]]]:
     """The job's status and its events after `after_id` (id, kind, status, data, created_at), read in one
     statement (an event stream looks at both several times per job); NotFound as get_job."""
-    query = (
-        select(Job.status, JobEvent.id, JobEvent.kind, JobEvent.status, JobEvent.data, JobEvent.created_at)
-        .select_from(Job)
-        .outerjoin(JobEvent, and_(JobEvent.job_id == Job.id, JobEvent.id > after_id))
-        .where(Job.id == job_id, Job.owner == owner)
-        .order_by(JobEvent.id)
-    )
-    rows = session.execute(query).all()
+    rows = session.execute(_EVENTS_AND_STATUS, {"job_id": job_id, "owner": owner, "after": after_id}).all()
     if not rows:
         raise NotFound(f"no job {job_id}")
     return JobStatus(rows[0][0]), [tuple(row[1:]) for row in rows if row[1] is not None]
+
+
+_EVENTS_AND_STATUS = (  # made once: each event stream asks several times per job
+    select(Job.status, JobEvent.id, JobEvent.kind, JobEvent.status, JobEvent.data, JobEvent.created_at)
+    .select_from(Job)
+    .outerjoin(JobEvent, and_(JobEvent.job_id == Job.id, JobEvent.id > bindparam("after")))
+    .where(Job.id == bindparam("job_id"), Job.owner == bindparam("owner"))
+    .order_by(JobEvent.id)
+)
 
 
 def add_event(session: Session, job_id: uuid.UUID, kind: str, data: dict[str, Any]) -> None:

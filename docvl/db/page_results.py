@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -110,11 +110,13 @@ _LOCK_PAGE = text(
     """
 )  # serialises the writers of one page, so the page is counted exactly once
 _RESULTS = TaskResult.__table__
-_INSERT_RESULT = (  # Core, not the ORM: this runs once per page and task
-    insert(_RESULTS)  # type: ignore[arg-type]
-    .on_conflict_do_nothing(index_elements=["job_id", "page_index", "task"])
-    .returning(_RESULTS.c.id)
-)
+_COLUMNS = [f.name for f in fields(NewResult)]
+# Once per page and task: SQL text, whose compiled form SQLAlchemy caches (never that of PostgreSQL's
+# INSERT ... ON CONFLICT construct, made again each time)
+_INSERT_RESULT = text(
+    f"INSERT INTO task_results ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)}) "
+    "ON CONFLICT (job_id, page_index, task) DO NOTHING RETURNING id"
+).bindparams(bindparam("verification", type_=_RESULTS.c.verification.type))
 
 
 def record_result(session: Session, result: NewResult) -> bool:
@@ -241,29 +243,33 @@ class PageToRun:
     image_sha256: str | None = None  # None: rendered before pages kept it (the image is hashed)
 
 
+_PAGE_TO_RUN = (  # made once: every page task asks
+    select(
+        Job.status,
+        Job.options["question"].astext,
+        Page.image_key,
+        Page.text_layer,
+        select(TaskResult.id)
+        .where(
+            TaskResult.job_id == bindparam("job_id"),
+            TaskResult.page_index == bindparam("page_index"),
+            TaskResult.task == bindparam("task"),
+        )
+        .exists(),
+        Job.owner,
+        Job.options["reuse"].astext,
+        Page.image_sha256,
+    )
+    .join_from(Page, Job, Page.job_id == Job.id)
+    .where(Page.job_id == bindparam("job_id"), Page.index == bindparam("page_index"))
+)
+
+
 def page_to_run(session: Session, job_id: uuid.UUID, page_index: int, task: TaskKind) -> PageToRun | None:
     """The page's input for `task`, in one query; None when the job has finished or the result exists.
     NotFound when the job has no such page, UnknownJob when this database has no such job."""
-    done = (
-        select(TaskResult.id)
-        .where(
-            TaskResult.job_id == job_id, TaskResult.page_index == page_index, TaskResult.task == task.value
-        )
-        .exists()
-    )
     row = session.execute(
-        select(
-            Job.status,
-            Job.options["question"].astext,
-            Page.image_key,
-            Page.text_layer,
-            done,
-            Job.owner,
-            Job.options["reuse"].astext,
-            Page.image_sha256,
-        )
-        .join_from(Page, Job, Page.job_id == Job.id)
-        .where(Page.job_id == job_id, Page.index == page_index)
+        _PAGE_TO_RUN, {"job_id": job_id, "page_index": page_index, "task": task.value}
     ).one_or_none()
     if row is None:
         if session.execute(select(Job.id).where(Job.id == job_id)).first() is None:

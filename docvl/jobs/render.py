@@ -93,7 +93,9 @@ def drive(ctx: Context, job_id: uuid.UUID, limits: RenderLimits, dispatch: Dispa
         render = plan.render_inputs(limits)
         job.render_key = render.key()
     if registered:  # resumed (a new job's start is logged with its render: "job rendered")
-        log.info("job resumed: %d pages rendered before, %d page tasks sent again", len(registered), len(pending))
+        log.info(
+            "job resumed: %d pages rendered before, %d page tasks sent again", len(registered), len(pending)
+        )
     if pending:
         dispatch.send_pages(pending)
     try:
