@@ -74,7 +74,10 @@ def reuse_allowed(job: Job) -> bool:
 
 
 def document_of(session: Session, job: Job) -> Document:
-    return session.execute(select(Document).where(Document.id == job.document_id)).scalar_one()
+    return session.execute(_DOCUMENT, {"id": job.document_id}).scalar_one()
+
+
+_DOCUMENT = select(Document).where(Document.id == bindparam("id"))  # made once: every job's start reads it
 
 
 def set_page_count(session: Session, document_id: uuid.UUID, count: int) -> None:

@@ -78,6 +78,13 @@ class NewResult:
             raise InvalidInput("a result has either an output (text or object key) or an error, not both")
 
 
+_PAGE_COLUMNS = ["job_id", *(f.name for f in fields(NewPage))]
+_INSERT_PAGE = text(  # SQL text: its compiled form is cached (see _INSERT_RESULT)
+    f"INSERT INTO pages ({', '.join(_PAGE_COLUMNS)}) VALUES ({', '.join(':' + c for c in _PAGE_COLUMNS)}) "
+    "ON CONFLICT (job_id, index) DO NOTHING"
+)
+
+
 def add_pages(session: Session, job_id: uuid.UUID, pages: list[NewPage]) -> JobStatus:
     """Register the rendered pages (again, after a retry: nothing changes) and set the page total. Returns
     the job's status, read under the lock on its row that this takes."""
@@ -87,10 +94,7 @@ def add_pages(session: Session, job_id: uuid.UUID, pages: list[NewPage]) -> JobS
     if status is None:
         raise NotFound(f"no job {job_id}")
     if pages:
-        session.execute(
-            insert(Page.__table__).on_conflict_do_nothing(index_elements=["job_id", "index"]),  # type: ignore[arg-type]
-            [{"job_id": job_id, **p.__dict__} for p in pages],
-        )
+        session.execute(_INSERT_PAGE, [{"job_id": job_id, **p.__dict__} for p in pages])
     session.execute(
         # claimed_at: the render's heartbeat, so that its claim on the job stays fresh (see db/lifecycle.py)
         text(
@@ -370,6 +374,8 @@ def results(
     session: Session, job_id: uuid.UUID, *, page_index: int | None = None, task: TaskKind | None = None
 ) -> list[TaskResult]:
     """The job's results by page then task; only one page's, or one task's, when given."""
+    if page_index is None and task is None:
+        return list(session.execute(_RESULTS_OF_JOB, {"job_id": job_id}).scalars())
     query = (
         select(TaskResult).where(TaskResult.job_id == job_id).order_by(TaskResult.page_index, TaskResult.task)
     )
@@ -380,8 +386,18 @@ def results(
     return list(session.execute(query).scalars())
 
 
+_RESULTS_OF_JOB = (  # made once: finalising each job reads them
+    select(TaskResult)
+    .where(TaskResult.job_id == bindparam("job_id"))
+    .order_by(TaskResult.page_index, TaskResult.task)
+)
+
+
 def pages(session: Session, job_id: uuid.UUID) -> list[Page]:
-    return list(session.execute(select(Page).where(Page.job_id == job_id).order_by(Page.index)).scalars())
+    return list(session.execute(_PAGES, {"job_id": job_id}).scalars())
+
+
+_PAGES = select(Page).where(Page.job_id == bindparam("job_id")).order_by(Page.index)  # made once
 
 
 def lock_pages(session: Session, job_id: uuid.UUID, indices: Sequence[int]) -> None:
