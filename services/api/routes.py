@@ -49,6 +49,9 @@ SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+MAX_EVENT_ID = 2**63 - 1  # event ids are Postgres bigints
+
+
 def service(request: Request) -> JobService:
     svc: JobService = request.app.state.service
     return svc
@@ -239,13 +242,13 @@ async def job_events(
     request: Request,
     svc: Service,
     who: CallerDep,
-    after: Annotated[int, Query(ge=0, description="Start after this event id.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID, description="Start after this event id.")] = 0,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Server-sent events of the job's status and progress, until it ends (then an `end` event). Each
     event's `id` resumes the stream (Last-Event-ID)."""
     if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
-        after = int(last_event_id)
+        after = min(int(last_event_id), MAX_EVENT_ID)  # past every event: nothing is replayed
     config = settings(request)
 
     async def connected() -> bool:

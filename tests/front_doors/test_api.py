@@ -204,6 +204,13 @@ def test_submit_watch_and_fetch_a_pdf(api: TestClient, frontdoor: FrontDoorPlatf
     assert progress == [1, 2, 3, 4]
     replay = sse_events(api, key, job["id"], after=events[1][1]["id"])  # resume after the second event
     assert [e[1]["id"] for e in replay[:-1]] == [e[1]["id"] for e in events[2:-1]]
+    # past any event id (Postgres bigints): refused as a query, nothing replayed as a Last-Event-ID
+    past = api.get(f"/v1/jobs/{job['id']}/events", headers=auth(key), params={"after": 2**63})
+    assert past.status_code == 422
+    last = {**auth(key), "Last-Event-ID": str(2**64)}
+    with api.stream("GET", f"/v1/jobs/{job['id']}/events", headers=last) as resumed:
+        assert resumed.status_code == 200
+        assert [line for line in resumed.iter_lines() if line.startswith("event:")] == ["event: end"]
 
     done = api.get(f"/v1/jobs/{job['id']}", headers=auth(key)).json()
     assert done["status"] == "succeeded"
