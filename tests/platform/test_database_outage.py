@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from docvl.db import jobs, page_results
+from docvl.db import database, jobs, page_results
 from docvl.db.database import Database
 from docvl.errors import DatabaseUnavailable
 from docvl.job_status import JobStatus
@@ -80,32 +80,38 @@ def test_waiting_for_the_database_gives_up_with_a_typed_error() -> None:
 
 
 def test_connections_the_server_closed_while_idle_are_replaced_not_used(
-    db: Database, proxied: tuple[Database, TcpProxy]
+    db: Database, proxied: tuple[Database, TcpProxy], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A pooled connection whose server end went away while it sat idle (a restart, an administrator's
-    pg_terminate_backend, the network path cut) is replaced when it is next taken: the next transaction
-    runs on a new one, without an error."""
+    """A pooled connection whose server end went away while it sat idle (an administrator's
+    pg_terminate_backend, a restart, the network path cut) is replaced when it is next taken: the next
+    transaction runs on a new one, without an error. A direct connection shows it on its socket at once; one
+    through a proxy may not yet, and is pinged when it has been idle (here: at once)."""
     remote, proxy = proxied
     job_id = new_job(remote)
 
     def backend(s: Session) -> int:
         return int(s.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
-    first = in_tx(remote, backend)
-    assert in_tx(db, lambda s: s.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first}).scalar_one())
-    wait_for(
-        lambda: not in_tx(db, lambda s: s.execute(text(_ALIVE), {"p": first}).scalar_one()),
-        10,
-        "the backend to end",
-    )
-    second = in_tx(remote, backend)
-    assert second != first
-    assert in_tx(remote, jobs.get_job, job_id).id == job_id
+    def terminate(pid: int, by: Database) -> None:
+        assert in_tx(by, lambda s: s.execute(_TERMINATE, {"p": pid}).scalar_one())
+        wait_for(lambda: not in_tx(by, lambda s: s.execute(_ALIVE, {"p": pid}).scalar_one()), 10, "its end")
 
+    first = in_tx(db, backend)  # direct: the server's last message is on the socket before its backend ends
+    terminate(first, by=remote)
+    assert in_tx(db, backend) != first
+    assert in_tx(db, jobs.get_job, job_id).id == job_id
+
+    before_cut = in_tx(remote, backend)
     proxy.stop()  # the path to the server cut while the connection is idle, then back
     proxy.start()
     assert in_tx(remote, jobs.get_job, job_id).id == job_id
-    assert in_tx(remote, backend) != second
+    assert in_tx(remote, backend) != before_cut
+
+    monkeypatch.setattr(database, "PING_IDLE_S", 0.0)
+    through_proxy = in_tx(remote, backend)
+    terminate(through_proxy, by=db)  # the proxy passes the server's message on in its own time
+    assert in_tx(remote, backend) != through_proxy
 
 
-_ALIVE = "SELECT count(*) FROM pg_stat_activity WHERE pid = :p"
+_ALIVE = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p")
+_TERMINATE = text("SELECT pg_terminate_backend(:p)")
