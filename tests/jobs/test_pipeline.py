@@ -344,10 +344,11 @@ def test_a_celery_worker_killed_mid_task_loses_nothing(platform: Platform) -> No
         victim.wait(30)
     assert held
     runner.join(240)
-    assert outcome == [JobStatus.SUCCEEDED]
     with platform.db.transaction() as s:
         job = jobs.get_job(s, job_id)
         rows = page_results.results(s, job_id)
+    failed = [(r.page_index, r.attempts, r.error_code, r.error_message) for r in rows if r.error_code]
+    assert outcome == [JobStatus.SUCCEEDED], f"pages failed: {failed}; held by the victim: {sorted(held)}"
     assert (job.pages_total, job.pages_done, job.pages_failed) == (117, 117, 0)
     assert len(rows) == 117
 
